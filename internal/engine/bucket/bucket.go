@@ -177,3 +177,6 @@ func (d *Distinct[K, V]) Sweep(now time.Time) int {
 
 // Len returns the number of keys tracked.
 func (d *Distinct[K, V]) Len() int { return len(d.keys) }
+
+// Forget drops everything counted for key.
+func (l *Log[K]) Forget(key K) { delete(l.keys, key) }

@@ -1,0 +1,228 @@
+// Package config reads telguard's configuration file (YAML) into the
+// options each component takes. Every field has a default, so no file at
+// all is a valid configuration; a key the file does not know is an error,
+// because a typo that is silently ignored is a security setting that is
+// silently off.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	// DataDir holds the database and generated secrets. Default ./data.
+	DataDir string `yaml:"data_dir"`
+	// Policy is the policy file. Default examples/policy.yaml, or the copy
+	// built into the binary when that file does not exist.
+	Policy string `yaml:"policy"`
+	Log    Log    `yaml:"log"`
+	API    API    `yaml:"api"`
+	Store  Store  `yaml:"store"`
+	Engine Engine `yaml:"engine"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error. Default info
+	Format string `yaml:"format"` // text or json. Default text
+}
+
+// API configures the decision API.
+type API struct {
+	Listen       string        `yaml:"listen"`         // default 127.0.0.1:8080
+	Keys         []Key         `yaml:"keys"`           // static API keys; see DefaultTenant
+	MaxBodyBytes int64         `yaml:"max_body_bytes"` // default 16384
+	ReadTimeout  time.Duration `yaml:"read_timeout"`   // default 5s
+	WriteTimeout time.Duration `yaml:"write_timeout"`  // default 5s
+	IdleTimeout  time.Duration `yaml:"idle_timeout"`   // default 120s
+	// DefaultTenant gets the key from TELGUARD_API_KEY (or a generated one)
+	// when no keys are configured. Default "demo".
+	DefaultTenant string `yaml:"default_tenant"`
+}
+
+// Key is a static API key bound to one tenant. Give the key itself or the
+// name of an environment variable holding it.
+type Key struct {
+	Tenant string `yaml:"tenant"`
+	Key    string `yaml:"key"`
+	KeyEnv string `yaml:"key_env"`
+}
+
+// Store configures persistence.
+type Store struct {
+	Driver string `yaml:"driver"` // sqlite (the only one so far)
+	Path   string `yaml:"path"`   // default DATA_DIR/telguard.db
+	// RetainDecisions is how long the decisions log is kept. Default 30 days.
+	RetainDecisions time.Duration `yaml:"retain_decisions"`
+	// FlushInterval bounds how long a decision waits to be written. Default 25ms.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+}
+
+// Engine configures housekeeping.
+type Engine struct {
+	// SweepInterval is how often calls past their maximum duration are
+	// expired and idle counters forgotten. Default 5s.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+}
+
+// MinKeyLength is the shortest API key accepted: keys are bearer secrets.
+const MinKeyLength = 16
+
+// ErrInvalid is wrapped by every configuration error.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Default returns the built-in configuration.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+func (c *Config) applyDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defDur := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.DataDir, "data")
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "text")
+	def(&c.API.Listen, "127.0.0.1:8080")
+	def(&c.API.DefaultTenant, "demo")
+	if c.API.MaxBodyBytes == 0 {
+		c.API.MaxBodyBytes = 16 << 10
+	}
+	defDur(&c.API.ReadTimeout, 5*time.Second)
+	defDur(&c.API.WriteTimeout, 5*time.Second)
+	defDur(&c.API.IdleTimeout, 120*time.Second)
+	def(&c.Store.Driver, "sqlite")
+	defDur(&c.Store.RetainDecisions, 30*24*time.Hour)
+	defDur(&c.Store.FlushInterval, 25*time.Millisecond)
+	defDur(&c.Engine.SweepInterval, 5*time.Second)
+}
+
+// StorePath returns the database path.
+func (c *Config) StorePath() string {
+	if c.Store.Path != "" {
+		return c.Store.Path
+	}
+	return filepath.Join(c.DataDir, "telguard.db")
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
+var yamlField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// Load reads a configuration file over the defaults.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses configuration data; name is used in errors.
+func Parse(name string, data []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		var te *yaml.TypeError
+		if errors.As(err, &te) && len(te.Errors) > 0 {
+			msg = te.Errors[0]
+		}
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			text := m[2]
+			if fm := yamlField.FindStringSubmatch(text); fm != nil {
+				text = fmt.Sprintf("unknown key %q", fm[1])
+			}
+			return nil, fmt.Errorf("%w: %s:%s: %s", ErrInvalid, name, m[1], text)
+		}
+		return nil, fmt.Errorf("%w: %s: %s", ErrInvalid, name, msg)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Validate checks values the types cannot.
+func (c *Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return bad("log.format", "want text or json, got %q", c.Log.Format)
+	}
+	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
+		return bad("api.listen", "want host:port, got %q", c.API.Listen)
+	}
+	if c.API.MaxBodyBytes < 1024 || c.API.MaxBodyBytes > 1<<20 {
+		return bad("api.max_body_bytes", "want between 1024 and 1048576")
+	}
+	if c.Store.Driver != "sqlite" {
+		return bad("store.driver", "only sqlite is supported so far, got %q", c.Store.Driver)
+	}
+	for i, k := range c.API.Keys {
+		f := fmt.Sprintf("api.keys[%d]", i)
+		if k.Tenant == "" {
+			return bad(f+".tenant", "missing")
+		}
+		if (k.Key == "") == (k.KeyEnv == "") {
+			return bad(f, "give exactly one of key or key_env")
+		}
+		if k.Key != "" && len(k.Key) < MinKeyLength {
+			return bad(f+".key", "too short: at least %d characters", MinKeyLength)
+		}
+	}
+	if c.Engine.SweepInterval < 100*time.Millisecond {
+		return bad("engine.sweep_interval", "at least 100ms")
+	}
+	return nil
+}
+
+// ResolveKeys returns the configured API keys as key → tenant, reading
+// key_env variables. An empty result means "use the default tenant key".
+func (c *Config) ResolveKeys(getenv func(string) string) (map[string]string, error) {
+	out := map[string]string{}
+	for i, k := range c.API.Keys {
+		v := k.Key
+		if k.KeyEnv != "" {
+			v = getenv(k.KeyEnv)
+			if len(v) < MinKeyLength {
+				return nil, fmt.Errorf("%w: api.keys[%d].key_env: $%s is unset or shorter than %d characters", ErrInvalid, i, k.KeyEnv, MinKeyLength)
+			}
+		}
+		if _, dup := out[v]; dup {
+			return nil, fmt.Errorf("%w: api.keys[%d]: the same key is given twice", ErrInvalid, i)
+		}
+		out[v] = k.Tenant
+	}
+	return out, nil
+}

@@ -1,0 +1,54 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse("empty.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.API.Listen != "127.0.0.1:8080" || c.DataDir != "data" || c.StorePath() != "data/telguard.db" {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestUnknownKeyIsAnErrorWithLine(t *testing.T) {
+	_, err := Parse("c.yaml", []byte("data_dir: /tmp/x\napi:\n  listn: 127.0.0.1:9\n"))
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "c.yaml:3") || !strings.Contains(err.Error(), "listn") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestOverrides(t *testing.T) {
+	c, err := Parse("c.yaml", []byte("api:\n  listen: 127.0.0.1:9999\n  keys:\n    - tenant: acme\n      key_env: ACME_KEY\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.API.Listen != "127.0.0.1:9999" {
+		t.Fatal(c.API.Listen)
+	}
+	keys, err := c.ResolveKeys(func(string) string { return "0123456789abcdef0123" })
+	if err != nil || keys["0123456789abcdef0123"] != "acme" {
+		t.Fatalf("keys %v err %v", keys, err)
+	}
+	if _, err := c.ResolveKeys(func(string) string { return "" }); err == nil {
+		t.Fatal("unset key_env accepted")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, in := range []string{
+		"log:\n  level: loud\n",
+		"api:\n  listen: nowhere\n",
+		"api:\n  keys:\n    - tenant: a\n      key: short\n",
+		"store:\n  driver: oracle\n",
+	} {
+		if _, err := Parse("c.yaml", []byte(in)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%q: err = %v, want invalid", in, err)
+		}
+	}
+}

@@ -1,0 +1,382 @@
+package engine
+
+import (
+	"container/heap"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/telguard/telguard/internal/engine/bucket"
+	"github.com/telguard/telguard/internal/engine/policy"
+	"github.com/telguard/telguard/internal/event"
+)
+
+// tenantState is everything the engine remembers about one tenant. Guarded
+// by mu; the durable parts (calls, quota, bans, suspensions) are mirrored to
+// the Sink as they change.
+type tenantState struct {
+	mu        sync.Mutex
+	id        string
+	calls     map[string]*flight
+	byAccount map[string]map[*flight]struct{}
+	inflight  map[policy.KeyKind]map[key]int
+	expiry    expiryHeap
+	quota     map[string]*event.QuotaUsage // account → usage on its latest day
+	bans      map[netip.Addr]*event.IPBan
+	// prefixBans holds bans of whole ranges (from operators or other
+	// sensors); the engine itself bans single addresses.
+	prefixBans map[netip.Prefix]*event.IPBan
+	suspended  map[string]*event.Suspension
+	limits     map[string]*limitState
+	escAccount *bucket.Log[string]
+	escIP      *bucket.Log[netip.Addr]
+	escWindow  time.Duration
+	escCap     int
+	events     int
+}
+
+// key identifies a counted subject without allocating: an address for
+// source_ip keys, a string for the rest.
+type key struct {
+	s  string
+	ip netip.Addr
+}
+
+type flight struct {
+	event.Call
+	ip       netip.Addr
+	deadline time.Time
+	index    int // in the expiry heap
+}
+
+func newTenantState(id string) *tenantState {
+	return &tenantState{
+		id:         id,
+		calls:      map[string]*flight{},
+		byAccount:  map[string]map[*flight]struct{}{},
+		inflight:   map[policy.KeyKind]map[key]int{},
+		quota:      map[string]*event.QuotaUsage{},
+		bans:       map[netip.Addr]*event.IPBan{},
+		prefixBans: map[netip.Prefix]*event.IPBan{},
+		suspended:  map[string]*event.Suspension{},
+		limits:     map[string]*limitState{},
+	}
+}
+
+// flightKeys are the subjects whose concurrency is indexed as calls start
+// and end; prefix concurrency is counted by scanning (it is rare).
+var flightKeys = []policy.KeyKind{policy.KeyAccount, policy.KeySourceIP, policy.KeyTenant, policy.KeyCountry}
+
+func (f *flight) key(k policy.KeyKind) (key, bool) {
+	switch k {
+	case policy.KeyAccount:
+		return key{s: f.Account}, f.Account != ""
+	case policy.KeySourceIP:
+		return key{ip: f.ip}, f.ip.IsValid()
+	case policy.KeyTenant:
+		return key{s: f.Tenant}, true
+	case policy.KeyCountry:
+		return key{s: f.Country}, f.Country != ""
+	}
+	return key{}, false
+}
+
+func (s *tenantState) addCall(c *event.Call, maxDur time.Duration) *flight {
+	f := &flight{Call: *c, deadline: c.Started.Add(maxDur)}
+	if a, err := netip.ParseAddr(c.SourceIP); err == nil {
+		f.ip = a
+	}
+	s.calls[c.CallID] = f
+	m := s.byAccount[c.Account]
+	if m == nil {
+		m = map[*flight]struct{}{}
+		s.byAccount[c.Account] = m
+	}
+	m[f] = struct{}{}
+	for _, k := range flightKeys {
+		if kv, ok := f.key(k); ok {
+			idx := s.inflight[k]
+			if idx == nil {
+				idx = map[key]int{}
+				s.inflight[k] = idx
+			}
+			idx[kv]++
+		}
+	}
+	heap.Push(&s.expiry, f)
+	return f
+}
+
+func (s *tenantState) removeCall(f *flight) {
+	delete(s.calls, f.CallID)
+	if m := s.byAccount[f.Account]; m != nil {
+		delete(m, f)
+		if len(m) == 0 {
+			delete(s.byAccount, f.Account)
+		}
+	}
+	for _, k := range flightKeys {
+		if kv, ok := f.key(k); ok {
+			idx := s.inflight[k]
+			if idx[kv] <= 1 {
+				delete(idx, kv)
+			} else {
+				idx[kv]--
+			}
+		}
+	}
+	if f.index >= 0 && f.index < len(s.expiry) && s.expiry[f.index] == f {
+		heap.Remove(&s.expiry, f.index)
+	}
+}
+
+// concurrent counts calls in flight for a subject.
+func (s *tenantState) concurrent(l *policy.Limit, k key) int {
+	if l.Key != policy.KeyPrefix {
+		return s.inflight[l.Key][k]
+	}
+	n := 0
+	for _, f := range s.calls {
+		if len(f.E164) > l.PrefixLen && f.E164[:1+l.PrefixLen] == k.s {
+			n++
+		}
+	}
+	return n
+}
+
+// endCall finishes a call at t, billing duration (answered time), and
+// returns the changes to persist.
+func (s *tenantState) endCall(f *flight, t *policy.Tenant, at time.Time, billed time.Duration, changes []event.Change) []event.Change {
+	s.removeCall(f)
+	call := f.Call
+	changes = append(changes, event.Change{Op: event.OpDeleteCall, Call: &call})
+	if billed < 0 {
+		billed = 0
+	}
+	if t != nil {
+		for _, l := range t.Limits {
+			if l.Metric != policy.MetricShortCalls || billed >= l.ShortCall {
+				continue
+			}
+			if l.AppliesTo == policy.InternationalCalls && !f.International {
+				continue
+			}
+			if k, ok := f.limitKey(l); ok {
+				s.limit(l).log.Add(k, at)
+			}
+		}
+	}
+	if f.International && billed > 0 && t != nil {
+		q := s.usage(f.Account, localDay(at, t))
+		q.Seconds += billed.Seconds()
+		q.Money += billed.Seconds() / 60 * f.RatePerMinute
+		qc := *q
+		changes = append(changes, event.Change{Op: event.OpPutQuota, Quota: &qc})
+	}
+	return changes
+}
+
+func (f *flight) limitKey(l *policy.Limit) (key, bool) {
+	if l.Key == policy.KeyPrefix {
+		if len(f.E164) <= l.PrefixLen {
+			return key{}, false
+		}
+		return key{s: f.E164[:1+l.PrefixLen]}, true
+	}
+	return f.key(l.Key)
+}
+
+// usage returns the account's usage record for day, starting a new one when
+// the tenant's local day has turned.
+func (s *tenantState) usage(account, day string) *event.QuotaUsage {
+	q := s.quota[account]
+	if q == nil || q.Day < day {
+		q = &event.QuotaUsage{Tenant: s.id, Account: account, Day: day}
+		s.quota[account] = q
+	}
+	return q
+}
+
+// used returns the account's international seconds and money on day,
+// including calls still in progress at t, estimated by time since answer.
+func (s *tenantState) used(account, day string, t time.Time) (secs, money float64) {
+	if q := s.quota[account]; q != nil && q.Day == day {
+		secs, money = q.Seconds, q.Money
+	}
+	for f := range s.byAccount[account] {
+		if !f.International || f.Answered.IsZero() || !t.After(f.Answered) {
+			continue
+		}
+		el := t.Sub(f.Answered).Seconds()
+		secs += el
+		money += el / 60 * f.RatePerMinute
+	}
+	return secs, money
+}
+
+// expire ends calls whose deadline passed by now, billing them as having
+// lasted until the deadline.
+func (s *tenantState) expire(t *policy.Tenant, now time.Time, changes []event.Change) []event.Change {
+	for len(s.expiry) > 0 && !s.expiry[0].deadline.After(now) {
+		f := s.expiry[0]
+		var billed time.Duration
+		if !f.Answered.IsZero() {
+			billed = f.deadline.Sub(f.Answered)
+		}
+		changes = s.endCall(f, t, f.deadline, billed, changes)
+	}
+	return changes
+}
+
+func (s *tenantState) putBan(b *event.IPBan) {
+	if p, err := netip.ParsePrefix(b.Subject); err == nil {
+		if p.IsSingleIP() {
+			s.bans[p.Addr()] = b
+		} else {
+			s.prefixBans[p.Masked()] = b
+		}
+		return
+	}
+	if a, err := netip.ParseAddr(b.Subject); err == nil {
+		s.bans[a.Unmap()] = b
+	}
+}
+
+// banned returns the ban in force on ip at t, if any. Expired bans found on
+// the way are removed and reported in changes.
+func (s *tenantState) banned(ip netip.Addr, t time.Time, changes *[]event.Change) *event.IPBan {
+	if !ip.IsValid() {
+		return nil
+	}
+	if b := s.bans[ip]; b != nil {
+		if t.Before(b.Until) {
+			return b
+		}
+		delete(s.bans, ip)
+		*changes = append(*changes, event.Change{Op: event.OpDeleteBan, Ban: b})
+	}
+	for p, b := range s.prefixBans {
+		if p.Contains(ip) && t.Before(b.Until) {
+			return b
+		}
+	}
+	return nil
+}
+
+// sweep forgets idle counters and expired bans, and drops counters of
+// limits no longer in the policy.
+func (s *tenantState) sweep(now time.Time, t *policy.Tenant, changes []event.Change) []event.Change {
+	live := map[string]bool{}
+	if t != nil {
+		for _, l := range t.Limits {
+			live[l.ID] = true
+		}
+	}
+	for id, ls := range s.limits {
+		if !live[id] {
+			delete(s.limits, id)
+			continue
+		}
+		ls.sweep(now)
+	}
+	if s.escAccount != nil {
+		s.escAccount.Sweep(now)
+		s.escIP.Sweep(now)
+	}
+	for ip, b := range s.bans {
+		if !now.Before(b.Until) {
+			delete(s.bans, ip)
+			changes = append(changes, event.Change{Op: event.OpDeleteBan, Ban: b})
+		}
+	}
+	for p, b := range s.prefixBans {
+		if !now.Before(b.Until) {
+			delete(s.prefixBans, p)
+			changes = append(changes, event.Change{Op: event.OpDeleteBan, Ban: b})
+		}
+	}
+	return changes
+}
+
+// limitState holds one limit's counters.
+type limitState struct {
+	sig      string
+	log      *bucket.Log[key]
+	distinct *bucket.Distinct[key, string]
+	repeat   *bucket.Log[repeatKey]
+	last     map[key]lastDialled
+}
+
+type repeatKey struct {
+	k key
+	n string
+}
+
+type lastDialled struct {
+	n  uint64
+	at time.Time
+}
+
+// limit returns the counters for l, new ones if l's meaning changed.
+func (s *tenantState) limit(l *policy.Limit) *limitState {
+	ls := s.limits[l.ID]
+	sig := l.Signature()
+	if ls != nil && ls.sig == sig {
+		return ls
+	}
+	ls = &limitState{sig: sig}
+	switch l.Metric {
+	case policy.MetricCalls, policy.MetricSequential, policy.MetricShortCalls:
+		ls.log = bucket.NewLog[key](l.Window, l.Capacity())
+	case policy.MetricDistinct:
+		ls.distinct = bucket.NewDistinct[key, string](l.Window, l.Capacity())
+	case policy.MetricRepeatNumber:
+		ls.repeat = bucket.NewLog[repeatKey](l.Window, l.Capacity())
+	}
+	if l.Metric == policy.MetricSequential {
+		ls.last = map[key]lastDialled{}
+	}
+	s.limits[l.ID] = ls
+	return ls
+}
+
+func (ls *limitState) sweep(now time.Time) {
+	if ls.log != nil {
+		ls.log.Sweep(now)
+	}
+	if ls.distinct != nil {
+		ls.distinct.Sweep(now)
+	}
+	if ls.repeat != nil {
+		ls.repeat.Sweep(now)
+	}
+	for k, v := range ls.last {
+		if now.Sub(v.at) > ls.log.Window() {
+			delete(ls.last, k)
+		}
+	}
+}
+
+// expiryHeap orders calls in flight by deadline.
+type expiryHeap []*flight
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *expiryHeap) Push(x any) {
+	f := x.(*flight)
+	f.index = len(*h)
+	*h = append(*h, f)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	f := old[len(old)-1]
+	old[len(old)-1] = nil
+	f.index = -1
+	*h = old[:len(old)-1]
+	return f
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests need when they are missing. The
+# machines run as root; elsewhere run this with sudo or install by hand.
+set -euo pipefail
+need=()
+command -v gcc >/dev/null || need+=(gcc)          # the race detector needs cgo
+command -v git >/dev/null || need+=(git)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "deps: installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${need[@]}"
+fi
+echo "deps: ok"
