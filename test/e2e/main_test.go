@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -238,5 +237,3 @@ func workdir(t *testing.T) string {
 }
 
 func withKey() []string { return []string{"TELGUARD_API_KEY=" + apiKey} }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
