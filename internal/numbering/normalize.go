@@ -362,11 +362,11 @@ func (n *Normalizer) finish(pn *phonenumbers.PhoneNumber) (Number, error) {
 		CountryCode:   cc,
 		Region:        phonenumbers.GetRegionCodeForNumber(pn),
 		Type:          fromLib(phonenumbers.GetNumberType(pn)),
-		International: cc != n.home.countryCode,
 	}
 	if num.Region == "" {
 		num.Region = phonenumbers.GetRegionCodeForCountryCode(cc)
 	}
+	num.International = cc != n.home.countryCode || !sameDomesticArea(n.rules.HomeCountry, num.Region)
 	// The metadata knows few satellite and international-network ranges
 	// and calls the rest invalid; telguard must still see them for what
 	// they are, because that is where IRSF numbers live.
@@ -377,4 +377,26 @@ func (n *Normalizer) finish(pn *phonenumbers.PhoneNumber) (Number, error) {
 		num.Type = InternationalNetwork
 	}
 	return num, nil
+}
+
+// domesticAreas are regions that share a calling code and call each other
+// as domestic calls. Any other pair of regions on one code (the US and
+// Jamaica on +1, Russia and Kazakhstan on +7) is an international call,
+// and revenue-share fraud knows it: the Caribbean NANP ranges are among the
+// most abused destinations.
+var domesticAreas = []map[string]bool{
+	{"US": true, "CA": true, "PR": true, "VI": true, "GU": true, "AS": true, "MP": true, "UM": true},
+	{"GB": true, "GG": true, "JE": true, "IM": true},
+}
+
+func sameDomesticArea(home, region string) bool {
+	if home == region {
+		return true
+	}
+	for _, a := range domesticAreas {
+		if a[home] && a[region] {
+			return true
+		}
+	}
+	return false
 }

@@ -78,7 +78,7 @@ func TestNormalize(t *testing.T) {
 		{rulesUS, "9011+442079460000", londonAbroad},
 		{rulesUS, "9,011 44 20 7946 0000", londonAbroad},
 		// Jamaica is on +1: same calling code, so not International.
-		{rulesUS, "1 876 555 1234", Number{E164: "+18765551234", CountryCode: 1, Region: "JM", Type: Mobile}},
+		{rulesUS, "1 876 555 1234", Number{E164: "+18765551234", CountryCode: 1, Region: "JM", Type: Mobile, International: true}}, // Jamaica is abroad, +1 or not,
 		// +7 is shared by Russia and Kazakhstan.
 		{rulesUS, "011 7 701 123 4567", Number{E164: "+77011234567", CountryCode: 7, Region: "KZ", Type: Mobile, International: true}},
 
@@ -460,6 +460,37 @@ func BenchmarkNormalizeCached(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, err := n.Normalize(in[i%len(in)]); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestInternationalWithinSharedCode(t *testing.T) {
+	us, err := NewNormalizer(DialRules{HomeCountry: "US", OutsideLine: []string{"9"}, InternationalPrefixes: []string{"011"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gb, err := NewNormalizer(DialRules{HomeCountry: "GB"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		n    *Normalizer
+		in   string
+		intl bool
+	}{
+		{us, "+18765550123", true},  // Jamaica
+		{us, "+18095550123", true},  // Dominican Republic
+		{us, "+14165550123", false}, // Toronto: NANP domestic
+		{us, "+12125550123", false},
+		{gb, "+447911123456", false}, // Guernsey mobile from GB
+		{gb, "+12125550123", true},
+	} {
+		num, err := c.n.Normalize(c.in)
+		if err != nil {
+			t.Fatalf("%s: %v", c.in, err)
+		}
+		if num.International != c.intl {
+			t.Errorf("%s from %s: international %v, want %v (region %s)", c.in, c.n.rules.HomeCountry, num.International, c.intl, num.Region)
 		}
 	}
 }

@@ -93,9 +93,10 @@ type Number struct {
 	// +882/+883, Invalid when libphonenumber says the number is not valid,
 	// and otherwise the metadata type.
 	Type Type
-	// International is true when the country calling code differs from
-	// the home country's. Note that calls within a shared code (US to
-	// Jamaica on +1, GB to Guernsey on +44) are not International; use
-	// Region, HighRisk or the rate deck for those.
+	// International is true when the number is abroad: its calling code
+	// differs from the home country's, or it shares the code but belongs
+	// to another country (US to Jamaica on +1, Russia to Kazakhstan on +7).
+	// Regions dialled as domestic calls within a shared code (the US and
+	// Canada, GB and the Channel Islands) are not International.
 	International bool
 }
