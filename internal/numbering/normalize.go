@@ -358,10 +358,10 @@ func (n *Normalizer) finish(pn *phonenumbers.PhoneNumber) (Number, error) {
 	// GetNumberType finds the region itself; a number is valid exactly
 	// when it has a type, which saves a second pass of IsValidNumber.
 	num := Number{
-		E164:          "+" + ccs + nsn,
-		CountryCode:   cc,
-		Region:        phonenumbers.GetRegionCodeForNumber(pn),
-		Type:          fromLib(phonenumbers.GetNumberType(pn)),
+		E164:        "+" + ccs + nsn,
+		CountryCode: cc,
+		Region:      phonenumbers.GetRegionCodeForNumber(pn),
+		Type:        fromLib(phonenumbers.GetNumberType(pn)),
 	}
 	if num.Region == "" {
 		num.Region = phonenumbers.GetRegionCodeForCountryCode(cc)
