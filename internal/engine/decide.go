@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -24,10 +25,9 @@ const (
 // verdictBuilder collects the rules that fired and works out the verdict:
 // the most severe enforced one; monitor hits only raise WouldVerdict.
 type verdictBuilder struct {
-	d       *event.Decision
-	would   event.Verdict
-	sevSIP  int
-	sevRule event.Verdict
+	d      *event.Decision
+	would  event.Verdict
+	sevSIP int
 }
 
 func (b *verdictBuilder) hit(rule string, mode event.Mode, v event.Verdict, level string, sip int, reason string) {
@@ -86,6 +86,19 @@ func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 	// or account is not a retransmission.
 	if f := s.calls[ev.CallID]; f != nil && ev.CallID != "" {
 		if f.Account == ev.Account && numErr == nil && f.E164 == num.E164 {
+			// Fix: the retransmission used to be answered "allow" whatever
+			// the original answer was, so resending a challenged attempt
+			// skipped the challenge. Calls restored at start-up have no
+			// answer kept; they were not blocked, and allow stands.
+			if a := f.answer; a != nil {
+				d.Verdict, d.WouldVerdict = a.Verdict, a.WouldVerdict
+				d.Reasons = append(d.Reasons, a.Reasons...)
+				d.Destination.HighRisk = a.Destination.HighRisk
+				b.would = a.Verdict
+				if a.WouldVerdict != "" {
+					b.would = a.WouldVerdict
+				}
+			}
 			s.mu.Unlock()
 			if len(changes) > 0 {
 				e.sink.Emit(changes...)
@@ -97,6 +110,7 @@ func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 	}
 
 	e.screen(&b, t, g, s, ev, num, numErr, &changes)
+	e.finish(&b, t)
 
 	if !d.Verdict.Blocks() && ev.CallID != "" && s.calls[ev.CallID] == nil {
 		call := event.Call{
@@ -104,11 +118,17 @@ func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 			E164: num.E164, Country: num.Region, International: num.International,
 			RatePerMinute: d.Destination.RatePerMinute, Started: ev.Time,
 		}
-		s.addCall(&call, t.MaxCallDuration)
+		f := s.addCall(&call, t.MaxCallDuration)
+		if len(d.Reasons) > 0 {
+			// Kept so that a retransmission gets the same answer; a plain
+			// allow needs nothing kept.
+			a := d
+			a.Reasons = slices.Clone(d.Reasons)
+			f.answer = &a
+		}
 		changes = append(changes, event.Change{Op: event.OpPutCall, Call: &call})
 	}
 	s.mu.Unlock()
-	e.finish(&b, t)
 	dc := d
 	changes = append(changes, event.Change{Op: event.OpDecision, Decision: &dc})
 	e.sink.Emit(changes...)
@@ -263,12 +283,16 @@ func (e *Engine) limits(b *verdictBuilder, t *policy.Tenant, g *policy.Group, s 
 		case policy.MetricShortCalls:
 			v = ls.log.Count(k, ev.Time)
 		}
-		lmode := t.ModeOf(l.Rule(), l.Mode)
+		// The rule id and mode are worked out only on a hit: building the
+		// id for every limit of every attempt was a measurable share of
+		// Decide.
 		switch {
 		case l.Critical > 0 && v > l.Critical:
-			b.hit(l.Rule(), lmode, l.CriticalAction, "critical", limitSIP(l, l.CriticalAction), limitReason(l, v, l.Critical))
+			rule := l.Rule()
+			b.hit(rule, t.ModeOf(rule, l.Mode), l.CriticalAction, "critical", limitSIP(l, l.CriticalAction), limitReason(l, v, l.Critical))
 		case l.Warning > 0 && v > l.Warning:
-			b.hit(l.Rule(), lmode, l.WarningAction, "warning", limitSIP(l, l.WarningAction), limitReason(l, v, l.Warning))
+			rule := l.Rule()
+			b.hit(rule, t.ModeOf(rule, l.Mode), l.WarningAction, "warning", limitSIP(l, l.WarningAction), limitReason(l, v, l.Warning))
 		}
 	}
 }

@@ -150,7 +150,11 @@ func (e *Engine) Unsuspend(_ context.Context, tenant, account, actor string) err
 		return ErrNotSuspended
 	}
 	delete(s.suspended, account)
-	s.escAccount.Forget(account)
+	// The escalation counters are made on the first blocked attempt; a
+	// suspension restored at start-up can be lifted before there is one.
+	if s.escAccount != nil {
+		s.escAccount.Forget(account)
+	}
 	s.mu.Unlock()
 	e.sink.Emit(event.Change{Op: event.OpDeleteSuspension, Suspension: sp})
 	e.log.Info("account unsuspended", "tenant", tenant, "account", account, "by", actor, "rule", sp.Rule)

@@ -20,9 +20,12 @@ type tenantState struct {
 	calls     map[string]*flight
 	byAccount map[string]map[*flight]struct{}
 	inflight  map[policy.KeyKind]map[key]int
-	expiry    expiryHeap
-	quota     map[string]*event.QuotaUsage // account → usage on its latest day
-	bans      map[netip.Addr]*event.IPBan
+	// inflightIntl counts international calls only, for concurrency
+	// limits that apply to international calls.
+	inflightIntl map[policy.KeyKind]map[key]int
+	expiry       expiryHeap
+	quota        map[string]*event.QuotaUsage // account → usage on its latest day
+	bans         map[netip.Addr]*event.IPBan
 	// prefixBans holds bans of whole ranges (from operators or other
 	// sensors); the engine itself bans single addresses.
 	prefixBans map[netip.Prefix]*event.IPBan
@@ -46,20 +49,22 @@ type flight struct {
 	event.Call
 	ip       netip.Addr
 	deadline time.Time
-	index    int // in the expiry heap
+	index    int             // in the expiry heap
+	answer   *event.Decision // the decision that let it in, when it was not a plain allow
 }
 
 func newTenantState(id string) *tenantState {
 	return &tenantState{
-		id:         id,
-		calls:      map[string]*flight{},
-		byAccount:  map[string]map[*flight]struct{}{},
-		inflight:   map[policy.KeyKind]map[key]int{},
-		quota:      map[string]*event.QuotaUsage{},
-		bans:       map[netip.Addr]*event.IPBan{},
-		prefixBans: map[netip.Prefix]*event.IPBan{},
-		suspended:  map[string]*event.Suspension{},
-		limits:     map[string]*limitState{},
+		id:           id,
+		calls:        map[string]*flight{},
+		byAccount:    map[string]map[*flight]struct{}{},
+		inflight:     map[policy.KeyKind]map[key]int{},
+		inflightIntl: map[policy.KeyKind]map[key]int{},
+		quota:        map[string]*event.QuotaUsage{},
+		bans:         map[netip.Addr]*event.IPBan{},
+		prefixBans:   map[netip.Prefix]*event.IPBan{},
+		suspended:    map[string]*event.Suspension{},
+		limits:       map[string]*limitState{},
 	}
 }
 
@@ -95,12 +100,10 @@ func (s *tenantState) addCall(c *event.Call, maxDur time.Duration) *flight {
 	m[f] = struct{}{}
 	for _, k := range flightKeys {
 		if kv, ok := f.key(k); ok {
-			idx := s.inflight[k]
-			if idx == nil {
-				idx = map[key]int{}
-				s.inflight[k] = idx
+			countFlight(s.inflight, k, kv, +1)
+			if f.International {
+				countFlight(s.inflightIntl, k, kv, +1)
 			}
-			idx[kv]++
 		}
 	}
 	heap.Push(&s.expiry, f)
@@ -117,11 +120,9 @@ func (s *tenantState) removeCall(f *flight) {
 	}
 	for _, k := range flightKeys {
 		if kv, ok := f.key(k); ok {
-			idx := s.inflight[k]
-			if idx[kv] <= 1 {
-				delete(idx, kv)
-			} else {
-				idx[kv]--
+			countFlight(s.inflight, k, kv, -1)
+			if f.International {
+				countFlight(s.inflightIntl, k, kv, -1)
 			}
 		}
 	}
@@ -130,14 +131,37 @@ func (s *tenantState) removeCall(f *flight) {
 	}
 }
 
-// concurrent counts calls in flight for a subject.
+// countFlight adds d to the count of subject kv in idx.
+func countFlight(idx map[policy.KeyKind]map[key]int, k policy.KeyKind, kv key, d int) {
+	m := idx[k]
+	if m == nil {
+		m = map[key]int{}
+		idx[k] = m
+	}
+	if n := m[kv] + d; n > 0 {
+		m[kv] = n
+	} else {
+		delete(m, kv)
+	}
+}
+
+// concurrent counts calls in flight for a subject: international ones only
+// when the limit applies to international calls.
+//
+// Fix: it used to count every call in flight whatever the limit's scope, so
+// an "applies_to: international" cap (the example policy has one) denied
+// international calls to an account that merely had domestic calls up.
 func (s *tenantState) concurrent(l *policy.Limit, k key) int {
+	intl := l.AppliesTo == policy.InternationalCalls
 	if l.Key != policy.KeyPrefix {
+		if intl {
+			return s.inflightIntl[l.Key][k]
+		}
 		return s.inflight[l.Key][k]
 	}
 	n := 0
 	for _, f := range s.calls {
-		if len(f.E164) > l.PrefixLen && f.E164[:1+l.PrefixLen] == k.s {
+		if (!intl || f.International) && len(f.E164) > l.PrefixLen && f.E164[:1+l.PrefixLen] == k.s {
 			n++
 		}
 	}
@@ -154,7 +178,11 @@ func (s *tenantState) endCall(f *flight, t *policy.Tenant, at time.Time, billed 
 		billed = 0
 	}
 	if t != nil {
-		for _, l := range t.Limits {
+		// Fix: this walked t.Limits, every limit of every group, so a
+		// group's short_calls limit keyed by tenant, source_ip, country or
+		// prefix counted other groups' calls too. Like the other metrics,
+		// a limit counts the calls of the accounts it applies to.
+		for _, l := range t.GroupFor(f.Account).Limits {
 			if l.Metric != policy.MetricShortCalls || billed >= l.ShortCall {
 				continue
 			}
@@ -301,6 +329,7 @@ func (s *tenantState) sweep(now time.Time, t *policy.Tenant, changes []event.Cha
 // limitState holds one limit's counters.
 type limitState struct {
 	sig      string
+	lim      *policy.Limit // the compiled limit sig was taken from
 	log      *bucket.Log[key]
 	distinct *bucket.Distinct[key, string]
 	repeat   *bucket.Log[repeatKey]
@@ -320,11 +349,18 @@ type lastDialled struct {
 // limit returns the counters for l, new ones if l's meaning changed.
 func (s *tenantState) limit(l *policy.Limit) *limitState {
 	ls := s.limits[l.ID]
-	sig := l.Signature()
-	if ls != nil && ls.sig == sig {
+	// A compiled limit never changes, so the same *Limit needs no
+	// signature check; building the signature string on every attempt
+	// for every limit was the second hot spot of Decide.
+	if ls != nil && ls.lim == l {
 		return ls
 	}
-	ls = &limitState{sig: sig}
+	sig := l.Signature()
+	if ls != nil && ls.sig == sig {
+		ls.lim = l // a reload kept the limit's meaning: keep its counters
+		return ls
+	}
+	ls = &limitState{sig: sig, lim: l}
 	switch l.Metric {
 	case policy.MetricCalls, policy.MetricSequential, policy.MetricShortCalls:
 		ls.log = bucket.NewLog[key](l.Window, l.Capacity())

@@ -135,8 +135,12 @@ func (c *compiler) tenant(path, id string, ty *tenantYAML) *Tenant {
 	}
 	if c.err == nil {
 		if err := rules.Validate(); err != nil {
+			// Fix: this tested for "dial" in the message, which every
+			// DialRules error has ("check dial rules: …"), so a bad
+			// home_country was reported at the dial section (or, without
+			// one, at the tenant's line).
 			p := path + ".dial"
-			if t.HomeCountry != "" && !strings.Contains(err.Error(), "dial") {
+			if t.HomeCountry != "" && strings.Contains(err.Error(), "home country") {
 				p = path + ".home_country"
 			}
 			c.fail(p, "%v", err)
@@ -179,7 +183,10 @@ func (c *compiler) tenant(path, id string, ty *tenantYAML) *Tenant {
 			c.fail(path+".max_call_duration", "must be between 1m and 48h")
 		}
 	}
-	for rule, m := range ty.RuleModes {
+	// Sorted so that, of several mistakes, the same one is reported each
+	// time (fail keeps the first).
+	for _, rule := range sortedKeys(ty.RuleModes) {
+		m := ty.RuleModes[rule]
 		if !slices.Contains(builtinRules, rule) {
 			c.fail(path+".rule_modes."+rule, "unknown rule %q (limits set their mode inline; known: %s)", rule, strings.Join(builtinRules, ", "))
 			continue
@@ -240,6 +247,15 @@ func (c *compiler) tenant(path, id string, ty *tenantYAML) *Tenant {
 	return t
 }
 
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 func mapValues(m map[string]*Group, keys []string) []*Group {
 	out := make([]*Group, 0, len(keys))
 	for _, k := range keys {
@@ -269,10 +285,10 @@ func (c *compiler) group(path, name string, parent *Group, gy *groupYAML, tenant
 	}
 	if gy.AllowedCountries != nil {
 		g.AllowedCountries = map[string]bool{}
-		for i, cc := range *gy.AllowedCountries {
-			cc = strings.ToUpper(strings.TrimSpace(cc))
+		for i, written := range *gy.AllowedCountries {
+			cc := strings.ToUpper(strings.TrimSpace(written))
 			if !countryPattern.MatchString(cc) && cc != "001" {
-				c.fail(fmt.Sprintf("%s.allowed_countries[%d]", path, i), "want an ISO 3166 alpha-2 code like GB, got %q", cc)
+				c.fail(fmt.Sprintf("%s.allowed_countries[%d]", path, i), "want an ISO 3166 alpha-2 code like GB, got %q", written)
 			}
 			g.AllowedCountries[cc] = true
 		}
