@@ -92,7 +92,7 @@ func (e *Engine) Restore(tenant string, st event.State) {
 	}
 	for i := range st.Calls {
 		c := st.Calls[i]
-		s.addCall(&c, maxDur)
+		s.addCall(&c, maxDur, prefixLengths(t))
 	}
 	for _, q := range st.Quotas {
 		cur := s.quota[q.Account]

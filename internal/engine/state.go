@@ -51,6 +51,10 @@ type flight struct {
 	deadline time.Time
 	index    int             // in the expiry heap
 	answer   *event.Decision // the decision that let it in, when it was not a plain allow
+	// prefixes has bit n set when the call is counted under its n-digit
+	// destination prefix, so removal undoes exactly what adding did even
+	// if a reload changed the prefix lengths in use meanwhile.
+	prefixes uint16
 }
 
 func newTenantState(id string) *tenantState {
@@ -86,8 +90,30 @@ func (f *flight) key(k policy.KeyKind) (key, bool) {
 	return key{}, false
 }
 
-func (s *tenantState) addCall(c *event.Call, maxDur time.Duration) *flight {
+// prefixLengths returns the destination-prefix lengths that the tenant's
+// concurrency limits count by, as a bit set.
+func prefixLengths(t *policy.Tenant) uint16 {
+	var m uint16
+	if t == nil {
+		return 0
+	}
+	for _, l := range t.Limits {
+		if l.Metric == policy.MetricConcurrent && l.Key == policy.KeyPrefix {
+			m |= 1 << l.PrefixLen
+		}
+	}
+	return m
+}
+
+// addCall records a call in flight, indexing it under every subject a
+// concurrency limit may ask about, so that no check has to scan.
+func (s *tenantState) addCall(c *event.Call, maxDur time.Duration, prefixes uint16) *flight {
 	f := &flight{Call: *c, deadline: c.Started.Add(maxDur)}
+	for n := 1; n <= 15 && n < len(c.E164); n++ {
+		if prefixes&(1<<n) != 0 {
+			f.prefixes |= 1 << n
+		}
+	}
 	if a, err := netip.ParseAddr(c.SourceIP); err == nil {
 		f.ip = a
 	}
@@ -106,6 +132,7 @@ func (s *tenantState) addCall(c *event.Call, maxDur time.Duration) *flight {
 			}
 		}
 	}
+	s.countPrefixes(f, +1)
 	heap.Push(&s.expiry, f)
 	return f
 }
@@ -126,8 +153,22 @@ func (s *tenantState) removeCall(f *flight) {
 			}
 		}
 	}
+	s.countPrefixes(f, -1)
 	if f.index >= 0 && f.index < len(s.expiry) && s.expiry[f.index] == f {
 		heap.Remove(&s.expiry, f.index)
+	}
+}
+
+func (s *tenantState) countPrefixes(f *flight, d int) {
+	for n := 1; f.prefixes != 0 && n <= 15; n++ {
+		if f.prefixes&(1<<n) == 0 {
+			continue
+		}
+		kv := key{s: f.E164[:1+n]} // prefixes of different lengths never collide
+		countFlight(s.inflight, policy.KeyPrefix, kv, d)
+		if f.International {
+			countFlight(s.inflightIntl, policy.KeyPrefix, kv, d)
+		}
 	}
 }
 
@@ -152,20 +193,10 @@ func countFlight(idx map[policy.KeyKind]map[key]int, k policy.KeyKind, kv key, d
 // an "applies_to: international" cap (the example policy has one) denied
 // international calls to an account that merely had domestic calls up.
 func (s *tenantState) concurrent(l *policy.Limit, k key) int {
-	intl := l.AppliesTo == policy.InternationalCalls
-	if l.Key != policy.KeyPrefix {
-		if intl {
-			return s.inflightIntl[l.Key][k]
-		}
-		return s.inflight[l.Key][k]
+	if l.AppliesTo == policy.InternationalCalls {
+		return s.inflightIntl[l.Key][k]
 	}
-	n := 0
-	for _, f := range s.calls {
-		if (!intl || f.International) && len(f.E164) > l.PrefixLen && f.E164[:1+l.PrefixLen] == k.s {
-			n++
-		}
-	}
-	return n
+	return s.inflight[l.Key][k]
 }
 
 // endCall finishes a call at t, billing duration (answered time), and

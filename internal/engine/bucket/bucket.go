@@ -9,18 +9,69 @@ import "time"
 
 // Log counts events per key over a sliding window. It is exact: it keeps the
 // times of the last Cap events of each key, which is all a threshold check
-// of up to Cap-1 needs. Not safe for concurrent use; the engine serialises.
+// of up to Cap-1 needs. Times are kept in order, so a count is a binary
+// search, not a scan: a tenant-wide limit of thousands costs the same as a
+// per-account limit of ten. Not safe for concurrent use; the engine
+// serialises.
 type Log[K comparable] struct {
 	window time.Duration
 	cap    int
 	keys   map[K]*ring
 }
 
+// ring holds up to cap times in ascending order, oldest at head.
 type ring struct {
-	t    []int64 // unix nanoseconds, in insertion order from head
-	head int
-	n    int
-	last int64 // newest time seen, for eviction
+	t    []int64 // unix nanoseconds; len(t) grows up to cap
+	head int     // index of the oldest time
+	n    int     // times held
+}
+
+func (r *ring) at(i int) int64 { return r.t[(r.head+i)%len(r.t)] }
+
+func (r *ring) set(i int, v int64) { r.t[(r.head+i)%len(r.t)] = v }
+
+// newest returns the latest time held (the ring is never empty once made).
+func (r *ring) newest() int64 { return r.at(r.n - 1) }
+
+// add inserts ts in order, dropping the oldest time when full.
+func (r *ring) add(ts int64, capacity int) {
+	if r.n == len(r.t) && len(r.t) < capacity {
+		// Grow, unrolling so the oldest is at index 0.
+		g := make([]int64, min(capacity, max(8, 2*len(r.t))))
+		for i := 0; i < r.n; i++ {
+			g[i] = r.at(i)
+		}
+		r.t, r.head = g, 0
+	}
+	if r.n == len(r.t) {
+		if ts < r.at(0) {
+			return // older than everything kept: it can never be counted
+		}
+		r.head = (r.head + 1) % len(r.t)
+		r.n--
+	}
+	// Sensors deliver in near order: walk back from the end to the slot.
+	i := r.n
+	for i > 0 && r.at(i-1) > ts {
+		r.set(i, r.at(i-1))
+		i--
+	}
+	r.set(i, ts)
+	r.n++
+}
+
+// countAfter returns how many times are later than after.
+func (r *ring) countAfter(after int64) int {
+	lo, hi := 0, r.n
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if r.at(m) > after {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	return r.n - lo
 }
 
 // NewLog returns a Log with the given window that can count up to max events
@@ -40,21 +91,12 @@ func (l *Log[K]) Window() time.Duration { return l.window }
 func (l *Log[K]) Add(key K, t time.Time) int {
 	r := l.keys[key]
 	if r == nil {
-		r = &ring{t: make([]int64, 0, min(l.cap, 8))}
+		r = &ring{}
 		l.keys[key] = r
 	}
 	ts := t.UnixNano()
-	if len(r.t) < l.cap {
-		r.t = append(r.t, ts)
-		r.n++
-	} else {
-		r.t[r.head] = ts // overwrite the oldest
-		r.head = (r.head + 1) % l.cap
-	}
-	if ts > r.last {
-		r.last = ts
-	}
-	return r.count(ts - int64(l.window))
+	r.add(ts, l.cap)
+	return r.countAfter(ts-int64(l.window)) - r.countAfter(ts)
 }
 
 // Count returns the number of events of key in (t-window, t].
@@ -63,20 +105,8 @@ func (l *Log[K]) Count(key K, t time.Time) int {
 	if r == nil {
 		return 0
 	}
-	return r.count(t.UnixNano() - int64(l.window))
-}
-
-// count counts entries newer than after. Entries may be slightly out of
-// order (concurrent sensors), so it scans rather than bisects; the ring is at
-// most Cap long.
-func (r *ring) count(after int64) int {
-	c := 0
-	for _, v := range r.t {
-		if v > after {
-			c++
-		}
-	}
-	return c
+	ts := t.UnixNano()
+	return r.countAfter(ts-int64(l.window)) - r.countAfter(ts)
 }
 
 // Sweep forgets keys with no event in the window ending at now and returns how
@@ -84,7 +114,7 @@ func (r *ring) count(after int64) int {
 func (l *Log[K]) Sweep(now time.Time) int {
 	cut := now.UnixNano() - int64(l.window)
 	for k, r := range l.keys {
-		if r.last <= cut {
+		if r.newest() <= cut {
 			delete(l.keys, k)
 		}
 	}
