@@ -106,7 +106,7 @@ func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 			e.finish(&b, t)
 			return d
 		}
-		b.hit("call.duplicate_id", event.Enforce, event.Deny, "", sipForbidden, "call id already in use by a call to another destination")
+		b.hit("call.duplicate_id", t.ModeOf("call.duplicate_id", event.Enforce), event.Deny, "", sipForbidden, "call id already in use by a call to another destination")
 	}
 
 	e.screen(&b, t, g, s, ev, num, numErr, &changes)

@@ -63,8 +63,10 @@ func New(p *policy.Policy, o Options) *Engine {
 func (e *Engine) Policy() *policy.Policy { return e.pol.Load() }
 
 // SetPolicy replaces the policy. Decisions already running finish on the old
-// one; counters, calls in flight, quotas, bans and suspensions carry over
-// (a limit's counters reset only if its key, metric or window changed).
+// one; counters, calls in flight, quotas, bans and suspensions carry over. A
+// limit's counters restart only when what they count changes: its key,
+// metric, window, prefix_len, max_step, short_call, or its largest threshold
+// (which sizes its window).
 func (e *Engine) SetPolicy(p *policy.Policy) { e.pol.Store(p) }
 
 // state returns the tenant's state, creating it on first use.

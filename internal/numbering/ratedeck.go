@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,3 +162,17 @@ func (d *RateDeck) Len() int { return d.table.Len() }
 
 // Name returns the name the deck was parsed under, for messages.
 func (d *RateDeck) Name() string { return d.name }
+
+// Currencies returns the distinct currencies of the deck's rows, sorted.
+func (d *RateDeck) Currencies() []string {
+	seen := map[string]bool{}
+	for _, r := range d.table.values {
+		seen[r.Currency] = true
+	}
+	out := make([]string, 0, len(seen))
+	for c := range seen {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -37,6 +37,7 @@ var builtinRules = []string{
 	"destination.unparseable", "destination.number_type", "destination.denied_prefix",
 	"destination.international", "destination.country", "destination.high_risk",
 	"account.suspended", "schedule", "quota.minutes", "quota.money", "escalation",
+	"call.duplicate_id",
 }
 
 var (
@@ -157,12 +158,25 @@ func (c *compiler) tenant(path, id string, ty *tenantYAML) *Tenant {
 			c.fail(path+".rate_deck", "read rate deck: %v", err)
 		} else if t.Rates, err = numbering.ParseRateDeck(bytes.NewReader(data), ty.RateDeck); err != nil {
 			c.fail(path+".rate_deck", "%v", err)
+		} else if cur := t.Rates.Currencies(); len(cur) != 1 || cur[0] != t.Currency {
+			// Quotas add rates up; mixing currencies would make the sum
+			// meaningless, so a deck must be in the tenant's currency.
+			c.fail(path+".rate_deck", "rate deck %s is in %s; the tenant's currency is %s (set currency, or convert the deck)", ty.RateDeck, strings.Join(cur, ", "), t.Currency)
 		}
 	}
 
 	t.HighRisk = numbering.DefaultHighRisk()
 	if h := ty.HighRiskList; h != nil {
 		var err error
+		// Country codes are case-insensitive everywhere else in a policy.
+		upper := func(in []string) []string {
+			out := make([]string, len(in))
+			for i, s := range in {
+				out[i] = strings.ToUpper(strings.TrimSpace(s))
+			}
+			return out
+		}
+		h.AddCountries, h.RemoveCountries = upper(h.AddCountries), upper(h.RemoveCountries)
 		if h.UseBuiltin != nil && !*h.UseBuiltin {
 			t.HighRisk, err = numbering.NewHighRisk(h.AddCountries, h.AddPrefixes)
 		} else {
@@ -472,8 +486,8 @@ func (c *compiler) schedule(path string, y *scheduleYAML) *Schedule {
 			}
 			w.Days[wd] = true
 		}
-		w.From = c.clock(wp+".from", wy.From)
-		w.To = c.clock(wp+".to", wy.To)
+		w.From = c.clock(wp+".from", wy.From, false)
+		w.To = c.clock(wp+".to", wy.To, true)
 		if w.From == w.To {
 			c.fail(wp+".to", "empty window: from and to are equal")
 		}
@@ -482,8 +496,9 @@ func (c *compiler) schedule(path string, y *scheduleYAML) *Schedule {
 	return s
 }
 
-func (c *compiler) clock(path, s string) int {
-	if s == "24:00" {
+// clock parses HH:MM; "24:00" (end of day) is accepted only as an end.
+func (c *compiler) clock(path, s string, end bool) int {
+	if s == "24:00" && end {
 		return 24 * 60
 	}
 	t, err := time.Parse("15:04", s)
@@ -566,7 +581,7 @@ func (c *compiler) limits(path string, ys []limitYAML, seen map[string]string) [
 			l.MaxStep = 10
 		}
 		if l.MaxStep < 0 || l.MaxStep > 1000000 {
-			c.fail(lp+".max_step", "must be between 1 and 1000000")
+			c.fail(lp+".max_step", "must be between 1 and 1000000 (default 10)")
 		}
 		if y.ShortCall != nil {
 			l.ShortCall = time.Duration(*y.ShortCall)

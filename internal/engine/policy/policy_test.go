@@ -329,3 +329,31 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestRateDeckMustBeInTenantCurrency(t *testing.T) {
+	files := map[string]string{"eur.csv": "44,0.05,EUR\n"}
+	read := func(name string) ([]byte, error) { return []byte(files[name]), nil }
+	src := "tenants:\n  demo:\n    home_country: BR\n    rate_deck: eur.csv\n"
+	_, err := policy.Parse("p.yaml", []byte(src), read)
+	if err == nil || !strings.Contains(err.Error(), "p.yaml:4") || !strings.Contains(err.Error(), "EUR") {
+		t.Fatalf("EUR deck in a USD tenant: err = %v", err)
+	}
+	if _, err := policy.Parse("p.yaml", []byte(src+"    currency: eur\n"), read); err != nil {
+		t.Fatalf("EUR deck in a EUR tenant: %v", err)
+	}
+}
+
+func TestHighRiskCountriesIgnoreCase(t *testing.T) {
+	src := "tenants:\n  demo:\n    home_country: BR\n    high_risk_list:\n      add_countries: [fr]\n"
+	p, err := policy.Parse("p.yaml", []byte(src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	num, err := p.Tenants["demo"].Numbers.Normalize("+33142685300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.Tenants["demo"].HighRisk.Match(num); !ok {
+		t.Fatal("add_countries: [fr] did not add France")
+	}
+}
