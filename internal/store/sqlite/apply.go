@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/telguard/telguard/internal/event"
 	"github.com/telguard/telguard/internal/store"
@@ -22,7 +21,6 @@ const (
 	stmtPutSuspension
 	stmtDeleteSuspension
 	stmtInsertDecision
-	stmtInsertRule
 	numStmts
 )
 
@@ -45,7 +43,6 @@ var statementSQL = [numStmts]string{
 	   rule = excluded.rule, reason = excluded.reason, created = excluded.created`,
 	stmtDeleteSuspension: `DELETE FROM suspensions WHERE tenant = ? AND account = ?`,
 	stmtInsertDecision:   `INSERT INTO decisions (tenant, time, account, call_id, verdict, body) VALUES (?, ?, ?, ?, ?, ?)`,
-	stmtInsertRule:       `INSERT OR IGNORE INTO decision_rules (decision_id, tenant, rule) VALUES (?, ?, ?)`,
 }
 
 // statements are the write statements, prepared once on the write
@@ -173,17 +170,5 @@ func (t *txn) insertDecision(d *event.Decision) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	id, err := res.LastInsertId()
-	if err != nil {
-		return 0, err
-	}
-	for i, r := range d.Reasons {
-		if r.Rule == "" || slices.ContainsFunc(d.Reasons[:i], func(p event.Reason) bool { return p.Rule == r.Rule }) {
-			continue
-		}
-		if _, err := t.exec(stmtInsertRule, id, d.Tenant, r.Rule); err != nil {
-			return 0, err
-		}
-	}
-	return id, nil
+	return res.LastInsertId()
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -97,28 +99,24 @@ func (db *DB) Decisions(ctx context.Context, tenant string, q store.DecisionQuer
 	limit := q.PageSize()
 
 	var (
-		b     strings.Builder
-		args  []any
-		order = "d.id"
+		b    strings.Builder
+		args []any
 	)
+	b.WriteString(`SELECT d.id, d.body FROM decisions d WHERE d.tenant = ?`)
+	args = append(args, tenant)
+	if after > 0 {
+		b.WriteString(` AND d.id < ?`)
+		args = append(args, after)
+	}
 	if q.Rule != "" {
-		order = "r.decision_id"
-		// Walk the rule index, which is already in id order; ordering by
-		// its column (equal to d.id) tells SQLite so.
-		b.WriteString(`SELECT d.id, d.body FROM decision_rules r JOIN decisions d ON d.id = r.decision_id
-			WHERE r.tenant = ? AND r.rule = ? AND d.tenant = ?`)
-		args = append(args, tenant, q.Rule, tenant)
-		if after > 0 {
-			b.WriteString(` AND r.decision_id < ?`)
-			args = append(args, after)
+		// The body holds each reason as "rule":"ID"; match that exactly,
+		// with LIKE's wildcards in the id escaped.
+		enc, err := json.Marshal(q.Rule)
+		if err != nil {
+			return nil, "", fmt.Errorf("list decisions: %w", err)
 		}
-	} else {
-		b.WriteString(`SELECT d.id, d.body FROM decisions d WHERE d.tenant = ?`)
-		args = append(args, tenant)
-		if after > 0 {
-			b.WriteString(` AND d.id < ?`)
-			args = append(args, after)
-		}
+		b.WriteString(` AND d.body LIKE ? ESCAPE '\'`)
+		args = append(args, `%"rule":`+likeEscape.Replace(string(enc))+`%`)
 	}
 	for _, f := range []struct{ col, val string }{{"account", q.Account}, {"verdict", q.Verdict}, {"call_id", q.CallID}} {
 		if f.val != "" {
@@ -134,7 +132,7 @@ func (db *DB) Decisions(ctx context.Context, tenant string, q store.DecisionQuer
 		b.WriteString(` AND d.time < ?`)
 		args = append(args, nanos(q.Until))
 	}
-	b.WriteString(` ORDER BY ` + order + ` DESC LIMIT ?`)
+	b.WriteString(` ORDER BY d.id DESC LIMIT ?`)
 	args = append(args, limit+1) // one more tells whether another page exists
 
 	out := make([]event.Decision, 0, min(limit, 64))
@@ -174,8 +172,20 @@ const pruneChunk = 5000
 func (db *DB) Prune(ctx context.Context, before time.Time, beforeDay string) (int64, error) {
 	var total int64
 	if !before.IsZero() {
+		// Decisions are pruned in recording (id) order: everything
+		// recorded before the first decision at or after before goes.
+		// That reads only the rows it deletes, with no index on time.
+		var boundary sql.NullInt64
+		err := db.write.QueryRowContext(ctx,
+			`SELECT id FROM decisions WHERE time >= ? ORDER BY id LIMIT 1`, nanos(before)).Scan(&boundary)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			boundary = sql.NullInt64{Int64: math.MaxInt64, Valid: true}
+		case err != nil:
+			return total, fmt.Errorf("prune decisions: %w", err)
+		}
 		n, err := db.deleteChunked(ctx,
-			`DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE time < ? LIMIT ?)`, nanos(before))
+			`DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE id < ? ORDER BY id LIMIT ?)`, boundary.Int64)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("prune decisions: %w", err)
@@ -232,3 +242,6 @@ func queryEach(ctx context.Context, q querier, query string, args []any, fn func
 	}
 	return rows.Err()
 }
+
+// likeEscape escapes LIKE's wildcards for ESCAPE '\'.
+var likeEscape = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)

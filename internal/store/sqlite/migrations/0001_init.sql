@@ -45,8 +45,12 @@ CREATE TABLE suspensions (
     PRIMARY KEY (tenant, account)
 ) WITHOUT ROWID;
 
--- The decisions log. AUTOINCREMENT so that ids are never reused after Prune
--- removes the newest rows: cursors and callers rely on ids growing.
+-- The decisions log: written for every call, so it carries only the
+-- indexes its common listings need. Each extra index is another B-tree
+-- insert per decision; the verdict and rule filters scan a tenant's rows
+-- newest first instead, and Prune walks rows in id (recording) order.
+-- AUTOINCREMENT so that ids are never reused after Prune: cursors rely on
+-- ids growing.
 CREATE TABLE decisions (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant  TEXT    NOT NULL,
@@ -62,15 +66,3 @@ CREATE TABLE decisions (
 CREATE INDEX decisions_tenant_id      ON decisions (tenant, id);
 CREATE INDEX decisions_tenant_account ON decisions (tenant, account, id);
 CREATE INDEX decisions_tenant_call_id ON decisions (tenant, call_id, id);
-CREATE INDEX decisions_tenant_verdict ON decisions (tenant, verdict, id);
-CREATE INDEX decisions_time           ON decisions (time);
-
--- The rule ids of each decision, for the rule filter.
-CREATE TABLE decision_rules (
-    decision_id INTEGER NOT NULL REFERENCES decisions (id) ON DELETE CASCADE,
-    tenant      TEXT    NOT NULL,
-    rule        TEXT    NOT NULL,
-    PRIMARY KEY (decision_id, rule)
-) WITHOUT ROWID;
-
-CREATE INDEX decision_rules_tenant_rule ON decision_rules (tenant, rule, decision_id);
