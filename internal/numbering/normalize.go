@@ -355,13 +355,14 @@ func (n *Normalizer) finish(pn *phonenumbers.PhoneNumber) (Number, error) {
 	case phonenumbers.INVALID_COUNTRY_CODE:
 		return Number{}, fmt.Errorf("normalize: +%d: %w", cc, ErrUnknownCountryCode)
 	}
-	// GetNumberType finds the region itself; a number is valid exactly
-	// when it has a type, which saves a second pass of IsValidNumber.
+	// A number is valid exactly when it has a type, which saves a pass of
+	// IsValidNumber.
+	region, typ := classify(cc, nsn)
 	num := Number{
 		E164:        "+" + ccs + nsn,
 		CountryCode: cc,
-		Region:      phonenumbers.GetRegionCodeForNumber(pn),
-		Type:        fromLib(phonenumbers.GetNumberType(pn)),
+		Region:      region,
+		Type:        fromLib(typ),
 	}
 	if num.Region == "" {
 		num.Region = phonenumbers.GetRegionCodeForCountryCode(cc)
