@@ -4,17 +4,22 @@
 #   2. the decision API over HTTP: `telguard serve` and `telguard bench` as two
 #      processes on this machine, keep-alive clients, decisions/s and p50/p99.
 # Everything talks to 127.0.0.1 only, and every loop is bounded in time.
-# Usage: scripts/bench.sh [seconds-of-http-load (default 10)] [concurrency (default 16)]
+# Usage: scripts/bench.sh [seconds-of-http-load (default 10)] [concurrency (default 8)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-conc=${2:-16}
+conc=${2:-8}
 
 echo "== engine: Decide in process"
 go test -run '^$' -bench 'BenchmarkDecide' -benchtime 200000x -count 1 ./internal/engine/ | grep -E '^(Benchmark|ok|PASS)'
 
-echo "== decision API over HTTP (${secs}s, concurrency ${conc})"
 go build -o bin/telguard ./cmd/telguard
+for policy in examples/policy.yaml examples/bench/policy.yaml; do
+	echo "== decision API over HTTP, one process (telguard bench), ${policy}, ${secs}s, concurrency ${conc}"
+	bin/telguard bench --policy "$policy" --duration "${secs}s" --concurrency "$conc" 2>/dev/null
+done
+
+echo "== decision API over HTTP, two processes (serve + bench), examples/policy.yaml, ${secs}s, concurrency ${conc}"
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 key="bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"

@@ -38,7 +38,7 @@ func (e *env) bench(args []string) error {
 	url := fs.String("url", "", "decision API base `URL` (default: start a daemon in-process)")
 	key := fs.String("key", "", "API `key` for --url (default $TELGUARD_API_KEY)")
 	policyFile := fs.String("policy", "", "policy `file` for the in-process daemon (default examples/policy.yaml)")
-	conc := fs.Int("concurrency", 32, "requests in flight")
+	conc := fs.Int("concurrency", 8, "requests in flight (keep-alive connections)")
 	requests := fs.Int("requests", 0, "stop after this many requests (0: no limit)")
 	duration := fs.Duration("duration", 10*time.Second, "stop after this long (0: no limit)")
 	accounts := fs.Int("accounts", 10000, "accounts the calls spread over")

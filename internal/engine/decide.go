@@ -77,7 +77,11 @@ func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 	s := e.state(ev.Tenant)
 	s.mu.Lock()
 	changes := s.expire(t, ev.Time, nil)
-	if s.events++; s.events%4096 == 0 {
+	// Forget idle counters once a minute of event time: often enough to
+	// bound memory, rarely enough that a busy tenant does not pay for
+	// walking every counter several times a second.
+	if ev.Time.Sub(s.swept) >= sweepEvery {
+		s.swept = ev.Time
 		changes = s.sweep(ev.Time, t, changes)
 	}
 

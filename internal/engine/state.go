@@ -35,7 +35,7 @@ type tenantState struct {
 	escIP      *bucket.Log[netip.Addr]
 	escWindow  time.Duration
 	escCap     int
-	events     int
+	swept      time.Time // event time of the last sweep
 }
 
 // key identifies a counted subject without allocating: an address for
@@ -71,6 +71,10 @@ func newTenantState(id string) *tenantState {
 		limits:       map[string]*limitState{},
 	}
 }
+
+// sweepEvery is how much event time passes between sweeps of a tenant's
+// counters on the decision path.
+const sweepEvery = time.Minute
 
 // flightKeys are the subjects whose concurrency is indexed as calls start
 // and end; prefix concurrency is counted by scanning (it is rare).

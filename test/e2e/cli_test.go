@@ -56,6 +56,10 @@ func TestPolicyValidate(t *testing.T) {
 	if out, _, code := run(t, dir, "policy", "validate", "examples/policy.yaml"); code != 0 || !strings.Contains(out, "ok") {
 		t.Fatalf("valid policy: exit %d %q", code, out)
 	}
+	// The load profile the benchmarks use must stay a valid policy.
+	if out, _, code := run(t, "../..", "policy", "validate", "examples/bench/policy.yaml"); code != 0 || !strings.Contains(out, "ok") {
+		t.Fatalf("bench policy: exit %d %q", code, out)
+	}
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("tenants:\n  demo:\n    home_country: BR\n    limits:\n      - id: x\n        key: source_ip\n        metric: calls\n        window: 1 minute\n        critical: 10\n"), 0o644)
 	_, stderr, code := run(t, dir, "policy", "validate", bad)
