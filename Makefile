@@ -31,7 +31,7 @@ tools: $(STATICCHECK)
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-# System packages the tests need. Nothing yet beyond Go and gcc (for -race).
+# System packages the tests need: gcc (for -race) and SIPp (sip-tester).
 deps:
 	@scripts/deps.sh
 

@@ -5,6 +5,7 @@ set -euo pipefail
 need=()
 command -v gcc >/dev/null || need+=(gcc)          # the race detector needs cgo
 command -v git >/dev/null || need+=(git)
+command -v sipp >/dev/null || need+=(sip-tester) # SIPp: the SIP peer of the SIP edge's tests
 if [ ${#need[@]} -gt 0 ]; then
 	echo "deps: installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive

@@ -88,7 +88,10 @@ type Decision struct {
 	SIPCode      int         `json:"sip_code"`
 	HTTPCode     int         `json:"http_code"`
 	BanSeconds   int64       `json:"ban_seconds,omitempty"`
-	Escalation   string      `json:"escalation,omitempty"` // the escalation step this decision took, if any
+	// Silent asks a SIP front-end to drop the request without any reply:
+	// a reply tells a scanner that a host is there.
+	Silent     bool   `json:"silent,omitempty"`
+	Escalation string `json:"escalation,omitempty"` // the escalation step this decision took, if any
 }
 
 // Rules returns the ids of the rules that fired, in order.

@@ -19,10 +19,22 @@ const (
 	CallEnded    Kind = "call_ended"
 )
 
+// What a SIP sensor sees besides calls. A sip_request (any request that is
+// not an initial INVITE, and every initial INVITE before it becomes a
+// call_attempt) is decided: scanners and banned sources are stopped there.
+// sip_auth_failure and sip_auth_success report how the PBX answered a
+// request that needed credentials; they are decided too, because enough
+// failures ban the source.
+const (
+	SIPRequest     Kind = "sip_request"
+	SIPAuthFailure Kind = "sip_auth_failure"
+	SIPAuthSuccess Kind = "sip_auth_success"
+)
+
 // Valid reports whether k is a kind the engine understands.
 func (k Kind) Valid() bool {
 	switch k {
-	case CallAttempt, CallAnswered, CallEnded:
+	case CallAttempt, CallAnswered, CallEnded, SIPRequest, SIPAuthFailure, SIPAuthSuccess:
 		return true
 	}
 	return false
@@ -45,4 +57,20 @@ type Event struct {
 	Duration time.Duration `json:"duration,omitempty"`
 	// Sensor names the front-end that produced the event ("api", "cli", "sip").
 	Sensor string `json:"sensor,omitempty"`
+	// SIP carries what a SIP sensor saw; nil for other sensors.
+	SIP *SIPInfo `json:"sip,omitempty"`
+}
+
+// SIPInfo is the part of a SIP message the engine judges. Sensors copy
+// header values as received (bounded in length); the engine never logs
+// them unmasked.
+type SIPInfo struct {
+	Method     string `json:"method,omitempty"`
+	User       string `json:"user,omitempty"` // the username tried: Authorization username, else the From user
+	From       string `json:"from,omitempty"` // whole header values, for scanner fingerprints
+	To         string `json:"to,omitempty"`
+	Contact    string `json:"contact,omitempty"`
+	SDPSession string `json:"sdp_session,omitempty"` // the SDP s= line, when there is a body
+	Transport  string `json:"transport,omitempty"`   // udp, tcp, tls
+	Status     int    `json:"status,omitempty"`      // the PBX's answer, for auth events
 }
