@@ -45,9 +45,13 @@ func (b *verdictBuilder) hit(rule string, mode event.Mode, v event.Verdict, leve
 // Decide answers a call attempt. It never fails: an event it cannot judge
 // (unknown tenant, missing destination) is denied with a reason, because a
 // fraud guard that fails open is not one.
-func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
+func (e *Engine) Decide(ctx context.Context, ev event.Event) event.Decision {
 	if ev.Time.IsZero() {
 		ev.Time = e.clock.Now()
+	}
+	switch ev.Kind {
+	case event.SIPRequest, event.SIPAuthFailure, event.SIPAuthSuccess:
+		return e.decideSIP(ctx, ev)
 	}
 	d := event.Decision{
 		Time: ev.Time, Tenant: ev.Tenant, Account: ev.Account, CallID: ev.CallID,
@@ -152,7 +156,11 @@ func (e *Engine) screen(b *verdictBuilder, t *policy.Tenant, g *policy.Group, s 
 			fmt.Sprintf("source banned until %s (%s)", ban.Until.UTC().Format(time.RFC3339), ban.Reason))
 		if b.d.Verdict == event.Ban {
 			b.d.BanSeconds = int64(left.Seconds() + 0.5)
+			b.d.Silent = ev.SIP != nil // a banned source gets no SIP reply
 		}
+	}
+	if ev.SIP != nil || ev.UserAgent != "" {
+		e.scanner(b, t, s, ev, changes)
 	}
 	for _, list := range []policy.IPList{t.SourceIPs, g.SourceIPs} {
 		if list.Empty() {

@@ -73,6 +73,9 @@ type inLine struct {
 	Every    string  `json:"every"`
 	ToStep   int64   `json:"to_step"`
 	Policy   string  `json:"policy"`
+	// For SIP kinds (sip_request, sip_auth_failure, sip_auth_success).
+	UserAgent string         `json:"user_agent"`
+	SIP       *event.SIPInfo `json:"sip"`
 }
 
 // output is one thing the runner saw: a decision, an error from an
@@ -90,6 +93,7 @@ type output struct {
 	SIPCode      *int     `json:"sip_code,omitempty"`
 	BanSeconds   *int64   `json:"ban_seconds,omitempty"`
 	Escalation   *string  `json:"escalation,omitempty"`
+	Silent       *bool    `json:"silent,omitempty"`
 	E164         *string  `json:"e164,omitempty"`
 	Stats        *stats   `json:"stats,omitempty"`
 }
@@ -252,7 +256,7 @@ func runScenario(t *testing.T, dir string) []output {
 			}
 		}
 		switch in.Kind {
-		case "call_attempt", "call_answered", "call_ended":
+		case "call_attempt", "call_answered", "call_ended", "sip_request", "sip_auth_failure", "sip_auth_success":
 			n := max(in.Repeat, 1)
 			every := time.Second
 			if in.Every != "" {
@@ -270,7 +274,8 @@ func runScenario(t *testing.T, dir string) []output {
 				ev := event.Event{
 					Kind: event.Kind(in.Kind), Time: now, Tenant: in.Tenant, Account: in.Account,
 					CallID: in.CallID, From: in.From, To: in.To, SourceIP: ip,
-					Duration: time.Duration(in.Duration * float64(time.Second)),
+					Duration:  time.Duration(in.Duration * float64(time.Second)),
+					UserAgent: in.UserAgent, SIP: in.SIP,
 				}
 				if in.Repeat > 0 {
 					ev.CallID = fmt.Sprintf("%s-%d", in.CallID, i)
@@ -280,7 +285,7 @@ func runScenario(t *testing.T, dir string) []output {
 				if in.ToStep != 0 {
 					ev.To = stepNumber(t, in.To, in.ToStep*int64(i-1))
 				}
-				if in.Kind == "call_attempt" {
+				if in.Kind == "call_attempt" || strings.HasPrefix(in.Kind, "sip_") {
 					out = append(out, decisionOutput(eng.Decide(ctx, ev)))
 				} else if err := eng.Observe(ctx, ev); err != nil {
 					out = append(out, output{Line: lineNo, Kind: in.Kind, Error: fmt.Sprintf("%s: %v", ev.CallID, err)})
@@ -370,6 +375,9 @@ func decisionOutput(d event.Decision) output {
 	}
 	if d.Escalation != "" {
 		o.Escalation = &d.Escalation
+	}
+	if d.Silent {
+		o.Silent = &d.Silent
 	}
 	if d.Destination.E164 != "" {
 		o.E164 = &d.Destination.E164
@@ -486,6 +494,11 @@ func compareOutputs(t *testing.T, want, got []output) {
 		}
 		if w.Escalation == nil {
 			g.Escalation = nil
+		}
+		if w.Silent == nil {
+			g.Silent = nil
+		} else if g.Silent == nil {
+			g.Silent = new(bool)
 		}
 		if w.E164 == nil {
 			g.E164 = nil

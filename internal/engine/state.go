@@ -36,6 +36,7 @@ type tenantState struct {
 	escWindow  time.Duration
 	escCap     int
 	swept      time.Time // event time of the last sweep
+	sip        *sipState // SIP authentication counters, made on first use
 }
 
 // key identifies a counted subject without allocating: an address for

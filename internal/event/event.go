@@ -73,4 +73,8 @@ type SIPInfo struct {
 	SDPSession string `json:"sdp_session,omitempty"` // the SDP s= line, when there is a body
 	Transport  string `json:"transport,omitempty"`   // udp, tcp, tls
 	Status     int    `json:"status,omitempty"`      // the PBX's answer, for auth events
+	// Credentials is true when the request carried Authorization or
+	// Proxy-Authorization. A 401/407 to a request without them is the
+	// normal first step of digest authentication, not a failure.
+	Credentials bool `json:"credentials,omitempty"`
 }

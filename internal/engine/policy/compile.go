@@ -37,7 +37,7 @@ var builtinRules = []string{
 	"destination.unparseable", "destination.number_type", "destination.denied_prefix",
 	"destination.international", "destination.country", "destination.high_risk",
 	"account.suspended", "schedule", "quota.minutes", "quota.money", "escalation",
-	"call.duplicate_id",
+	"call.duplicate_id", "sip.scanner", "sip.brute_force", "sip.enumeration",
 }
 
 var (
@@ -258,6 +258,7 @@ func (c *compiler) tenant(path, id string, ty *tenantYAML) *Tenant {
 		}
 	}
 	t.Escalation = c.escalation(path+".escalation", ty.Escalation)
+	t.SIP = c.sip(path+".sip", ty.SIP)
 	return t
 }
 

@@ -37,6 +37,7 @@ type Tenant struct {
 	Limits          []*Limit // every limit of the tenant and its groups, by id
 	Escalation      Escalation
 	MaxCallDuration time.Duration
+	SIP             *SIP
 	ruleModes       map[string]event.Mode
 	exact           map[string]*Group
 	patterns        []groupPattern

@@ -33,6 +33,32 @@ type tenantYAML struct {
 	Escalation      *escalationYAML      `yaml:"escalation"`
 	RuleModes       map[string]string    `yaml:"rule_modes"`
 	MaxCallDuration *Duration            `yaml:"max_call_duration"`
+	SIP             *sipYAML             `yaml:"sip"`
+}
+
+type sipYAML struct {
+	ScannerAction   string            `yaml:"scanner_action"`
+	ScannerBan      *Duration         `yaml:"scanner_ban"`
+	BuiltinScanners *bool             `yaml:"builtin_scanners"`
+	Scanners        []fingerprintYAML `yaml:"scanners"`
+	BruteForce      *bruteForceYAML   `yaml:"brute_force"`
+}
+
+type fingerprintYAML struct {
+	Field    string `yaml:"field"`
+	Contains string `yaml:"contains"`
+	Name     string `yaml:"name"`
+}
+
+type bruteForceYAML struct {
+	Window            *Duration `yaml:"window"`
+	FailuresPerIP     *int      `yaml:"failures_per_ip"`
+	FailuresPerUser   *int      `yaml:"failures_per_user"`
+	UsernamesPerIP    *int      `yaml:"usernames_per_ip"`
+	SlowWindow        *Duration `yaml:"slow_window"`
+	SlowFailuresPerIP *int      `yaml:"slow_failures_per_ip"`
+	Ban               *Duration `yaml:"ban"`
+	EnumerationBan    *Duration `yaml:"enumeration_ban"`
 }
 
 type dialYAML struct {
