@@ -45,13 +45,9 @@ func (b *verdictBuilder) hit(rule string, mode event.Mode, v event.Verdict, leve
 // Decide answers a call attempt. It never fails: an event it cannot judge
 // (unknown tenant, missing destination) is denied with a reason, because a
 // fraud guard that fails open is not one.
-func (e *Engine) Decide(ctx context.Context, ev event.Event) event.Decision {
+func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 	if ev.Time.IsZero() {
 		ev.Time = e.clock.Now()
-	}
-	switch ev.Kind {
-	case event.SIPRequest, event.SIPAuthFailure, event.SIPAuthSuccess:
-		return e.decideSIP(ctx, ev)
 	}
 	d := event.Decision{
 		Time: ev.Time, Tenant: ev.Tenant, Account: ev.Account, CallID: ev.CallID,
@@ -66,6 +62,11 @@ func (e *Engine) Decide(ctx context.Context, ev event.Event) event.Decision {
 	if t == nil {
 		b.hit("tenant.unknown", event.Enforce, event.Deny, "", sipForbidden, "no policy for this tenant")
 		e.finish(&b, nil)
+		return d
+	}
+	switch ev.Kind {
+	case event.SIPRequest, event.SIPAuthFailure, event.SIPAuthSuccess:
+		e.decideSIP(&b, t, ev)
 		return d
 	}
 	// Number parsing is the slow part and needs no lock.

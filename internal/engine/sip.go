@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"time"
@@ -52,28 +51,15 @@ func (ss *sipState) sweep(now time.Time) {
 // decideSIP answers what a SIP sensor asks about besides call attempts: a
 // request (banned source? source lists? scanner?) or the PBX's answer to
 // one that needed credentials (enough failures ban the source).
-func (e *Engine) decideSIP(_ context.Context, ev event.Event) event.Decision {
-	d := event.Decision{Time: ev.Time, Tenant: ev.Tenant, Account: ev.Account, CallID: ev.CallID,
-		Verdict: event.Allow, Reasons: make([]event.Reason, 0, 2)}
-	if ev.SourceIP.IsValid() {
-		ev.SourceIP = ev.SourceIP.Unmap()
-		d.SourceIP = ev.SourceIP.String()
-	}
-	b := verdictBuilder{d: &d, would: event.Allow}
-	t := e.pol.Load().Tenants[ev.Tenant]
-	if t == nil {
-		b.hit("tenant.unknown", event.Enforce, event.Deny, "", sipForbidden, "no policy for this tenant")
-		e.finish(&b, nil)
-		return d
-	}
+func (e *Engine) decideSIP(b *verdictBuilder, t *policy.Tenant, ev event.Event) {
 	s := e.state(ev.Tenant)
 	s.mu.Lock()
 	changes := s.expire(t, ev.Time, nil)
 	switch ev.Kind {
 	case event.SIPRequest:
-		e.screenSIPSource(&b, t, s, ev, &changes)
+		e.screenSIPSource(b, t, s, ev, &changes)
 	case event.SIPAuthFailure:
-		e.authFailure(&b, t, s, ev, &changes)
+		e.authFailure(b, t, s, ev, &changes)
 	case event.SIPAuthSuccess:
 		if ev.SourceIP.IsValid() {
 			// A success eases the fast counters of its source; the slow
@@ -84,17 +70,16 @@ func (e *Engine) decideSIP(_ context.Context, ev event.Event) event.Decision {
 		}
 	}
 	s.mu.Unlock()
-	e.finish(&b, t)
+	e.finish(b, t)
 	// Only what was not a plain allow goes to the decisions log: REGISTER
 	// refreshes and OPTIONS pings would drown it.
-	if len(d.Reasons) > 0 {
-		dc := d
+	if len(b.d.Reasons) > 0 {
+		dc := *b.d
 		changes = append(changes, event.Change{Op: event.OpDecision, Decision: &dc})
 	}
 	if len(changes) > 0 {
 		e.sink.Emit(changes...)
 	}
-	return d
 }
 
 // screenSIPSource applies the checks every SIP request gets, calls
