@@ -52,3 +52,25 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("api:\n  listen: 127.0.0.1:9999\n"))
+	f.Add([]byte("data_dir: x\nstore:\n  retain_decisions: 24h\n"))
+	f.Add([]byte("api:\n  keys:\n    - {tenant: a, key_env: K}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("f.yaml", data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		// Whatever parsed is valid and complete.
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Parse accepted a config Validate refuses: %v", err)
+		}
+		if c.API.Listen == "" || c.DataDir == "" {
+			t.Fatalf("defaults missing: %+v", c)
+		}
+	})
+}
