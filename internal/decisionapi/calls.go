@@ -174,14 +174,24 @@ func (s *Server) ended(x *exchange, r *http.Request) error {
 	return nil
 }
 
+// maxClockSkew bounds how far a request's "time" may be from the server's
+// clock. Windows and quotas run on event time, so a client free to pick any
+// time could space its own attempts out of every window; history is
+// replayed offline, not through the live API.
+const maxClockSkew = 5 * time.Minute
+
 // eventTime parses an optional RFC 3339 "time"; absent means now.
 func (s *Server) eventTime(v string) (time.Time, error) {
+	now := s.cfg.Clock()
 	if v == "" {
-		return s.cfg.Clock(), nil
+		return now, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, v)
 	if err != nil {
 		return time.Time{}, badField("time", "not an RFC 3339 time")
+	}
+	if d := t.Sub(now); d > maxClockSkew || d < -maxClockSkew {
+		return time.Time{}, badField("time", "more than 5 minutes from the server's clock; omit it to use the server's")
 	}
 	return t, nil
 }
