@@ -1,0 +1,58 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the ingress's Prometheus collectors. Source labels are only
+// configured source names (unknown ones count as "unknown"), so senders
+// cannot mint series.
+type metrics struct {
+	received          *prometheus.CounterVec // source
+	verified          *prometheus.CounterVec // source
+	signatureFailures *prometheus.CounterVec // source
+	stale             *prometheus.CounterVec // source
+	duplicates        *prometheus.CounterVec // source
+	rateLimited       *prometheus.CounterVec // scope: source, ip
+	shed              prometheus.Counter
+	enqueueFailures   *prometheus.CounterVec // source
+	enqueueSeconds    prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	cv := func(name, help, label string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telguard_webhook_" + name, Help: help}, []string{label})
+	}
+	m := &metrics{
+		received:          cv("received_total", "Webhook requests received, by source.", "source"),
+		verified:          cv("verified_total", "Webhooks whose signature and timestamp were valid, by source.", "source"),
+		signatureFailures: cv("signature_failures_total", "Webhooks refused for a missing, malformed or wrong signature, by source.", "source"),
+		stale:             cv("stale_total", "Webhooks with a valid signature but a timestamp outside tolerance (possible replays), by source.", "source"),
+		duplicates:        cv("duplicates_total", "Webhooks whose event id was already queued, by source.", "source"),
+		rateLimited:       cv("rate_limited_total", "Webhook requests refused with 429, by limit (source, ip).", "scope"),
+		enqueueFailures:   cv("enqueue_failures_total", "Verified webhooks answered 503 because the queue did not take them, by source.", "source"),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telguard_webhook_shed_total",
+			Help: "Webhook requests refused with 503 because too many were in flight.",
+		}),
+		enqueueSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "telguard_webhook_enqueue_seconds",
+			Help:    "Time to store a verified webhook durably in the queue.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.received, m.verified, m.signatureFailures, m.stale,
+		m.duplicates, m.rateLimited, m.enqueueFailures, m.shed, m.enqueueSeconds} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, fmt.Errorf("register metrics: %w (one webhook server per registry)", err)
+			}
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
