@@ -20,6 +20,9 @@ examples/policy.yaml. API keys come from the config file; without any, the
 key in $TELGUARD_API_KEY is accepted for tenant "demo", and when that is
 unset a key is generated once, kept in DATA/api-key and printed.
 
+The inline SIP edge (a guard in front of one PBX) starts when the config
+file has a sip: section with listen and upstream; see docs/sip.md.
+
 Signals: SIGHUP reloads the policy (a bad policy is refused and the old one
 stays); SIGINT/SIGTERM shut down after requests in flight finish and every
 decision is written.
@@ -63,7 +66,7 @@ func (e *env) serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("telguard started", "version", Version, "api", d.Addr(), "data", cfg.DataDir)
+	logger.Info("telguard started", "version", Version, "api", d.Addr(), "sip", d.SIPAddrs(), "data", cfg.DataDir)
 	return d.Run(ctx)
 }
 

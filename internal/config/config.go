@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,6 +32,7 @@ type Config struct {
 	API    API    `yaml:"api"`
 	Store  Store  `yaml:"store"`
 	Engine Engine `yaml:"engine"`
+	SIP    SIP    `yaml:"sip"`
 }
 
 // Log configures logging.
@@ -77,6 +79,56 @@ type Engine struct {
 	SweepInterval time.Duration `yaml:"sweep_interval"`
 }
 
+// SIP configures the inline SIP edge, a guard in front of one PBX. It is
+// off unless Listen is set.
+type SIP struct {
+	// Listen lists "network:host:port" addresses, e.g. "udp:0.0.0.0:5060",
+	// "tcp:0.0.0.0:5060". At least one UDP listener: the PBX is reached
+	// over UDP from it.
+	Listen []string `yaml:"listen"`
+	// Upstream is the PBX, "udp:host:port".
+	Upstream string `yaml:"upstream"`
+	// Advertise is the host the guard puts in Via and Record-Route;
+	// required when a listener is on a wildcard address.
+	Advertise string `yaml:"advertise"`
+	// Tenant is the policy tenant the edge's events belong to. Default:
+	// api.default_tenant.
+	Tenant string `yaml:"tenant"`
+	// Trusted are peers (carriers) that bypass screening; the upstream is
+	// always trusted.
+	Trusted []string `yaml:"trusted"`
+	// AccountFrom: from_user (default), auth_user or pai.
+	AccountFrom string `yaml:"account_from"`
+	// Flood limits, per source address, before any parsing: more than
+	// FloodRequests packets in FloodWindow bans the source for FloodBan.
+	// Defaults 64, 2s, 5m (like Kamailio's pike).
+	FloodRequests int           `yaml:"flood_requests"`
+	FloodWindow   time.Duration `yaml:"flood_window"`
+	FloodBan      time.Duration `yaml:"flood_ban"`
+	// MaxPacketBytes drops larger packets unparsed. Default 8192.
+	MaxPacketBytes int `yaml:"max_packet_bytes"`
+}
+
+// Enabled reports whether the SIP edge is configured.
+func (s SIP) Enabled() bool { return len(s.Listen) > 0 }
+
+// TrustedPrefixes parses Trusted.
+func (s SIP) TrustedPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(s.Trusted))
+	for i, v := range s.Trusted {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return nil, fmt.Errorf("%w: sip.trusted[%d]: want a CIDR or an address, got %q", ErrInvalid, i, v)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
 // MinKeyLength is the shortest API key accepted: keys are bearer secrets.
 const MinKeyLength = 16
 
@@ -116,6 +168,10 @@ func (c *Config) applyDefaults() {
 	defDur(&c.Store.RetainDecisions, 30*24*time.Hour)
 	defDur(&c.Store.FlushInterval, 25*time.Millisecond)
 	defDur(&c.Engine.SweepInterval, 5*time.Second)
+	if c.SIP.Enabled() {
+		def(&c.SIP.Tenant, c.API.DefaultTenant)
+		def(&c.SIP.AccountFrom, "from_user")
+	}
 }
 
 // StorePath returns the database path.
@@ -203,6 +259,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Engine.SweepInterval < 100*time.Millisecond {
 		return bad("engine.sweep_interval", "at least 100ms")
+	}
+	if c.SIP.Enabled() {
+		if c.SIP.Upstream == "" {
+			return bad("sip.upstream", "the PBX to protect, e.g. udp:127.0.0.1:5070, is required when sip.listen is set")
+		}
+		switch c.SIP.AccountFrom {
+		case "from_user", "auth_user", "pai":
+		default:
+			return bad("sip.account_from", "want from_user, auth_user or pai, got %q", c.SIP.AccountFrom)
+		}
+		if _, err := c.SIP.TrustedPrefixes(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

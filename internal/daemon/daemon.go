@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,6 +33,8 @@ import (
 	"github.com/telguard/telguard/internal/engine"
 	"github.com/telguard/telguard/internal/engine/policy"
 	"github.com/telguard/telguard/internal/event"
+	"github.com/telguard/telguard/internal/sipedge"
+	"github.com/telguard/telguard/internal/sipedge/prefilter"
 	"github.com/telguard/telguard/internal/store"
 	"github.com/telguard/telguard/internal/store/sqlite"
 )
@@ -71,6 +75,8 @@ type Daemon struct {
 	writer     *store.Writer
 	engine     *engine.Engine
 	api        *decisionapi.Server
+	sip        *sipedge.Server   // nil unless configured
+	filter     *prefilter.Filter // the SIP edge's packet filter
 	registry   *prometheus.Registry
 	policyPath string // "" when running the built-in example
 	signals    bool
@@ -161,8 +167,83 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 	if err := d.api.Listen(); err != nil {
 		return nil, err
 	}
+	if cfg.SIP.Enabled() {
+		if err := d.newSIPEdge(); err != nil {
+			return nil, err
+		}
+	}
 	ok = true
 	return d, nil
+}
+
+// newSIPEdge builds the inline SIP guard and its packet filter and binds
+// their ports.
+func (d *Daemon) newSIPEdge() error {
+	sc := d.cfg.SIP
+	trusted, err := sc.TrustedPrefixes()
+	if err != nil {
+		return err
+	}
+	// The upstream is trusted by the filter too: the PBX must never be
+	// flood-banned by its own traffic.
+	filterTrusted := trusted
+	if _, hostport, ok := strings.Cut(sc.Upstream, ":"); ok {
+		if ap, err := netip.ParseAddrPort(hostport); err == nil {
+			filterTrusted = append(slices.Clone(trusted), netip.PrefixFrom(ap.Addr().Unmap(), ap.Addr().Unmap().BitLen()))
+		}
+	}
+	d.filter, err = prefilter.New(prefilter.Config{
+		MaxPacketBytes: sc.MaxPacketBytes, FloodRequests: sc.FloodRequests,
+		FloodWindow: sc.FloodWindow, FloodBan: sc.FloodBan, Trusted: filterTrusted,
+	})
+	if err != nil {
+		return fmt.Errorf("sip packet filter: %w", err)
+	}
+	d.filter.OnBan(func(b prefilter.Ban) {
+		// Runs inside the filter's hot path: log only, no I/O waits.
+		d.log.Warn("sip source banned for flooding", "prefix", b.Prefix.String(), "until", b.Until.UTC().Format(time.RFC3339), "reason", b.Reason)
+	})
+	d.registry.MustRegister(prefilter.NewCollector(d.filter))
+	key, err := d.secretFile("sip-stamp-key", 32)
+	if err != nil {
+		return err
+	}
+	d.sip, err = sipedge.New(sipedge.Config{
+		Listen: sc.Listen, Upstream: sc.Upstream, Advertise: sc.Advertise, Tenant: sc.Tenant,
+		TrustedCIDRs: trusted, AccountFrom: sc.AccountFrom, StampKey: key, Filter: d.filter,
+	}, d.engine, d.registry, d.log)
+	if err != nil {
+		return fmt.Errorf("sip edge: %w", err)
+	}
+	if err := d.sip.Listen(); err != nil {
+		return fmt.Errorf("sip edge: %w", err)
+	}
+	return nil
+}
+
+// secretFile returns the secret kept in DATA/name, creating it (n random
+// bytes, mode 0600) on first use, so it survives restarts.
+func (d *Daemon) secretFile(name string, n int) ([]byte, error) {
+	file := filepath.Join(d.cfg.DataDir, name)
+	if b, err := os.ReadFile(file); err == nil && len(b) == n {
+		return b, nil
+	}
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("generate %s: %w", name, err)
+	}
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		return nil, fmt.Errorf("save %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// SIPAddrs returns the SIP edge's bound addresses, nil when it is off.
+func (d *Daemon) SIPAddrs() []string {
+	if d.sip == nil {
+		return nil
+	}
+	return d.sip.Addrs()
 }
 
 // Addr returns the decision API's bound address.
@@ -184,6 +265,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.api.Run(gctx) })
 	g.Go(func() error { return d.housekeep(gctx) })
+	if d.sip != nil {
+		g.Go(func() error { return d.sip.Run(gctx) })
+		g.Go(func() error { return d.filter.Run(gctx) })
+	}
 	if d.signals {
 		g.Go(func() error { return d.onSIGHUP(gctx) })
 	}

@@ -19,12 +19,12 @@ const (
 	CallEnded    Kind = "call_ended"
 )
 
-// What a SIP sensor sees besides calls. A sip_request (any request that is
-// not an initial INVITE, and every initial INVITE before it becomes a
-// call_attempt) is decided: scanners and banned sources are stopped there.
-// sip_auth_failure and sip_auth_success report how the PBX answered a
-// request that needed credentials; they are decided too, because enough
-// failures ban the source.
+// What a SIP sensor sees besides calls. A sip_request is any initial
+// request that is not an INVITE (an initial INVITE is a call_attempt, which
+// gets the same source and scanner checks); it is decided, so scanners and
+// banned sources are stopped there. sip_auth_failure and sip_auth_success
+// report how the PBX answered a request that needed credentials; they are
+// decided too, because enough failures ban the source.
 const (
 	SIPRequest     Kind = "sip_request"
 	SIPAuthFailure Kind = "sip_auth_failure"

@@ -1,0 +1,186 @@
+package sipedge
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/telguard/telguard/internal/event"
+)
+
+// maxField bounds every string copied from a SIP message into an event: a
+// header is the attacker's to fill, and events are kept and logged.
+const maxField = 256
+
+// bound cuts s to at most maxField bytes, drops invalid UTF-8 (a rune cut
+// in two included) and turns control characters into spaces, so a value is
+// safe to log and to store as JSON.
+func bound(s string) string {
+	if len(s) > maxField {
+		s = s[:maxField]
+	}
+	clean := utf8.ValidString(s)
+	for i := 0; clean && i < len(s); i++ {
+		clean = s[i] >= 0x20 && s[i] != 0x7f
+	}
+	if clean {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
+}
+
+// requestEvent converts a request into an event of the given kind. It is
+// pure: the engine does the judging. Every string is bounded.
+func requestEvent(req *sip.Request, kind event.Kind, src netip.Addr, tenant, accountFrom string, now time.Time) event.Event {
+	from := fromUser(req)
+	ev := event.Event{
+		Kind:      kind,
+		Time:      now,
+		Tenant:    tenant,
+		Account:   bound(account(req, accountFrom)),
+		From:      bound(from),
+		To:        bound(req.Recipient.User),
+		SourceIP:  src,
+		UserAgent: bound(headerValue(req, "User-Agent")),
+		Sensor:    "sip",
+		SIP: &event.SIPInfo{
+			Method:     bound(string(req.Method)),
+			User:       bound(authUser(req, from)),
+			Contact:    bound(headerValue(req, "Contact")),
+			SDPSession: bound(sdpSession(req.Body())),
+			Transport:  strings.ToLower(bound(req.Transport())),
+		},
+	}
+	if h := req.CallID(); h != nil {
+		ev.CallID = bound(string(*h))
+	}
+	if h := req.From(); h != nil {
+		ev.SIP.From = bound(h.Value())
+	}
+	if h := req.To(); h != nil {
+		ev.SIP.To = bound(h.Value())
+	}
+	return ev
+}
+
+func fromUser(req *sip.Request) string {
+	if h := req.From(); h != nil {
+		return h.Address.User
+	}
+	return ""
+}
+
+// account picks the account the call is billed to.
+func account(req *sip.Request, from string) string {
+	switch from {
+	case AccountAuthUser:
+		if u := credentialUser(req); u != "" {
+			return u
+		}
+	case AccountPAI:
+		if h := req.GetHeader("P-Asserted-Identity"); h != nil {
+			var u sip.Uri
+			var params sip.HeaderParams
+			if _, err := sip.ParseAddressValue(h.Value(), &u, &params); err == nil && u.User != "" {
+				return u.User
+			}
+		}
+	}
+	return fromUser(req)
+}
+
+// authUser is the username tried: the credentials' username, else the
+// From user.
+func authUser(req *sip.Request, from string) string {
+	if u := credentialUser(req); u != "" {
+		return u
+	}
+	return from
+}
+
+// credentialUser returns the username of the Authorization or
+// Proxy-Authorization header, "" when there is none.
+func credentialUser(req *sip.Request) string {
+	for _, name := range []string{"Authorization", "Proxy-Authorization"} {
+		h := req.GetHeader(name)
+		if h == nil {
+			continue
+		}
+		if u := digestParam(h.Value(), "username"); u != "" {
+			return u
+		}
+	}
+	return ""
+}
+
+func hasCredentials(req *sip.Request) bool {
+	return req.GetHeader("Authorization") != nil || req.GetHeader("Proxy-Authorization") != nil
+}
+
+// digestParam finds name="value" (or name=value) in a Digest credentials
+// header without a full parse: only the username is needed.
+func digestParam(v, name string) string {
+	for rest := v; rest != ""; {
+		i := strings.Index(strings.ToLower(rest), name)
+		if i < 0 {
+			return ""
+		}
+		before := strings.TrimRight(rest[:i], " \t")
+		rest = rest[i+len(name):]
+		if before != "" && !strings.HasSuffix(before, ",") && !strings.HasSuffix(strings.ToLower(before), "digest") {
+			continue // part of another parameter's name or value
+		}
+		t := strings.TrimLeft(rest, " \t")
+		if !strings.HasPrefix(t, "=") {
+			continue
+		}
+		t = strings.TrimLeft(t[1:], " \t")
+		if strings.HasPrefix(t, `"`) {
+			if j := strings.IndexByte(t[1:], '"'); j >= 0 {
+				return t[1 : 1+j]
+			}
+			return t[1:]
+		}
+		if j := strings.IndexAny(t, ", \t"); j >= 0 {
+			return t[:j]
+		}
+		return t
+	}
+	return ""
+}
+
+func headerValue(m *sip.Request, name string) string {
+	if h := m.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// sdpSession returns the value of the SDP s= line, if the body has one.
+func sdpSession(body []byte) string {
+	for len(body) > 0 {
+		line := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			body = nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		if bytes.HasPrefix(line, []byte("s=")) {
+			if len(line) > maxField+2 {
+				line = line[:maxField+2]
+			}
+			return string(line[2:])
+		}
+	}
+	return ""
+}

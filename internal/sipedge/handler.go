@@ -1,0 +1,724 @@
+package sipedge
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/telguard/telguard/internal/audit"
+	"github.com/telguard/telguard/internal/event"
+)
+
+// branchPrefix marks the guard's own Via branches: the magic cookie, then
+// "-tg", the index of the listener the request came in on, "-", a hash.
+const branchPrefix = sip.RFC3261BranchMagicCookie + "-tg"
+
+// Stamp flags, the first character of the Record-Route "tg" parameter.
+const (
+	stampScreened = 's' // a call the engine decided: report its end
+	stampPlain    = 't' // a dialog the guard only relays
+)
+
+// verdictFollowUp labels requests that belong to something already
+// screened: in-dialog requests, CANCEL and ACK.
+const verdictFollowUp = "follow_up"
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// onRequest screens and forwards one request.
+func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, src netip.AddrPort, start time.Time) {
+	if err := validate(req); err != nil {
+		s.metrics.drop(dropMalformed)
+		return
+	}
+	if s.isOurBranch(req.Via()) {
+		s.fail(in, req, ErrLoop)
+		return
+	}
+	stampReceived(req.Via(), src, in.network == "tcp")
+	now := s.cfg.Clock()
+	fromUp := src == s.upstream
+	trusted := fromUp || s.trusted(src.Addr())
+	branch := s.branchFor(req, src, in.idx)
+	callID := string(*req.CallID())
+	if fromUp && !req.IsAck() {
+		// Only answers to what the upstream sent may come back from
+		// elsewhere: see onResponse.
+		s.txs.put(branch, &txState{method: req.Method}, now)
+	}
+
+	switch {
+	case req.IsAck():
+		s.onAck(in, req, src, branch, callID, trusted, fromUp, now, start)
+		return
+	case req.IsCancel():
+		s.onCancel(ctx, in, req, src, branch, callID, trusted, fromUp, now, start)
+		return
+	case hasToTag(req):
+		rt := s.popRoutes(req, callID)
+		flag := rt.flag
+		if !trusted && flag == 0 {
+			s.metrics.request(req.Method, verdictFollowUp)
+			s.fail(in, req, ErrUnknownDialog)
+			return
+		}
+		label := verdictFollowUp
+		if trusted {
+			label = verdictBypass
+		}
+		s.metrics.request(req.Method, label)
+		if err := s.forward(in, req, branch, fromUp, 0, callID, src, rt); err != nil {
+			s.fail(in, req, err)
+			return
+		}
+		if req.Method == sip.BYE && (trusted || flag != 0) {
+			s.endCall(ctx, callID, now, flag == stampScreened)
+		}
+		s.metrics.forwarded(start)
+		return
+	}
+
+	// An initial request.
+	rt := s.popRoutes(req, callID)
+	if trusted {
+		s.metrics.request(req.Method, verdictBypass)
+		if err := s.forward(in, req, branch, fromUp, stampPlain, callID, src, rt); err != nil {
+			s.fail(in, req, err)
+			return
+		}
+		s.metrics.forwarded(start)
+		return
+	}
+	if tx, ok := s.txs.get(branch, now); ok && tx.method == req.Method {
+		// A retransmission: same answer, no second decision.
+		s.metrics.request(req.Method, verdictRetrans)
+		switch {
+		case tx.silent:
+			s.metrics.drop(dropSilent)
+		case tx.local != nil:
+			s.send(in, tx.local)
+		default:
+			if err := s.forward(in, req, branch, false, stampFor(req), callID, src, route{}); err != nil {
+				s.fail(in, req, err)
+			}
+		}
+		return
+	}
+
+	kind := event.SIPRequest
+	if req.IsInvite() {
+		kind = event.CallAttempt
+	}
+	ev := requestEvent(req, kind, src.Addr(), s.cfg.Tenant, s.cfg.AccountFrom, now)
+	d := s.eng.Decide(ctx, ev)
+	s.metrics.request(req.Method, verdictLabel(d.Verdict))
+	s.applyBan(&d, src.Addr(), now)
+	tx := &txState{method: req.Method, ev: ev, hadAuth: hasCredentials(req)}
+	if d.Verdict.Blocks() {
+		code, phrase, rule := decisionReply(&d)
+		if d.Silent {
+			tx.silent = true
+			s.txs.put(branch, tx, now)
+			s.metrics.drop(dropSilent)
+			s.log.Debug("sip request dropped", "method", string(req.Method), "source", src.Addr().String(),
+				"to", audit.MaskNumber(ev.To), "verdict", string(d.Verdict), "rule", rule)
+			return
+		}
+		res := sip.NewResponseFromRequest(req, code, phrase, nil)
+		res.AppendHeader(sip.NewHeader("Reason", fmt.Sprintf(`SIP;cause=%d;text="%s"`, code, rule)))
+		tx.local = res
+		s.txs.put(branch, tx, now)
+		s.send(in, res)
+		s.log.Debug("sip request rejected", "method", string(req.Method), "source", src.Addr().String(),
+			"to", audit.MaskNumber(ev.To), "verdict", string(d.Verdict), "code", code, "rule", rule)
+		return
+	}
+	tx.screened = true
+	s.txs.put(branch, tx, now)
+	if req.IsInvite() {
+		s.ended.remove(callID)
+		s.calls.put(callID, callState{}, now)
+	}
+	if err := s.forward(in, req, branch, false, stampFor(req), callID, src, route{}); err != nil {
+		s.fail(in, req, err)
+		return
+	}
+	s.metrics.forwarded(start)
+}
+
+// onAck forwards an ACK, or absorbs it when it acknowledges the guard's
+// own rejection. An ACK is never answered.
+func (s *Server) onAck(in *listener, req *sip.Request, src netip.AddrPort, branch, callID string, trusted, fromUp bool, now time.Time, start time.Time) {
+	s.metrics.request(req.Method, verdictFollowUp)
+	tx, known := s.txs.get(branch, now)
+	if known && (tx.local != nil || tx.silent) {
+		s.metrics.drop(dropAbsorbed)
+		return
+	}
+	rt := s.popRoutes(req, callID)
+	flag := rt.flag
+	// The ACK of a forwarded INVITE's failure shares its branch; the ACK of
+	// a 2xx is in-dialog and carries the stamp.
+	if !trusted && !known && flag == 0 {
+		s.metrics.drop(dropMalformed)
+		return
+	}
+	if err := s.forward(in, req, branch, fromUp, 0, callID, src, rt); err != nil {
+		s.metrics.drop(replyFor(err).dropReason())
+		return
+	}
+	s.metrics.forwarded(start)
+}
+
+// onCancel forwards a CANCEL along its INVITE's path (the branch is the
+// same), or answers it when the guard answered the INVITE itself.
+func (s *Server) onCancel(ctx context.Context, in *listener, req *sip.Request, src netip.AddrPort, branch, callID string, trusted, fromUp bool, now time.Time, start time.Time) {
+	s.metrics.request(req.Method, verdictFollowUp)
+	tx, known := s.txs.get(branch, now)
+	switch {
+	case known && tx.silent:
+		s.metrics.drop(dropSilent)
+		return
+	case known && tx.local != nil:
+		s.send(in, sip.NewResponseFromRequest(req, 200, "OK", nil))
+		return
+	case !known && !trusted:
+		s.fail(in, req, ErrUnknownDialog)
+		return
+	}
+	rt := s.popRoutes(req, callID)
+	if err := s.forward(in, req, branch, fromUp, 0, callID, src, rt); err != nil {
+		s.fail(in, req, err)
+		return
+	}
+	if known && tx.screened {
+		s.endCall(ctx, callID, now, false)
+	}
+	s.metrics.forwarded(start)
+}
+
+// onResponse relays a response one hop back, by its Via.
+func (s *Server) onResponse(ctx context.Context, l *listener, res *sip.Response, src netip.AddrPort, start time.Time) {
+	via := res.Via()
+	if via == nil || res.CSeq() == nil || res.CallID() == nil {
+		s.metrics.drop(dropMalformed)
+		return
+	}
+	branch, _ := via.Params.Get("branch")
+	idx, ok := s.ourBranch(branch)
+	if !ok || !strings.EqualFold(via.Host, l.host) || via.Port != l.port {
+		s.metrics.drop(dropStray)
+		return
+	}
+	if src != s.upstream {
+		// A caller answers only requests the upstream sent through the
+		// guard. Anything else is a forged response that would make the
+		// guard reflect it to whatever its next Via names.
+		if _, known := s.txs.get(branch, s.cfg.Clock()); !known {
+			s.metrics.drop(dropStray)
+			return
+		}
+	}
+	res.RemoveHeader("Via")
+	next := res.Via()
+	if next == nil {
+		s.metrics.drop(dropMalformed)
+		return
+	}
+	s.responseEvents(ctx, res, branch)
+	if err := s.send(s.listener(idx), res); err != nil {
+		return
+	}
+	s.metrics.forwarded(start)
+}
+
+// responseEvents turns an upstream answer into the events it means.
+func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch string) {
+	if res.StatusCode < 200 {
+		return
+	}
+	now := s.cfg.Clock()
+	method := res.CSeq().MethodName
+	var tx txState
+	var found, first bool
+	s.txs.update(branch, now, func(t **txState) {
+		if (*t).method != method {
+			return // the response to a CANCEL sharing the INVITE's branch
+		}
+		found = true
+		first = !(*t).final
+		(*t).final = true
+		tx = **t
+	})
+	if !found || !tx.screened {
+		return
+	}
+	code := res.StatusCode
+	// 401/407 to a request without credentials is the normal digest
+	// challenge; the engine knows that from SIPInfo.Credentials. 404 to a
+	// REGISTER or INVITE names a user that does not exist: enumeration.
+	authFailed := code == 401 || code == 407 || code == 403 || code == 404
+	switch method {
+	case sip.INVITE:
+		switch {
+		case code < 300:
+			s.answered(ctx, tx.ev.CallID, now)
+		case first:
+			s.endCall(ctx, tx.ev.CallID, now, false)
+			if authFailed {
+				s.authEvent(ctx, &tx, event.SIPAuthFailure, code, now)
+			}
+		}
+	case sip.REGISTER:
+		switch {
+		case !first:
+		case authFailed:
+			s.authEvent(ctx, &tx, event.SIPAuthFailure, code, now)
+		case code < 300 && tx.hadAuth:
+			s.authEvent(ctx, &tx, event.SIPAuthSuccess, code, now)
+		}
+	}
+}
+
+// authEvent reports how the upstream answered a request that needed
+// credentials. A blocking answer needs nothing more here: the engine keeps
+// the ban, and the source's next request is decided against it.
+func (s *Server) authEvent(ctx context.Context, tx *txState, kind event.Kind, code int, now time.Time) {
+	ev := tx.ev
+	ev.Kind = kind
+	ev.Time = now
+	info := *tx.ev.SIP
+	info.Status = code
+	info.Credentials = tx.hadAuth
+	ev.SIP = &info
+	d := s.eng.Decide(ctx, ev)
+	s.applyBan(&d, ev.SourceIP, now)
+	if d.Verdict.Blocks() {
+		s.log.Info("sip auth event blocked", "kind", string(kind), "source", ev.SourceIP.String(),
+			"verdict", string(d.Verdict), "ban_seconds", d.BanSeconds)
+	}
+}
+
+// applyBan hands a ban the engine decided to the packet filter, so the
+// source's next packets are dropped before parsing. The engine keeps the
+// ban too: without a filter its decisions still refuse the source.
+func (s *Server) applyBan(d *event.Decision, src netip.Addr, now time.Time) {
+	f := s.cfg.Filter
+	if f == nil || d.Verdict != event.Ban || d.BanSeconds <= 0 || !src.IsValid() {
+		return
+	}
+	_, _, rule := decisionReply(d)
+	f.Ban(netip.PrefixFrom(src, src.BitLen()), now.Add(time.Duration(d.BanSeconds)*time.Second), rule)
+}
+
+// answered reports the first 2xx of a call the engine allowed.
+func (s *Server) answered(ctx context.Context, callID string, now time.Time) {
+	first := false
+	s.calls.update(callID, now, func(c *callState) {
+		first = !c.answered
+		c.answered = true
+	})
+	if first {
+		s.observe(ctx, event.CallAnswered, callID, now)
+	}
+}
+
+// endCall reports a call's end once. stamped says the Record-Route stamp
+// vouches the call was screened, for calls this process does not know (it
+// restarted, or the table was full).
+func (s *Server) endCall(ctx context.Context, callID string, now time.Time, stamped bool) {
+	if !s.calls.remove(callID) {
+		if !stamped {
+			return
+		}
+		if _, done := s.ended.get(callID, now); done {
+			return
+		}
+	}
+	s.ended.put(callID, struct{}{}, now)
+	s.observe(ctx, event.CallEnded, callID, now)
+}
+
+func (s *Server) observe(ctx context.Context, kind event.Kind, callID string, now time.Time) {
+	ev := event.Event{Kind: kind, Time: now, Tenant: s.cfg.Tenant, CallID: callID, Sensor: "sip"}
+	if err := s.eng.Observe(ctx, ev); err != nil {
+		s.log.Debug("sip edge observe", "kind", string(kind), "err", err)
+	}
+}
+
+// forward sends req one hop on. Callers' requests always go to the
+// upstream; only the upstream's follow their Route or Request-URI, or the
+// flow a TCP caller's Record-Route named. rr, when not 0, adds a stamped
+// Record-Route so that in-dialog requests come back through the guard; two
+// of them when the request changes listener (RFC 5658).
+func (s *Server) forward(in *listener, req *sip.Request, branch string, followRoute bool, rr byte, callID string, src netip.AddrPort, rt route) error {
+	if mf := req.MaxForwards(); mf == nil {
+		v := sip.MaxForwardsHeader(70)
+		req.AppendHeader(&v)
+	} else if mf.Val() == 0 {
+		// Checked before Dec: sipgo's Dec wraps 0 round to 2^32-1.
+		return ErrTooManyHops
+	} else {
+		mf.Dec()
+	}
+	dst, out := s.upstream, s.up
+	if followRoute {
+		if rt.flowL != nil {
+			dst, out = rt.flow, rt.flowL
+		} else {
+			var err error
+			if dst, err = nextHop(req); err != nil {
+				return err
+			}
+			if s.isListener(dst) {
+				return ErrLoop
+			}
+		}
+	}
+	if rr != 0 && req.Method != sip.REGISTER {
+		stamp := s.stamp(rr, callID)
+		if in != out {
+			req.PrependHeader(s.recordRoute(in, stamp, src))
+		}
+		req.PrependHeader(s.recordRoute(out, stamp, dst))
+	}
+	v := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: out.viaTransport(),
+		Host: out.host, Port: out.port, Params: sip.HeaderParams{{K: "branch", V: branch}}}
+	req.PrependHeader(v)
+	return s.write(out, req, dst)
+}
+
+// stampFor says which requests open a dialog that the guard records.
+func stampFor(req *sip.Request) byte {
+	switch req.Method {
+	case sip.INVITE:
+		return stampScreened
+	case sip.SUBSCRIBE, sip.REFER:
+		return stampPlain
+	}
+	return 0
+}
+
+// recordRoute is the guard's Record-Route on listener l. On TCP it names
+// the connection (flow) of the peer on that side, so requests the upstream
+// sends into the dialog find the connection: a caller over TCP cannot be
+// dialled back at its Contact.
+func (s *Server) recordRoute(l *listener, stamp string, peer netip.AddrPort) *sip.RecordRouteHeader {
+	params := sip.HeaderParams{{K: "transport", V: l.network}, {K: "lr", V: ""}, {K: "tg", V: stamp}}
+	if l.network == "tcp" {
+		params = append(params, sip.HeaderKV{K: "fl", V: peer.String()})
+	}
+	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: l.host, Port: l.port, UriParams: params}}
+}
+
+// stamp signs a Call-ID: only dialogs that passed the guard carry it.
+func (s *Server) stamp(flag byte, callID string) string {
+	m := hmac.New(sha256.New, s.stampKey)
+	m.Write([]byte{flag})
+	m.Write([]byte(callID))
+	return string(flag) + hex.EncodeToString(m.Sum(nil)[:8])
+}
+
+// checkStamp returns the flag of a valid stamp for callID, or 0.
+func (s *Server) checkStamp(stamp, callID string) byte {
+	if len(stamp) != 17 {
+		return 0
+	}
+	want := s.stamp(stamp[0], callID)
+	if !hmac.Equal([]byte(stamp), []byte(want)) {
+		return 0
+	}
+	return stamp[0]
+}
+
+// route is what the guard's own Route entries on a request said.
+type route struct {
+	flag  byte           // the stamp's flag, 0 when there is no valid stamp
+	flowL *listener      // a TCP listener whose Route named a flow
+	flow  netip.AddrPort // the peer's connection on it
+}
+
+// popRoutes removes the guard's own Route entries from the top of req and
+// returns what they said.
+func (s *Server) popRoutes(req *sip.Request, callID string) route {
+	var rt route
+	for range 4 { // a double Record-Route leaves two; more is a loop
+		r := req.Route()
+		if r == nil {
+			break
+		}
+		l := s.ours(&r.Address)
+		if l == nil {
+			break
+		}
+		if tg, ok := r.Address.UriParams.Get("tg"); ok && rt.flag == 0 {
+			rt.flag = s.checkStamp(tg, callID)
+		}
+		if fl, ok := r.Address.UriParams.Get("fl"); ok && l.network == "tcp" {
+			if ap, err := netip.ParseAddrPort(fl); err == nil {
+				rt.flowL, rt.flow = l, ap
+			}
+		}
+		req.RemoveHeader("Route")
+	}
+	return rt
+}
+
+// ours returns the listener a URI names, or nil. A URI without a
+// transport parameter means UDP.
+func (s *Server) ours(u *sip.Uri) *listener {
+	port := u.Port
+	if port == 0 {
+		port = sip.DefaultUdpPort
+	}
+	network := strings.ToLower(u.UriParams.GetOr("transport", "udp"))
+	host := strings.Trim(u.Host, "[]")
+	var match *listener
+	for _, l := range s.listeners {
+		if port == l.port && strings.EqualFold(host, l.host) {
+			if l.network == network {
+				return l
+			}
+			match = l
+		}
+	}
+	return match
+}
+
+func (s *Server) isListener(a netip.AddrPort) bool {
+	for _, l := range s.listeners {
+		if a == l.addr || (a.Port() == l.addr.Port() && l.addr.Addr().IsUnspecified()) {
+			return true
+		}
+	}
+	return false
+}
+
+// isOurBranch reports a request whose top Via the guard itself added.
+func (s *Server) isOurBranch(via *sip.ViaHeader) bool {
+	b, _ := via.Params.Get("branch")
+	if _, ok := s.ourBranch(b); !ok {
+		return false
+	}
+	for _, l := range s.listeners {
+		if via.Port == l.port && strings.EqualFold(via.Host, l.host) {
+			return true
+		}
+	}
+	return false
+}
+
+// ourBranch parses a branch the guard made and returns its listener index.
+func (s *Server) ourBranch(b string) (int, bool) {
+	rest, ok := strings.CutPrefix(b, branchPrefix)
+	if !ok {
+		return 0, false
+	}
+	n, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(n)
+	if err != nil || i < 0 || i >= len(s.listeners) {
+		return 0, false
+	}
+	return i, true
+}
+
+func (s *Server) listener(i int) *listener { return s.listeners[i] }
+
+// branchFor derives the guard's branch from the request's own transaction
+// key (RFC 3261 §16.11): a retransmission, the CANCEL and the ACK of a
+// failure get the same branch as their INVITE, so the upstream matches
+// them, and no state is needed to do so.
+func (s *Server) branchFor(req *sip.Request, src netip.AddrPort, in int) string {
+	via := req.Via()
+	h := sha256.New()
+	h.Write(s.stampKey)
+	h.Write([]byte(src.String()))
+	h.Write([]byte{0})
+	h.Write([]byte(via.SentBy()))
+	h.Write([]byte{0})
+	b, _ := via.Params.Get("branch")
+	if strings.HasPrefix(b, sip.RFC3261BranchMagicCookie) {
+		h.Write([]byte(b))
+	} else {
+		// RFC 2543 peers: the transaction is Call-ID, CSeq number, From
+		// tag and Request-URI.
+		h.Write([]byte(*req.CallID()))
+		h.Write([]byte{0})
+		h.Write([]byte(strconv.FormatUint(uint64(req.CSeq().SeqNo), 10)))
+		h.Write([]byte{0})
+		tag, _ := req.From().Params.Get("tag")
+		h.Write([]byte(tag))
+		h.Write([]byte{0})
+		h.Write([]byte(req.Recipient.String()))
+	}
+	return branchPrefix + strconv.Itoa(in) + "-" + hex.EncodeToString(h.Sum(nil)[:10])
+}
+
+// send writes a response to the address its top Via names.
+func (s *Server) send(l *listener, res *sip.Response) error {
+	dst, err := viaDest(res.Via())
+	if err != nil {
+		s.metrics.drop(replyFor(err).dropReason())
+		return err
+	}
+	return s.write(l, res, dst)
+}
+
+// fail answers a request that could not be forwarded, as errors.go says.
+func (s *Server) fail(l *listener, req *sip.Request, err error) {
+	r := replyFor(err)
+	if r.code == 0 || req.IsAck() {
+		s.metrics.drop(r.dropReason())
+		return
+	}
+	s.log.Debug("sip request failed", "method", string(req.Method), "source", req.Source(), "err", err)
+	s.send(l, sip.NewResponseFromRequest(req, r.code, r.reason, nil))
+}
+
+// write sends msg to dst from listener l. Over TCP it uses the connection
+// dst opened to the guard: the guard dials no caller.
+func (s *Server) write(l *listener, msg sip.Message, dst netip.AddrPort) error {
+	if l.network == "tcp" {
+		conn, err := l.tp.GetConnection("tcp", dst.String())
+		if err != nil {
+			s.metrics.drop(dropSend)
+			return fmt.Errorf("%w: no tcp connection from %s", ErrUnroutable, dst)
+		}
+		if err := conn.WriteMsg(msg); err != nil {
+			s.metrics.drop(dropSend)
+			s.log.Debug("sip edge send", "to", dst.String(), "err", err)
+			return fmt.Errorf("%w: %w", ErrSend, err)
+		}
+		return nil
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer bufPool.Put(buf)
+	buf.Reset()
+	msg.StringWrite(buf)
+	if _, err := l.conn.WriteToUDPAddrPort(buf.Bytes(), dst); err != nil {
+		s.metrics.drop(dropSend)
+		s.log.Debug("sip edge send", "to", dst.String(), "err", err)
+		return fmt.Errorf("%w: %w", ErrSend, err)
+	}
+	return nil
+}
+
+// trusted reports a source that bypasses screening.
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.trusts {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// validate checks what every request must carry for the guard to handle
+// it (RFC 3261 §8.1.1).
+func validate(req *sip.Request) error {
+	if req.Via() == nil || req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil {
+		return ErrMalformed
+	}
+	if req.CSeq().MethodName != req.Method {
+		return ErrMalformed
+	}
+	return nil
+}
+
+func hasToTag(req *sip.Request) bool {
+	_, ok := req.To().Params.Get("tag")
+	return ok
+}
+
+// stampReceived records where the request really came from (RFC 3261
+// §18.2.1, RFC 3581), so the response finds its way back through NAT. Over
+// a connection the response must take that connection (§18.2.2), so rport
+// is always filled in: received:rport then names it.
+func stampReceived(via *sip.ViaHeader, src netip.AddrPort, conn bool) {
+	ip := src.Addr().String()
+	if via.Params.Has("rport") || conn {
+		via.Params.Add("rport", strconv.Itoa(int(src.Port())))
+		via.Params.Add("received", ip)
+		return
+	}
+	if strings.Trim(via.Host, "[]") != ip {
+		via.Params.Add("received", ip)
+	}
+}
+
+// viaDest is where a response to via goes: received (else the sent-by
+// host), rport (else the sent-by port, else 5060).
+func viaDest(via *sip.ViaHeader) (netip.AddrPort, error) {
+	if via == nil {
+		return netip.AddrPort{}, ErrMalformed
+	}
+	host := via.Host
+	if r, ok := via.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%w: via host %q", ErrUnroutable, bound(host))
+	}
+	port := via.Port
+	if r, ok := via.Params.Get("rport"); ok && r != "" {
+		if p, err := strconv.Atoi(r); err == nil && p > 0 && p < 65536 {
+			port = p
+		}
+	}
+	if port <= 0 || port > 65535 {
+		port = sip.DefaultUdpPort
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(port)), nil
+}
+
+// nextHop is where a trusted request goes: its top Route, else its
+// Request-URI. Names are resolved; the guard's own peers should use IPs.
+func nextHop(req *sip.Request) (netip.AddrPort, error) {
+	u := &req.Recipient
+	if r := req.Route(); r != nil {
+		u = &r.Address
+	}
+	port := u.Port
+	if port == 0 {
+		port = sip.DefaultUdpPort
+	}
+	host := strings.Trim(u.Host, "[]")
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return netip.AddrPortFrom(ip.Unmap(), uint16(port)), nil
+	}
+	ua, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%w: %w", ErrUnroutable, err)
+	}
+	ap := ua.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+func verdictLabel(v event.Verdict) string {
+	if v.Valid() {
+		return string(v)
+	}
+	return "invalid" // an engine bug; don't let it mint labels
+}
+
+func (r reply) dropReason() string {
+	if r.drop != "" {
+		return r.drop
+	}
+	return "error"
+}

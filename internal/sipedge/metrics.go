@@ -1,0 +1,100 @@
+package sipedge
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Verdict labels besides the engine's verdicts.
+const (
+	verdictBypass   = "bypass"    // trusted or upstream source: not screened
+	verdictInDialog = "in_dialog" // in-dialog request: screened when the dialog began
+	verdictRetrans  = "retransmission"
+)
+
+// Drop reasons: a message the guard discarded without forwarding it.
+const (
+	dropMalformed = "malformed"      // unparseable, or missing mandatory headers
+	dropOversized = "oversized"      // larger than the read buffer
+	dropSilent    = "silent"         // the engine asked for no reply
+	dropStray     = "stray_response" // a response whose top Via is not the guard's
+	dropSend      = "send_error"
+	dropAbsorbed  = "absorbed_ack" // the ACK of the guard's own rejection
+	dropPanic     = "internal_error"
+	dropTCPLimit  = "tcp_connection_limit" // a connection past Config.MaxTCPConns
+)
+
+var knownMethods = map[sip.RequestMethod]bool{
+	sip.INVITE: true, sip.ACK: true, sip.CANCEL: true, sip.BYE: true, sip.REGISTER: true,
+	sip.OPTIONS: true, sip.SUBSCRIBE: true, sip.NOTIFY: true, sip.REFER: true, sip.INFO: true,
+	sip.MESSAGE: true, sip.PRACK: true, sip.UPDATE: true, sip.PUBLISH: true,
+}
+
+// metrics are the SIP edge's Prometheus collectors. Labels take values from
+// fixed sets only (methods outside the known ones count as OTHER), so a
+// scanner cannot mint series.
+type metrics struct {
+	requests *prometheus.CounterVec // method, verdict
+	forward  prometheus.Histogram
+	dropped  *prometheus.CounterVec // reason
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "telguard_sip_requests_total",
+			Help: "SIP requests from callers by method and verdict (bypass: trusted source; in_dialog: not screened again).",
+		}, []string{"method", "verdict"}),
+		forward: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "telguard_sip_forward_seconds",
+			Help:    "Time from reading a SIP message to writing it on, decision included.",
+			Buckets: []float64{1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1},
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "telguard_sip_dropped_total",
+			Help: "SIP messages dropped without being forwarded, by reason.",
+		}, []string{"reason"}),
+	}
+	var err error
+	if m.requests, err = register(reg, m.requests); err != nil {
+		return nil, err
+	}
+	if m.forward, err = register(reg, m.forward); err != nil {
+		return nil, err
+	}
+	if m.dropped, err = register(reg, m.dropped); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under
+// the same description (a second Server on the same registry in tests).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("register metrics: %w", err)
+	}
+	return c, nil
+}
+
+func (m *metrics) request(method sip.RequestMethod, verdict string) {
+	label := string(method)
+	if !knownMethods[method] {
+		label = "OTHER"
+	}
+	m.requests.WithLabelValues(label, verdict).Inc()
+}
+
+func (m *metrics) drop(reason string) { m.dropped.WithLabelValues(reason).Inc() }
+
+func (m *metrics) forwarded(start time.Time) { m.forward.Observe(time.Since(start).Seconds()) }

@@ -1,0 +1,444 @@
+package sipedge
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/telguard/telguard/internal/sipedge/prefilter"
+)
+
+const (
+	defaultMaxTransactions = 65536
+	defaultMaxCalls        = 100000
+	defaultCallTTL         = 12 * time.Hour
+	defaultWorkers         = 4
+	defaultMaxTCPConns     = 10000
+	// readBuffer is the largest datagram read; bigger ones are dropped
+	// as oversized. SIP over UDP stays well under 64 KiB.
+	readBuffer = 65535
+)
+
+// Server is the SIP edge. Build it with New; Listen (optional) binds the
+// sockets so Addrs can report them; Run serves until its context ends.
+type Server struct {
+	cfg      Config
+	eng      Engine
+	log      *slog.Logger
+	metrics  *metrics
+	parser   *sip.Parser
+	upstream netip.AddrPort
+	stampKey []byte
+
+	txs    *fifoCache[string, *txState] // by the guard's branch
+	calls  *fifoCache[string, callState]
+	ended  *fifoCache[string, struct{}]
+	trusts []netip.Prefix
+
+	runCtx    context.Context // for messages sipgo's TCP readers hand over
+	mu        sync.Mutex
+	listeners []*listener
+	up        *listener // the listener that talks to the upstream
+	started   bool
+}
+
+// listener is one bound socket: a UDP socket the guard reads itself, or a
+// TCP listener whose connections sipgo's transport layer runs.
+type listener struct {
+	idx     int
+	network string // "udp" or "tcp"
+	conn    *net.UDPConn
+	tcp     *net.TCPListener
+	tp      *sip.TransportLayer // tcp only
+	host    string              // advertised in Via and Record-Route
+	port    int
+	addr    netip.AddrPort
+}
+
+// viaTransport is the transport token for the guard's Via.
+func (l *listener) viaTransport() string { return strings.ToUpper(l.network) }
+
+// New checks cfg and builds a Server. Nothing is bound until Listen or Run.
+// Metrics are registered on reg (a fresh registry when nil); logger nil
+// discards logs.
+func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) (*Server, error) {
+	if eng == nil {
+		return nil, errors.New("new sip edge: no engine")
+	}
+	if len(cfg.Listen) == 0 {
+		return nil, errors.New("new sip edge: no listen address")
+	}
+	if cfg.Tenant == "" {
+		return nil, errors.New("new sip edge: no tenant")
+	}
+	switch cfg.AccountFrom {
+	case "":
+		cfg.AccountFrom = AccountFromUser
+	case AccountFromUser, AccountAuthUser, AccountPAI:
+	default:
+		return nil, fmt.Errorf("new sip edge: account_from %q: want from_user, auth_user or pai", cfg.AccountFrom)
+	}
+	for _, l := range cfg.Listen {
+		if _, _, err := splitNetAddr(l); err != nil {
+			return nil, fmt.Errorf("new sip edge: listen %q: %w", l, err)
+		}
+	}
+	network, hostport, err := splitNetAddr(cfg.Upstream)
+	if err == nil && !strings.HasPrefix(network, "udp") {
+		err = fmt.Errorf("%w %q for the upstream (only udp so far)", ErrUnsupportedTransport, network)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("new sip edge: upstream %q: %w", cfg.Upstream, err)
+	}
+	ua, err := net.ResolveUDPAddr(network, hostport)
+	if err != nil {
+		return nil, fmt.Errorf("new sip edge: resolve upstream %q: %w", cfg.Upstream, err)
+	}
+	setDefault(&cfg.MaxTransactions, defaultMaxTransactions)
+	setDefault(&cfg.MaxCalls, defaultMaxCalls)
+	setDefault(&cfg.CallTTL, defaultCallTTL)
+	setDefault(&cfg.Workers, defaultWorkers)
+	setDefault(&cfg.MaxTCPConns, defaultMaxTCPConns)
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	key := cfg.StampKey
+	if len(key) == 0 {
+		key = make([]byte, 32)
+		rand.Read(key)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("new sip edge: %w", err)
+	}
+	return &Server{
+		cfg:      cfg,
+		eng:      eng,
+		log:      logger,
+		metrics:  m,
+		parser:   sip.NewParser(),
+		upstream: netip.AddrPortFrom(unmap(ua.AddrPort().Addr()), ua.AddrPort().Port()),
+		stampKey: key,
+		txs:      newFIFOCache[string, *txState](cfg.MaxTransactions, txTTL),
+		calls:    newFIFOCache[string, callState](cfg.MaxCalls, cfg.CallTTL),
+		ended:    newFIFOCache[string, struct{}](cfg.MaxCalls, endedTTL),
+		trusts:   cfg.TrustedCIDRs,
+	}, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// splitNetAddr splits "udp:host:port" or "tcp:host:port" into a Go network
+// and "host:port".
+func splitNetAddr(s string) (network, hostport string, err error) {
+	network, hostport, ok := strings.Cut(s, ":")
+	if !ok || hostport == "" {
+		return "", "", errors.New(`want "udp:host:port" or "tcp:host:port"`)
+	}
+	switch strings.ToLower(network) {
+	case "udp", "udp4", "udp6", "tcp", "tcp4", "tcp6":
+		return strings.ToLower(network), hostport, nil
+	}
+	return "", "", fmt.Errorf("%w %q (udp and tcp so far)", ErrUnsupportedTransport, network)
+}
+
+func unmap(a netip.Addr) netip.Addr { return a.Unmap() }
+
+// Listen binds every Config.Listen address. After it returns, Addrs reports
+// the bound addresses, so a caller using port 0 can learn them and a bind
+// error shows before anything else starts. Calling it is optional: Run
+// listens if it has not been called. A second call is a no-op.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listeners != nil {
+		return nil
+	}
+	var ls []*listener
+	closeAll := func() {
+		for _, l := range ls {
+			if l.conn != nil {
+				l.conn.Close()
+			}
+			if l.tcp != nil {
+				l.tcp.Close()
+			}
+		}
+	}
+	for i, spec := range s.cfg.Listen {
+		l, err := s.bind(i, spec)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listen on %s: %w", spec, err)
+		}
+		ls = append(ls, l)
+		switch {
+		case s.cfg.Advertise != "":
+			l.host = s.cfg.Advertise
+		case l.addr.Addr().IsUnspecified():
+			closeAll()
+			return fmt.Errorf("listen on %s: a wildcard address needs Config.Advertise", spec)
+		default:
+			l.host = l.addr.Addr().String()
+		}
+	}
+	// The upstream is reached from the first listener of its address family.
+	for _, l := range ls {
+		if l.network == "udp" && (l.addr.Addr().Is4() == s.upstream.Addr().Is4() || l.addr.Addr().IsUnspecified()) {
+			s.up = l
+			break
+		}
+	}
+	if s.up == nil {
+		closeAll()
+		return fmt.Errorf("listen: no udp listener of the upstream's address family (%s)", s.upstream)
+	}
+	s.listeners = ls
+	return nil
+}
+
+// tcpIdleTimeout closes a TCP connection that sends nothing for this long;
+// phones keep theirs open with CRLF keep-alives and re-REGISTERs.
+const tcpIdleTimeout = 5 * time.Minute
+
+// bind opens one listen address.
+func (s *Server) bind(i int, spec string) (*listener, error) {
+	network, hostport, _ := splitNetAddr(spec)
+	l := &listener{idx: i}
+	if strings.HasPrefix(network, "udp") {
+		la, err := net.ResolveUDPAddr(network, hostport)
+		if err != nil {
+			return nil, err
+		}
+		if l.conn, err = net.ListenUDP(network, la); err != nil {
+			return nil, err
+		}
+		l.network = "udp"
+		l.addr = l.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	} else {
+		la, err := net.ResolveTCPAddr(network, hostport)
+		if err != nil {
+			return nil, err
+		}
+		if l.tcp, err = net.ListenTCP(network, la); err != nil {
+			return nil, err
+		}
+		l.network = "tcp"
+		l.addr = l.tcp.Addr().(*net.TCPAddr).AddrPort()
+		// sipgo logs unparseable input with its bytes at error level:
+		// that is the attacker's to fill, so its logs are discarded.
+		l.tp = sip.NewTransportLayer(net.DefaultResolver, s.parser, nil,
+			sip.WithTransportLayerLogger(slog.New(slog.DiscardHandler)),
+			sip.WithTransportLayerTransports(sip.TransportsConfig{
+				TCP: &sip.TransportTCP{ReadTimeout: tcpIdleTimeout, WriteTimeout: 5 * time.Second},
+			}))
+		l.tp.OnMessage(func(msg sip.Message) { s.onStreamMessage(l, msg) })
+	}
+	l.addr = netip.AddrPortFrom(unmap(l.addr.Addr()), l.addr.Port())
+	l.port = int(l.addr.Port())
+	return l, nil
+}
+
+// onStreamMessage takes a message sipgo parsed from a TCP connection.
+func (s *Server) onStreamMessage(l *listener, msg sip.Message) {
+	start := time.Now()
+	src, err := netip.ParseAddrPort(msg.Source())
+	if err != nil {
+		s.metrics.drop(dropMalformed)
+		return
+	}
+	src = netip.AddrPortFrom(unmap(src.Addr()), src.Port())
+	s.handle(s.runCtx, l, msg, src, start)
+}
+
+// Addrs returns the bound "network:ip:port" addresses, in Config.Listen
+// order, or nil before Listen.
+func (s *Server) Addrs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, len(s.listeners))
+	for i, l := range s.listeners {
+		out[i] = l.network + ":" + l.addr.String()
+	}
+	return out
+}
+
+// Run serves until ctx is done, then closes its sockets and returns nil. A
+// Server runs once.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("run sip edge: already run")
+	}
+	s.started = true
+	s.runCtx = ctx
+	ls := s.listeners
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		s.log.Info("sip edge listening", "addr", l.network+":"+l.addr.String(), "upstream", s.upstream.String())
+		if l.network == "tcp" {
+			ln := &limitListener{TCPListener: l.tcp, slots: make(chan struct{}, s.cfg.MaxTCPConns),
+				full: func() { s.metrics.drop(dropTCPLimit) }, filter: s.cfg.Filter}
+			wg.Go(func() { l.tp.ServeTCP(ln) })
+			continue
+		}
+		for range s.cfg.Workers {
+			wg.Go(func() { s.readUDP(ctx, l) })
+		}
+	}
+	<-ctx.Done()
+	for _, l := range ls {
+		if l.network == "tcp" {
+			l.tcp.Close()
+			l.tp.Close()
+			continue
+		}
+		l.conn.Close()
+	}
+	wg.Wait()
+	s.log.Info("sip edge stopped")
+	return nil
+}
+
+// readUDP reads datagrams until the socket closes. Several readers share a
+// socket; each handles its datagram to the end before reading the next.
+func (s *Server) readUDP(ctx context.Context, l *listener) {
+	buf := make([]byte, readBuffer+1)
+	for {
+		n, src, err := l.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("sip edge read", "addr", l.addr.String(), "err", err)
+			continue
+		}
+		start := time.Now()
+		if n > readBuffer {
+			s.metrics.drop(dropOversized)
+			continue
+		}
+		data := buf[:n]
+		if f := s.cfg.Filter; f != nil {
+			// The filter counts what it drops, by verdict.
+			if v := f.Check(src.Addr(), data); v.Drop() || v == prefilter.PassKeepAlive {
+				continue
+			}
+		}
+		if isKeepAlive(data) {
+			continue
+		}
+		msg, err := s.parser.ParseSIP(data)
+		if err != nil {
+			s.metrics.drop(dropMalformed)
+			continue
+		}
+		src = netip.AddrPortFrom(unmap(src.Addr()), src.Port())
+		msg.SetTransport("UDP")
+		msg.SetSource(src.String())
+		s.handle(ctx, l, msg, src, start)
+	}
+}
+
+// handle routes one parsed message. A panic on one packet is contained
+// and counted: a guard that one crafted packet could stop would be a
+// denial of service of the PBX behind it.
+func (s *Server) handle(ctx context.Context, l *listener, msg sip.Message, src netip.AddrPort, start time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.metrics.drop(dropPanic)
+			s.log.Error("sip edge: message handler panicked", "source", src.String(), "panic", fmt.Sprint(r))
+		}
+	}()
+	switch m := msg.(type) {
+	case *sip.Request:
+		s.onRequest(ctx, l, m, src, start)
+	case *sip.Response:
+		s.onResponse(ctx, l, m, src, start)
+	}
+}
+
+// isKeepAlive reports a CRLF keep-alive (RFC 5626) or an empty datagram.
+func isKeepAlive(b []byte) bool {
+	for _, c := range b {
+		if c != '\r' && c != '\n' && c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// limitListener caps the open TCP connections: each costs sipgo a goroutine
+// and a read buffer. Past the cap a new connection is closed at once, so
+// the kernel's backlog does not fill with connections nobody serves.
+//
+// It also closes connections from sources the packet filter has banned:
+// TCP reads are not framed as messages, so the filter's per-packet check
+// does not fit there, but a ban does.
+type limitListener struct {
+	*net.TCPListener
+	slots  chan struct{}
+	full   func()
+	filter PacketFilter
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.TCPListener.AcceptTCP()
+		if err != nil {
+			return nil, err
+		}
+		if l.filter != nil {
+			if _, _, banned := l.filter.Banned(c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()); banned {
+				c.Close()
+				continue
+			}
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+		default:
+			c.Close()
+			l.full()
+		}
+	}
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}

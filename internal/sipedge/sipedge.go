@@ -1,0 +1,120 @@
+// Package sipedge is telguard's inline SIP guard: a proxy that stands in
+// front of one upstream PBX or softswitch, turns what it sees into
+// event.Events, asks the engine, and applies the decisions it gets back. It
+// holds no fraud logic of its own.
+//
+// The proxy is stateless in the RFC 3261 §16.11 sense: it keeps no
+// transaction state machines and never retransmits; the endpoints do. Its
+// Via branch is derived from the incoming branch, so retransmissions,
+// CANCELs and ACKs of non-2xx responses take the same path as the request
+// they belong to. It does keep two small, bounded, self-expiring tables for
+// what a stateless proxy cannot know: which transaction a response answers
+// (to turn 200 OK, 401 or a failure into call_answered, auth and call_ended
+// events) and which calls are up (so each is answered and ended once).
+//
+// Flow of an initial request from a caller:
+//
+//	INVITE            → call_attempt  → Decide → forward upstream, or reply
+//	                                             decision.SIPCode (+Reason),
+//	                                             or nothing when Silent
+//	REGISTER, OPTIONS → sip_request   → Decide → the same
+//
+// and of what follows:
+//
+//	2xx to INVITE                → Observe call_answered
+//	BYE, CANCEL, final failure   → Observe call_ended (duration from the engine)
+//	401/407/403 to REGISTER/INVITE → Decide sip_auth_failure
+//	2xx to REGISTER with credentials → Decide sip_auth_success
+//
+// In-dialog requests (a To tag) are not screened again. From callers they
+// must carry the guard's Record-Route stamp, an HMAC of the Call-ID, so a
+// scanner cannot slip past screening by inventing a To tag. Callers'
+// requests only ever go to the upstream; only the upstream (and trusted
+// peers) may route requests elsewhere, so the guard is no open relay.
+// Sources in Config.TrustedCIDRs bypass screening entirely.
+//
+// Callers reach the guard over UDP or TCP; the upstream is reached over
+// UDP. An optional PacketFilter (the prefilter subpackage) sees every packet
+// before the parser and receives the engine's bans.
+package sipedge
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/telguard/telguard/internal/event"
+	"github.com/telguard/telguard/internal/sipedge/prefilter"
+)
+
+// Engine is the part of the decision engine the SIP edge drives.
+type Engine interface {
+	// Decide answers an event. It never fails: an engine in trouble
+	// answers with a decision of its own choosing.
+	Decide(ctx context.Context, ev event.Event) event.Decision
+	// Observe takes the rest of a call's lifecycle (answered, ended).
+	Observe(ctx context.Context, ev event.Event) error
+}
+
+// PacketFilter is the check every packet passes before it is parsed
+// (*prefilter.Filter). The guard also hands it the bans the engine decides,
+// so a banned source's next packets are dropped unparsed and unanswered.
+type PacketFilter interface {
+	Check(src netip.Addr, pkt []byte) prefilter.Verdict
+	Banned(src netip.Addr) (until time.Time, reason string, ok bool)
+	Ban(p netip.Prefix, until time.Time, reason string)
+}
+
+// Account sources for Config.AccountFrom.
+const (
+	AccountFromUser = "from_user" // the From URI's user part (default)
+	AccountAuthUser = "auth_user" // the Authorization/Proxy-Authorization username, else the From user
+	AccountPAI      = "pai"       // the P-Asserted-Identity URI's user part, else the From user
+)
+
+// Config configures a Server. Zero values take the defaults noted.
+type Config struct {
+	// Listen lists "network:host:port" addresses, e.g. "udp:127.0.0.1:5060"
+	// or "tcp:[::1]:5060" (udp, udp4, udp6, tcp, tcp4, tcp6; no TLS yet).
+	// Port 0 picks a free port; see Server.Addrs. At least one udp
+	// listener of the upstream's address family is needed: the upstream
+	// is reached over UDP from the first one.
+	Listen []string
+	// Upstream is the PBX, "udp:host:port" (UDP only so far). Requests
+	// from callers go here, whatever transport they came in on. A request
+	// is "from the upstream" when it comes from exactly this address.
+	Upstream string
+	// Advertise is the host put in the guard's Via and Record-Route. ""
+	// means the listener's own IP, which must then be a specific address.
+	Advertise string
+	// Tenant is the tenant every event belongs to.
+	Tenant string
+	// TrustedCIDRs are peers (carriers, the PBX itself) that bypass
+	// screening entirely. The upstream address is always trusted.
+	TrustedCIDRs []netip.Prefix
+	// AccountFrom says where a call's account comes from: "from_user"
+	// (default), "auth_user" or "pai".
+	AccountFrom string
+	// StampKey signs the Record-Route stamp that lets in-dialog requests
+	// back in. Give the same key to every guard in a pool and across
+	// restarts, or calls up at a restart cannot be hung up through it.
+	// nil → a random key per process.
+	StampKey []byte
+	// MaxTransactions and MaxCalls bound the two tables. 0 → 65536 and
+	// 100000. When full, the oldest entry goes first: forwarding goes on,
+	// only that entry's events are lost.
+	MaxTransactions int
+	MaxCalls        int
+	// CallTTL is how long a call is remembered without a BYE. 0 → 12 h.
+	CallTTL time.Duration
+	// Workers is the number of read goroutines per UDP listener. 0 → 4.
+	Workers int
+	// MaxTCPConns caps open TCP connections per TCP listener. 0 → 10000.
+	MaxTCPConns int
+	// Filter, when set, checks every UDP datagram before it is parsed and
+	// every TCP connection when it is accepted, and receives the engine's
+	// bans. The daemon runs its Run (sweeping) alongside the guard.
+	Filter PacketFilter
+	// Clock gives event time. nil → time.Now.
+	Clock func() time.Time
+}

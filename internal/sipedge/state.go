@@ -1,0 +1,127 @@
+package sipedge
+
+import (
+	"container/list"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/telguard/telguard/internal/event"
+)
+
+// fifoCache is a bounded map whose entries all live for the same ttl. Entries
+// are kept in insertion order, so expiry and eviction both take from the
+// front: every operation is O(1) and memory never exceeds max entries,
+// whatever a flood sends.
+type fifoCache[K comparable, V any] struct {
+	mu    sync.Mutex
+	ttl   time.Duration
+	max   int
+	items map[K]*list.Element
+	order list.List // of *fifoItem[K, V], oldest first
+}
+
+type fifoItem[K comparable, V any] struct {
+	key     K
+	val     V
+	expires time.Time
+}
+
+func newFIFOCache[K comparable, V any](max int, ttl time.Duration) *fifoCache[K, V] {
+	return &fifoCache[K, V]{ttl: ttl, max: max, items: make(map[K]*list.Element)}
+}
+
+// expire drops entries past their time and, if the cache is full, the
+// oldest. Called with mu held.
+func (c *fifoCache[K, V]) expire(now time.Time, room int) {
+	for e := c.order.Front(); e != nil; e = c.order.Front() {
+		it := e.Value.(*fifoItem[K, V])
+		if now.Before(it.expires) && c.order.Len()+room <= c.max {
+			return
+		}
+		c.order.Remove(e)
+		delete(c.items, it.key)
+	}
+}
+
+// get returns the entry for k, if it is there and alive.
+func (c *fifoCache[K, V]) get(k K, now time.Time) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expire(now, 0)
+	if e, ok := c.items[k]; ok {
+		return e.Value.(*fifoItem[K, V]).val, true
+	}
+	var zero V
+	return zero, false
+}
+
+// put stores v under k, replacing (and renewing) any entry there.
+func (c *fifoCache[K, V]) put(k K, v V, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[k]; ok {
+		c.order.Remove(e)
+		delete(c.items, k)
+	}
+	c.expire(now, 1)
+	c.items[k] = c.order.PushBack(&fifoItem[K, V]{key: k, val: v, expires: now.Add(c.ttl)})
+}
+
+// update runs f on the entry for k under the lock, if it is there.
+func (c *fifoCache[K, V]) update(k K, now time.Time, f func(v *V)) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expire(now, 0)
+	e, ok := c.items[k]
+	if !ok {
+		return false
+	}
+	f(&e.Value.(*fifoItem[K, V]).val)
+	return true
+}
+
+// remove deletes k and reports whether it was there.
+func (c *fifoCache[K, V]) remove(k K) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[k]
+	if ok {
+		c.order.Remove(e)
+		delete(c.items, k)
+	}
+	return ok
+}
+
+// len returns the number of entries, live or not yet swept.
+func (c *fifoCache[K, V]) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.order.Len()
+}
+
+// txTTL is how long a transaction is remembered. An INVITE may ring for
+// minutes before its final response; Timer C is at least 3 minutes.
+const txTTL = 4 * time.Minute
+
+// endedTTL is how long an ended call is remembered, so that retransmitted
+// BYEs and late failures are not reported twice: 64*T1.
+const endedTTL = 32 * time.Second
+
+// txState is what the guard remembers about one forwarded or answered
+// request, keyed by the branch the guard put (or would have put) on it.
+type txState struct {
+	method   sip.RequestMethod
+	ev       event.Event   // the request as the engine saw it
+	screened bool          // the engine allowed it: its outcome is reported
+	hadAuth  bool          // it carried credentials
+	final    bool          // a final response has been seen
+	local    *sip.Response // the guard's own final answer, nil when forwarded
+	silent   bool          // the guard dropped it without a reply
+}
+
+// callState is a call the engine allowed and has not yet seen end.
+type callState struct {
+	answered bool
+}
