@@ -33,6 +33,8 @@ type Config struct {
 	Store  Store  `yaml:"store"`
 	Engine Engine `yaml:"engine"`
 	SIP    SIP    `yaml:"sip"`
+	// Webhooks is the provider webhook ingress; see webhooks.go.
+	Webhooks Webhooks `yaml:"webhooks"`
 }
 
 // Log configures logging.
@@ -168,6 +170,7 @@ func (c *Config) applyDefaults() {
 	defDur(&c.Store.RetainDecisions, 30*24*time.Hour)
 	defDur(&c.Store.FlushInterval, 25*time.Millisecond)
 	defDur(&c.Engine.SweepInterval, 5*time.Second)
+	c.Webhooks.applyDefaults()
 	if c.SIP.Enabled() {
 		def(&c.SIP.Tenant, c.API.DefaultTenant)
 		def(&c.SIP.AccountFrom, "from_user")
@@ -272,6 +275,9 @@ func (c *Config) Validate() error {
 		if _, err := c.SIP.TrustedPrefixes(); err != nil {
 			return err
 		}
+	}
+	if _, err := c.Webhooks.AllowInternalPrefixes(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -1,0 +1,165 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/telguard/telguard/internal/webhook"
+)
+
+// Webhooks configures the webhook ingress, its queue, the workers that feed
+// provider call events to the engine, and outbound delivery. Off unless
+// at least one source is configured.
+type Webhooks struct {
+	// Listen is the ingress address, its own port (meant for its own
+	// domain). Default 127.0.0.1:8081.
+	Listen string `yaml:"listen"`
+	// QueueURL connects to an external NATS cluster; empty runs JetStream
+	// embedded, with file storage under DATA/queue.
+	QueueURL string `yaml:"queue_url"`
+	// QueueSync fsyncs every message ("sync: always"): an acknowledged
+	// webhook then survives a machine crash, not only a process crash.
+	QueueSync bool `yaml:"queue_sync"`
+	// Sources are the providers allowed to post, by the {source} of
+	// POST /hooks/{source}.
+	Sources map[string]WebhookSource `yaml:"sources"`
+	// Destinations receive every normalised event, signed.
+	Destinations []WebhookDestination `yaml:"destinations"`
+	// AllowInternal lists internal ranges destinations may resolve to;
+	// everything private, loopback, link-local, metadata… is refused
+	// otherwise.
+	AllowInternal []string `yaml:"allow_internal"`
+}
+
+// WebhookSource is one provider.
+type WebhookSource struct {
+	Tenant string `yaml:"tenant"`
+	// Scheme: standard-webhooks (default) or hmac.
+	Scheme  string          `yaml:"scheme"`
+	Secrets []WebhookSecret `yaml:"secrets"`
+	// Tolerance of the signed timestamp. Default 5m.
+	Tolerance time.Duration `yaml:"tolerance"`
+	// For scheme hmac.
+	TimestampHeader string `yaml:"timestamp_header"`
+	SignatureHeader string `yaml:"signature_header"`
+	Encoding        string `yaml:"encoding"` // hex (default) or base64
+	Prefix          string `yaml:"prefix"`   // e.g. "sha256="
+	Template        string `yaml:"template"` // default {body}.{timestamp}
+	IDHeader        string `yaml:"id_header"`
+	// EventIDPointer takes the event id from the JSON body when the
+	// scheme has no id header.
+	EventIDPointer string          `yaml:"event_id_pointer"`
+	AllowedCIDRs   []string        `yaml:"allowed_cidrs"`
+	MaxBodyBytes   int64           `yaml:"max_body_bytes"`
+	Mapping        webhook.Mapping `yaml:"mapping"`
+}
+
+// WebhookSecret is a signing secret, given inline (whsec_… or raw) or by
+// environment variable, with an optional expiry for rotation.
+type WebhookSecret struct {
+	Secret    string    `yaml:"secret"`
+	SecretEnv string    `yaml:"secret_env"`
+	Expires   time.Time `yaml:"expires"`
+}
+
+// WebhookDestination is a receiver of normalised events (a CRM).
+type WebhookDestination struct {
+	Name      string   `yaml:"name"`
+	Tenant    string   `yaml:"tenant"` // the tenant whose events it receives
+	URL       string   `yaml:"url"`
+	Secret    string   `yaml:"secret"`
+	SecretEnv string   `yaml:"secret_env"`
+	Kinds     []string `yaml:"kinds"` // call_attempt, call_answered, call_ended; empty: all
+}
+
+// Enabled reports whether the webhook ingress is configured.
+func (w Webhooks) Enabled() bool { return len(w.Sources) > 0 }
+
+func (w *Webhooks) applyDefaults() {
+	if w.Listen == "" {
+		w.Listen = "127.0.0.1:8081"
+	}
+}
+
+// Secret resolves a secret's key.
+func resolveSecret(field, inline, env string, getenv func(string) string) ([]byte, error) {
+	if (inline == "") == (env == "") {
+		return nil, fmt.Errorf("%w: %s: give exactly one of secret or secret_env", ErrInvalid, field)
+	}
+	v := inline
+	if env != "" {
+		if v = getenv(env); v == "" {
+			return nil, fmt.Errorf("%w: %s: $%s is unset", ErrInvalid, field, env)
+		}
+	}
+	k, err := webhook.ParseSecret(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, field, err)
+	}
+	if len(k) < 16 {
+		return nil, fmt.Errorf("%w: %s: a signing secret needs at least 16 bytes", ErrInvalid, field)
+	}
+	return k, nil
+}
+
+// Ingress returns the ingress configuration, reading secrets from the
+// environment.
+func (w Webhooks) Ingress(getenv func(string) string) (webhook.Config, map[string]webhook.Mapping, error) {
+	cfg := webhook.Config{Addr: w.Listen, Sources: map[string]webhook.SourceConfig{}}
+	maps := map[string]webhook.Mapping{}
+	for name, s := range w.Sources {
+		f := "webhooks.sources." + name
+		if s.Tenant == "" {
+			return cfg, nil, fmt.Errorf("%w: %s.tenant: missing", ErrInvalid, f)
+		}
+		if len(s.Secrets) == 0 {
+			return cfg, nil, fmt.Errorf("%w: %s.secrets: a source needs at least one signing secret", ErrInvalid, f)
+		}
+		vc := webhook.VerifierConfig{
+			Scheme: webhook.Scheme(s.Scheme), Tolerance: s.Tolerance,
+			TimestampHeader: s.TimestampHeader, SignatureHeader: s.SignatureHeader,
+			Encoding: webhook.Encoding(s.Encoding), Prefix: s.Prefix, Template: s.Template, IDHeader: s.IDHeader,
+		}
+		for i, sec := range s.Secrets {
+			k, err := resolveSecret(fmt.Sprintf("%s.secrets[%d]", f, i), sec.Secret, sec.SecretEnv, getenv)
+			if err != nil {
+				return cfg, nil, err
+			}
+			vc.Secrets = append(vc.Secrets, webhook.Secret{Key: k, Expires: sec.Expires})
+		}
+		sc := webhook.SourceConfig{Tenant: s.Tenant, Verifier: vc, MaxBodyBytes: s.MaxBodyBytes, EventIDPointer: s.EventIDPointer}
+		for i, c := range s.AllowedCIDRs {
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				return cfg, nil, fmt.Errorf("%w: %s.allowed_cidrs[%d]: bad CIDR %q", ErrInvalid, f, i, c)
+			}
+			sc.AllowedCIDRs = append(sc.AllowedCIDRs, p.Masked())
+		}
+		cfg.Sources[name] = sc
+		maps[name] = s.Mapping
+	}
+	return cfg, maps, nil
+}
+
+// AllowInternalPrefixes parses AllowInternal.
+func (w Webhooks) AllowInternalPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, c := range w.AllowInternal {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("%w: webhooks.allow_internal[%d]: bad CIDR %q", ErrInvalid, i, c)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// DestinationSecret resolves the signing secret of destination i.
+func DestinationSecret(i int, dst WebhookDestination, getenv func(string) string) ([]byte, error) {
+	f := fmt.Sprintf("webhooks.destinations[%d]", i)
+	if dst.Name == "" || dst.URL == "" || dst.Tenant == "" {
+		return nil, fmt.Errorf("%w: %s: name, tenant and url are required", ErrInvalid, f)
+	}
+	return resolveSecret(f, dst.Secret, dst.SecretEnv, getenv)
+}
