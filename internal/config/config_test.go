@@ -74,3 +74,46 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestWebhooksSection(t *testing.T) {
+	src := `webhooks:
+  sources:
+    telco:
+      tenant: demo
+      secrets:
+        - {secret_env: TELCO_SECRET}
+        - {secret: "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3", expires: 2027-01-01T00:00:00Z}
+      mapping: {preset: flat}
+`
+	c, err := Parse("c.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Webhooks.Enabled() || c.Webhooks.Listen != "127.0.0.1:8081" {
+		t.Fatalf("webhooks: %+v", c.Webhooks)
+	}
+	env := func(k string) string {
+		if k == "TELCO_SECRET" {
+			return "a-raw-secret-of-enough-length"
+		}
+		return ""
+	}
+	ing, maps, err := c.Webhooks.Ingress(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := ing.Sources["telco"]; s.Tenant != "demo" || len(s.Verifier.Secrets) != 2 || s.Verifier.Secrets[1].Expires.IsZero() {
+		t.Fatalf("source: %+v", s)
+	}
+	if maps["telco"].Preset != "flat" {
+		t.Fatalf("mapping: %+v", maps["telco"])
+	}
+	if _, _, err := c.Webhooks.Ingress(func(string) string { return "" }); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "TELCO_SECRET") {
+		t.Fatalf("unset secret env: %v", err)
+	}
+	short := strings.Replace(src, "{secret_env: TELCO_SECRET}", "{secret: short}", 1)
+	c, _ = Parse("c.yaml", []byte(short))
+	if _, _, err := c.Webhooks.Ingress(env); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a 5-byte secret was accepted: %v", err)
+	}
+}
