@@ -32,6 +32,7 @@ Commands:
   check               decide one call against a policy file and print the decision
   policy validate     check a policy file; errors name file:line
   accounts unsuspend  lift an account's international-calling suspension
+  webhooks dlq        list or replay webhook deliveries that ran out of retries
   bench               load-test the decision API and report decisions/s and latency
   version             print the version
 
@@ -71,6 +72,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = e.policy(rest)
 	case "accounts":
 		err = e.accounts(rest)
+	case "webhooks":
+		err = e.webhooks(rest)
 	case "bench":
 		err = e.bench(rest)
 	case "version", "--version", "-v":

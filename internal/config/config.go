@@ -85,9 +85,16 @@ type Engine struct {
 // off unless Listen is set.
 type SIP struct {
 	// Listen lists "network:host:port" addresses, e.g. "udp:0.0.0.0:5060",
-	// "tcp:0.0.0.0:5060". At least one UDP listener: the PBX is reached
-	// over UDP from it.
+	// "tcp:[::]:5060", "tls:0.0.0.0:5061". At least one UDP listener of
+	// the PBX's address family: the PBX is reached over UDP from it.
 	Listen []string `yaml:"listen"`
+	// TLSCert and TLSKey are the PEM certificate chain and key of the tls
+	// listeners; required when there is one.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// TLSClientCAs is a PEM file of CAs; when set, TLS clients must
+	// present a certificate one of them issued (mutual TLS for trunks).
+	TLSClientCAs string `yaml:"tls_client_cas"`
 	// Upstream is the PBX, "udp:host:port".
 	Upstream string `yaml:"upstream"`
 	// Advertise is the host the guard puts in Via and Record-Route;
@@ -274,6 +281,15 @@ func (c *Config) Validate() error {
 		}
 		if _, err := c.SIP.TrustedPrefixes(); err != nil {
 			return err
+		}
+		for i, l := range c.SIP.Listen {
+			network, _, _ := strings.Cut(strings.ToLower(l), ":")
+			if strings.HasPrefix(network, "tls") && (c.SIP.TLSCert == "" || c.SIP.TLSKey == "") {
+				return bad(fmt.Sprintf("sip.listen[%d]", i), "a tls listener needs sip.tls_cert and sip.tls_key")
+			}
+		}
+		if (c.SIP.TLSCert == "") != (c.SIP.TLSKey == "") {
+			return bad("sip.tls_cert", "give both sip.tls_cert and sip.tls_key, or neither")
 		}
 	}
 	if _, err := c.Webhooks.AllowInternalPrefixes(); err != nil {

@@ -117,3 +117,23 @@ func TestWebhooksSection(t *testing.T) {
 		t.Fatalf("a 5-byte secret was accepted: %v", err)
 	}
 }
+
+func TestSIPTLSSection(t *testing.T) {
+	c, err := Parse("c.yaml", []byte("sip:\n  listen: [\"udp:127.0.0.1:5060\", \"tls:[::1]:5061\"]\n  upstream: udp:127.0.0.1:5070\n"+
+		"  tls_cert: /etc/telguard/sip.crt\n  tls_key: /etc/telguard/sip.key\n  tls_client_cas: /etc/telguard/trunks.pem\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SIP.TLSCert != "/etc/telguard/sip.crt" || c.SIP.TLSKey != "/etc/telguard/sip.key" || c.SIP.TLSClientCAs != "/etc/telguard/trunks.pem" {
+		t.Errorf("sip tls = %+v", c.SIP)
+	}
+	for _, in := range []string{
+		"sip:\n  listen: [\"tls:127.0.0.1:5061\", \"udp:127.0.0.1:5060\"]\n  upstream: udp:127.0.0.1:5070\n",
+		"sip:\n  listen: [\"TLS:127.0.0.1:5061\", \"udp:127.0.0.1:5060\"]\n  upstream: udp:127.0.0.1:5070\n  tls_cert: a.crt\n",
+		"sip:\n  listen: [\"udp:127.0.0.1:5060\"]\n  upstream: udp:127.0.0.1:5070\n  tls_key: a.key\n",
+	} {
+		if _, err := Parse("c.yaml", []byte(in)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "tls") {
+			t.Errorf("%q: err = %v, want invalid naming tls", in, err)
+		}
+	}
+}

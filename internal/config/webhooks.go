@@ -26,6 +26,10 @@ type Webhooks struct {
 	Sources map[string]WebhookSource `yaml:"sources"`
 	// Destinations receive every normalised event, signed.
 	Destinations []WebhookDestination `yaml:"destinations"`
+	// RetrySchedule is the wait before each retry of a failed delivery;
+	// after the last one the delivery is dead-lettered. Default 5s, 5m,
+	// 30m, 2h, 5h, 10h (with ±20% jitter).
+	RetrySchedule []time.Duration `yaml:"retry_schedule"`
 	// AllowInternal lists internal ranges destinations may resolve to;
 	// everything private, loopback, link-local, metadata… is refused
 	// otherwise.

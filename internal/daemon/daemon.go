@@ -216,7 +216,7 @@ func (d *Daemon) newWebhooks(ctx context.Context, getenv func(string) string) er
 		if err != nil {
 			return fail(err)
 		}
-		dcfg := deliver.Config{Dir: filepath.Join(d.cfg.DataDir, "deliveries"), Allow: allow}
+		dcfg := deliver.Config{Dir: filepath.Join(d.cfg.DataDir, "deliveries"), Allow: allow, Schedule: wc.RetrySchedule}
 		for i, dst := range wc.Destinations {
 			k, err := config.DestinationSecret(i, dst, getenv)
 			if err != nil {
@@ -232,6 +232,11 @@ func (d *Daemon) newWebhooks(ctx context.Context, getenv func(string) string) er
 			return fail(err)
 		}
 		wcfg.Forward = d.deliverer
+		tenantOf := map[string]string{}
+		for _, dst := range wc.Destinations {
+			tenantOf[dst.Name] = dst.Tenant
+		}
+		d.api.SetDeadLetters(deadLetters{d: d.deliverer, tenantOf: tenantOf})
 	}
 	if d.worker, err = webhook.NewWorker(wcfg, d.queue, d.registry, d.log); err != nil {
 		return fail(err)
@@ -305,6 +310,7 @@ func (d *Daemon) newSIPEdge() error {
 	}
 	d.sip, err = sipedge.New(sipedge.Config{
 		Listen: sc.Listen, Upstream: sc.Upstream, Advertise: sc.Advertise, Tenant: sc.Tenant,
+		TLSCert: sc.TLSCert, TLSKey: sc.TLSKey, TLSClientCAs: sc.TLSClientCAs,
 		TrustedCIDRs: trusted, AccountFrom: sc.AccountFrom, StampKey: key, Filter: d.filter,
 	}, d.engine, d.registry, d.log)
 	if err != nil {

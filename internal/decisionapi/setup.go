@@ -52,6 +52,7 @@ type Server struct {
 	log     DecisionLog
 	rel     PolicyReloader
 	ready   ReadyChecker
+	dlq     DeadLetters
 	logger  *slog.Logger
 	metrics *metrics
 	keys    keyring
@@ -141,6 +142,8 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	s.handle("GET /v1/decisions", true, http.StatusOK, s.decisions)
 	s.handle("POST /v1/policy/reload", true, http.StatusOK, s.reload)
 	s.handle("POST /v1/accounts/{id}/unsuspend", true, http.StatusNoContent, s.unsuspend)
+	s.handle("GET /v1/webhooks/dlq", true, http.StatusOK, s.listDeadLetters)
+	s.handle("POST /v1/webhooks/dlq/{id}/replay", true, http.StatusNoContent, s.replayDeadLetter)
 	s.handle("GET /healthz", false, http.StatusOK, s.healthz)
 	s.handle("GET /readyz", false, http.StatusOK, s.readyz)
 	prom := promhttp.HandlerFor(reg, promhttp.HandlerOpts{

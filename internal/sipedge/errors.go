@@ -28,6 +28,9 @@ var (
 	// ErrUnsupportedTransport: a listen or upstream address names a
 	// transport the guard does not (yet) speak.
 	ErrUnsupportedTransport = errors.New("unsupported transport")
+	// ErrNoCertificate: a tls listener is configured without a
+	// certificate and key.
+	ErrNoCertificate = errors.New("a tls listener needs a certificate and key")
 )
 
 // reply is how an error is answered: a SIP status, or none (silent drop)

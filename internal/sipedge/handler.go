@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"strconv"
@@ -46,7 +47,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		s.fail(in, req, ErrLoop)
 		return
 	}
-	stampReceived(req.Via(), src, in.network == "tcp")
+	stampReceived(req.Via(), src, in.stream())
 	now := s.cfg.Clock()
 	fromUp := src == s.upstream
 	trusted := fromUp || s.trusted(src.Addr())
@@ -237,10 +238,37 @@ func (s *Server) onResponse(ctx context.Context, l *listener, res *sip.Response,
 		return
 	}
 	s.responseEvents(ctx, res, branch)
-	if err := s.send(s.listener(idx), res); err != nil {
+	if !s.relayInOrder(branch, res, s.listener(idx)) {
 		return
 	}
 	s.metrics.forwarded(start)
+}
+
+// relayInOrder sends a response on unless a final response of its
+// transaction has already gone: the UDP readers work in parallel, so a 180
+// read just before its 200 could otherwise overtake it, and a provisional
+// response after the final one upsets strict user agents (a stateful proxy
+// would absorb it, RFC 3261 §17.1.1.2). The check and the send happen
+// under one of a few striped locks, so the order is exact.
+func (s *Server) relayInOrder(branch string, res *sip.Response, out *listener) bool {
+	h := fnv.New32a()
+	h.Write([]byte(branch))
+	mu := &s.order[h.Sum32()%uint32(len(s.order))]
+	mu.Lock()
+	defer mu.Unlock()
+	method, final, late := res.CSeq().MethodName, res.StatusCode >= 200, false
+	s.txs.update(branch, s.cfg.Clock(), func(t **txState) {
+		if (*t).method != method {
+			return
+		}
+		late = !final && (*t).relayed
+		(*t).relayed = (*t).relayed || final
+	})
+	if late {
+		s.metrics.drop(dropLateProvisional)
+		return false
+	}
+	return s.send(out, res) == nil
 }
 
 // responseEvents turns an upstream answer into the events it means.
@@ -359,7 +387,7 @@ func (s *Server) observe(ctx context.Context, kind event.Kind, callID string, no
 
 // forward sends req one hop on. Callers' requests always go to the
 // upstream; only the upstream's follow their Route or Request-URI, or the
-// flow a TCP caller's Record-Route named. rr, when not 0, adds a stamped
+// flow a TCP or TLS caller's Record-Route named. rr, when not 0, adds a stamped
 // Record-Route so that in-dialog requests come back through the guard; two
 // of them when the request changes listener (RFC 5658).
 func (s *Server) forward(in *listener, req *sip.Request, branch string, followRoute bool, rr byte, callID string, src netip.AddrPort, rt route) error {
@@ -383,6 +411,9 @@ func (s *Server) forward(in *listener, req *sip.Request, branch string, followRo
 			}
 			if s.isListener(dst) {
 				return ErrLoop
+			}
+			if out = s.udpFor(dst.Addr(), rt.last); out == nil {
+				return fmt.Errorf("%w: no udp listener for %s", ErrUnroutable, dst.Addr())
 			}
 		}
 	}
@@ -410,13 +441,32 @@ func stampFor(req *sip.Request) byte {
 	return 0
 }
 
-// recordRoute is the guard's Record-Route on listener l. On TCP it names
-// the connection (flow) of the peer on that side, so requests the upstream
-// sends into the dialog find the connection: a caller over TCP cannot be
-// dialled back at its Contact.
+// udpFor is the UDP listener to send to a of: prefer (the listener the
+// request's Route named, when it is UDP and can), else the upstream's, else
+// any of a's address family. A request from an IPv4 PBX to an IPv6 phone
+// leaves from an IPv6 listener.
+func (s *Server) udpFor(a netip.Addr, prefer *listener) *listener {
+	if prefer != nil && !prefer.stream() && prefer.canReach(a) {
+		return prefer
+	}
+	if s.up.canReach(a) {
+		return s.up
+	}
+	for _, l := range s.listeners {
+		if !l.stream() && l.canReach(a) {
+			return l
+		}
+	}
+	return nil
+}
+
+// recordRoute is the guard's Record-Route on listener l. On TCP and TLS it
+// names the connection (flow) of the peer on that side, so requests the
+// upstream sends into the dialog find the connection: a caller over TCP or
+// TLS cannot be dialled back at its Contact.
 func (s *Server) recordRoute(l *listener, stamp string, peer netip.AddrPort) *sip.RecordRouteHeader {
 	params := sip.HeaderParams{{K: "transport", V: l.network}, {K: "lr", V: ""}, {K: "tg", V: stamp}}
-	if l.network == "tcp" {
+	if l.stream() {
 		params = append(params, sip.HeaderKV{K: "fl", V: peer.String()})
 	}
 	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: l.host, Port: l.port, UriParams: params}}
@@ -445,8 +495,9 @@ func (s *Server) checkStamp(stamp, callID string) byte {
 // route is what the guard's own Route entries on a request said.
 type route struct {
 	flag  byte           // the stamp's flag, 0 when there is no valid stamp
-	flowL *listener      // a TCP listener whose Route named a flow
+	flowL *listener      // a TCP or TLS listener whose Route named a flow
 	flow  netip.AddrPort // the peer's connection on it
+	last  *listener      // the listener the last of the guard's Routes named
 }
 
 // popRoutes removes the guard's own Route entries from the top of req and
@@ -465,11 +516,12 @@ func (s *Server) popRoutes(req *sip.Request, callID string) route {
 		if tg, ok := r.Address.UriParams.Get("tg"); ok && rt.flag == 0 {
 			rt.flag = s.checkStamp(tg, callID)
 		}
-		if fl, ok := r.Address.UriParams.Get("fl"); ok && l.network == "tcp" {
+		if fl, ok := r.Address.UriParams.Get("fl"); ok && l.stream() {
 			if ap, err := netip.ParseAddrPort(fl); err == nil {
 				rt.flowL, rt.flow = l, ap
 			}
 		}
+		rt.last = l
 		req.RemoveHeader("Route")
 	}
 	return rt
@@ -589,14 +641,14 @@ func (s *Server) fail(l *listener, req *sip.Request, err error) {
 	s.send(l, sip.NewResponseFromRequest(req, r.code, r.reason, nil))
 }
 
-// write sends msg to dst from listener l. Over TCP it uses the connection
-// dst opened to the guard: the guard dials no caller.
+// write sends msg to dst from listener l. Over TCP and TLS it uses the
+// connection dst opened to the guard: the guard dials no caller.
 func (s *Server) write(l *listener, msg sip.Message, dst netip.AddrPort) error {
-	if l.network == "tcp" {
-		conn, err := l.tp.GetConnection("tcp", dst.String())
+	if l.stream() {
+		conn, err := l.tp.GetConnection(l.network, dst.String())
 		if err != nil {
 			s.metrics.drop(dropSend)
-			return fmt.Errorf("%w: no tcp connection from %s", ErrUnroutable, dst)
+			return fmt.Errorf("%w: no %s connection from %s", ErrUnroutable, l.network, dst)
 		}
 		if err := conn.WriteMsg(msg); err != nil {
 			s.metrics.drop(dropSend)

@@ -18,14 +18,16 @@ const (
 
 // Drop reasons: a message the guard discarded without forwarding it.
 const (
-	dropMalformed = "malformed"      // unparseable, or missing mandatory headers
-	dropOversized = "oversized"      // larger than the read buffer
-	dropSilent    = "silent"         // the engine asked for no reply
-	dropStray     = "stray_response" // a response whose top Via is not the guard's
-	dropSend      = "send_error"
-	dropAbsorbed  = "absorbed_ack" // the ACK of the guard's own rejection
-	dropPanic     = "internal_error"
-	dropTCPLimit  = "tcp_connection_limit" // a connection past Config.MaxTCPConns
+	dropMalformed       = "malformed"      // unparseable, or missing mandatory headers
+	dropOversized       = "oversized"      // larger than the read buffer
+	dropSilent          = "silent"         // the engine asked for no reply
+	dropStray           = "stray_response" // a response whose top Via is not the guard's
+	dropSend            = "send_error"
+	dropAbsorbed        = "absorbed_ack" // the ACK of the guard's own rejection
+	dropPanic           = "internal_error"
+	dropTCPLimit        = "tcp_connection_limit" // a connection past Config.MaxTCPConns
+	dropLateProvisional = "late_provisional"     // a 1xx after its transaction's final response
+	dropTLSHandshake    = "tls_handshake"        // a TLS handshake failed or timed out (no or a wrong client certificate)
 )
 
 var knownMethods = map[sip.RequestMethod]bool{

@@ -20,22 +20,29 @@ import (
 
 // peer is a raw UDP SIP endpoint.
 type peer struct {
-	t    *testing.T
-	conn *net.UDPConn
+	t     *testing.T
+	conn  *net.UDPConn
+	guard netip.Addr // the loopback address send writes to
 }
 
 func newPeer(t *testing.T) *peer { return newPeerAt(t, "127.0.0.1") }
 
 // newPeerAt binds a peer to another loopback address (Linux routes all of
-// 127/8 to lo), for tests that tell sources apart by IP.
+// 127/8 to lo), for tests that tell sources apart by IP, or to ::1, when it
+// sends to the guard's IPv6 loopback listener.
 func newPeerAt(t *testing.T, ip string) *peer {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+	a := netip.MustParseAddr(ip)
+	network, guard := "udp4", netip.MustParseAddr("127.0.0.1")
+	if a.Is6() {
+		network, guard = "udp6", netip.IPv6Loopback()
+	}
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &peer{t: t, conn: c}
+	return &peer{t: t, conn: c, guard: guard}
 }
 
 func (p *peer) port() int { return p.conn.LocalAddr().(*net.UDPAddr).Port }
@@ -48,7 +55,7 @@ func (p *peer) send(port int, msg string) {
 	if !strings.Contains(msg, "\r\n") {
 		msg = strings.ReplaceAll(strings.TrimLeft(msg, "\n"), "\n", "\r\n")
 	}
-	if _, err := p.conn.WriteToUDPAddrPort([]byte(msg), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))); err != nil {
+	if _, err := p.conn.WriteToUDPAddrPort([]byte(msg), netip.AddrPortFrom(p.guard, uint16(port))); err != nil {
 		p.t.Fatal(err)
 	}
 }
@@ -426,4 +433,18 @@ Content-Length: 0
 
 	phone.send(port, strings.ReplaceAll(register, "$B", "p1"))
 	up.expectRequest(sip.REGISTER) // another source keeps working
+}
+
+func TestProvisionalAfterFinalIsNotRelayed(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	r.caller.send(r.port, invite)
+	inv := r.upstream.expectRequest(sip.INVITE)
+	ok := sip.NewResponseFromRequest(inv, 200, "OK", nil)
+	ok.To().Params.Add("tag", "b2")
+	ringing := sip.NewResponseFromRequest(inv, 180, "Ringing", nil)
+	ringing.To().Params.Add("tag", "b2")
+	r.upstream.answer(r.port, ok)
+	r.caller.expectResponse(200)
+	r.upstream.answer(r.port, ringing) // overtaken on the way, as UDP may
+	r.caller.expectNothing("a 180 after the 200")
 }

@@ -3,6 +3,7 @@ package sipedge
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,11 +40,14 @@ type Server struct {
 	parser   *sip.Parser
 	upstream netip.AddrPort
 	stampKey []byte
+	tlsConf  *tls.Config // for tls listeners; nil without any
 
 	txs    *fifoCache[string, *txState] // by the guard's branch
 	calls  *fifoCache[string, callState]
 	ended  *fifoCache[string, struct{}]
 	trusts []netip.Prefix
+
+	order [64]sync.Mutex // see relayInOrder
 
 	runCtx    context.Context // for messages sipgo's TCP readers hand over
 	mu        sync.Mutex
@@ -53,13 +57,14 @@ type Server struct {
 }
 
 // listener is one bound socket: a UDP socket the guard reads itself, or a
-// TCP listener whose connections sipgo's transport layer runs.
+// TCP listener (plain or TLS) whose connections sipgo's transport layer
+// runs.
 type listener struct {
 	idx     int
-	network string // "udp" or "tcp"
+	network string // "udp", "tcp" or "tls"
 	conn    *net.UDPConn
 	tcp     *net.TCPListener
-	tp      *sip.TransportLayer // tcp only
+	tp      *sip.TransportLayer // tcp and tls only
 	host    string              // advertised in Via and Record-Route
 	port    int
 	addr    netip.AddrPort
@@ -67,6 +72,17 @@ type listener struct {
 
 // viaTransport is the transport token for the guard's Via.
 func (l *listener) viaTransport() string { return strings.ToUpper(l.network) }
+
+// canReach reports whether a UDP socket on l can send to a: the same
+// address family, or an IPv6 wildcard (dual-stack).
+func (l *listener) canReach(a netip.Addr) bool {
+	la := l.addr.Addr()
+	return la.Is4() == a.Is4() || (la.Is6() && la.IsUnspecified())
+}
+
+// stream reports a connection-oriented listener (tcp or tls): responses
+// and requests to its peers take the connection the peer opened.
+func (l *listener) stream() bool { return l.network != "udp" }
 
 // New checks cfg and builds a Server. Nothing is bound until Listen or Run.
 // Metrics are registered on reg (a fresh registry when nil); logger nil
@@ -88,9 +104,16 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 	default:
 		return nil, fmt.Errorf("new sip edge: account_from %q: want from_user, auth_user or pai", cfg.AccountFrom)
 	}
+	var tlsConf *tls.Config
 	for _, l := range cfg.Listen {
-		if _, _, err := splitNetAddr(l); err != nil {
+		network, _, err := splitNetAddr(l)
+		if err != nil {
 			return nil, fmt.Errorf("new sip edge: listen %q: %w", l, err)
+		}
+		if strings.HasPrefix(network, "tls") && tlsConf == nil {
+			if tlsConf, err = serverTLSConfig(&cfg); err != nil {
+				return nil, fmt.Errorf("new sip edge: listen %q: %w", l, err)
+			}
 		}
 	}
 	network, hostport, err := splitNetAddr(cfg.Upstream)
@@ -109,6 +132,7 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 	setDefault(&cfg.CallTTL, defaultCallTTL)
 	setDefault(&cfg.Workers, defaultWorkers)
 	setDefault(&cfg.MaxTCPConns, defaultMaxTCPConns)
+	setDefault(&cfg.TLSHandshakeTimeout, defaultHandshakeTimeout)
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
@@ -135,6 +159,7 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 		parser:   sip.NewParser(),
 		upstream: netip.AddrPortFrom(unmap(ua.AddrPort().Addr()), ua.AddrPort().Port()),
 		stampKey: key,
+		tlsConf:  tlsConf,
 		txs:      newFIFOCache[string, *txState](cfg.MaxTransactions, txTTL),
 		calls:    newFIFOCache[string, callState](cfg.MaxCalls, cfg.CallTTL),
 		ended:    newFIFOCache[string, struct{}](cfg.MaxCalls, endedTTL),
@@ -149,18 +174,19 @@ func setDefault[T comparable](v *T, def T) {
 	}
 }
 
-// splitNetAddr splits "udp:host:port" or "tcp:host:port" into a Go network
-// and "host:port".
+// splitNetAddr splits "udp:host:port", "tcp:host:port" or "tls:host:port"
+// into a network (udp, tcp or tls, with an optional 4 or 6) and
+// "host:port".
 func splitNetAddr(s string) (network, hostport string, err error) {
 	network, hostport, ok := strings.Cut(s, ":")
 	if !ok || hostport == "" {
-		return "", "", errors.New(`want "udp:host:port" or "tcp:host:port"`)
+		return "", "", errors.New(`want "udp:host:port", "tcp:host:port" or "tls:host:port"`)
 	}
 	switch strings.ToLower(network) {
-	case "udp", "udp4", "udp6", "tcp", "tcp4", "tcp6":
+	case "udp", "udp4", "udp6", "tcp", "tcp4", "tcp6", "tls", "tls4", "tls6":
 		return strings.ToLower(network), hostport, nil
 	}
-	return "", "", fmt.Errorf("%w %q (udp and tcp so far)", ErrUnsupportedTransport, network)
+	return "", "", fmt.Errorf("%w %q (udp, tcp and tls)", ErrUnsupportedTransport, network)
 }
 
 func unmap(a netip.Addr) netip.Addr { return a.Unmap() }
@@ -205,7 +231,7 @@ func (s *Server) Listen() error {
 	}
 	// The upstream is reached from the first listener of its address family.
 	for _, l := range ls {
-		if l.network == "udp" && (l.addr.Addr().Is4() == s.upstream.Addr().Is4() || l.addr.Addr().IsUnspecified()) {
+		if l.network == "udp" && l.canReach(s.upstream.Addr()) {
 			s.up = l
 			break
 		}
@@ -217,10 +243,6 @@ func (s *Server) Listen() error {
 	s.listeners = ls
 	return nil
 }
-
-// tcpIdleTimeout closes a TCP connection that sends nothing for this long;
-// phones keep theirs open with CRLF keep-alives and re-REGISTERs.
-const tcpIdleTimeout = 5 * time.Minute
 
 // bind opens one listen address.
 func (s *Server) bind(i int, spec string) (*listener, error) {
@@ -237,22 +259,22 @@ func (s *Server) bind(i int, spec string) (*listener, error) {
 		l.network = "udp"
 		l.addr = l.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	} else {
-		la, err := net.ResolveTCPAddr(network, hostport)
+		tcpNet := "tcp" + network[3:] // tls6 → tcp6
+		la, err := net.ResolveTCPAddr(tcpNet, hostport)
 		if err != nil {
 			return nil, err
 		}
-		if l.tcp, err = net.ListenTCP(network, la); err != nil {
+		if l.tcp, err = net.ListenTCP(tcpNet, la); err != nil {
 			return nil, err
 		}
-		l.network = "tcp"
+		l.network = network[:3]
 		l.addr = l.tcp.Addr().(*net.TCPAddr).AddrPort()
 		// sipgo logs unparseable input with its bytes at error level:
-		// that is the attacker's to fill, so its logs are discarded.
+		// that is the attacker's to fill, so its logs are discarded. The
+		// transports it builds with this logger have no timeouts of their
+		// own: streamConn sets them.
 		l.tp = sip.NewTransportLayer(net.DefaultResolver, s.parser, nil,
-			sip.WithTransportLayerLogger(slog.New(slog.DiscardHandler)),
-			sip.WithTransportLayerTransports(sip.TransportsConfig{
-				TCP: &sip.TransportTCP{ReadTimeout: tcpIdleTimeout, WriteTimeout: 5 * time.Second},
-			}))
+			sip.WithTransportLayerLogger(slog.New(slog.DiscardHandler)))
 		l.tp.OnMessage(func(msg sip.Message) { s.onStreamMessage(l, msg) })
 	}
 	l.addr = netip.AddrPortFrom(unmap(l.addr.Addr()), l.addr.Port())
@@ -303,9 +325,18 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, l := range ls {
 		s.log.Info("sip edge listening", "addr", l.network+":"+l.addr.String(), "upstream", s.upstream.String())
-		if l.network == "tcp" {
+		if l.stream() {
 			ln := &limitListener{TCPListener: l.tcp, slots: make(chan struct{}, s.cfg.MaxTCPConns),
 				full: func() { s.metrics.drop(dropTCPLimit) }, filter: s.cfg.Filter}
+			if l.network == "tls" {
+				ln.tls, ln.handshake = s.tlsConf, s.cfg.TLSHandshakeTimeout
+				ln.handshakeFailed = func(c net.Conn, err error) {
+					s.metrics.drop(dropTLSHandshake)
+					s.log.Debug("sip edge tls handshake", "source", c.RemoteAddr().String(), "err", err)
+				}
+				wg.Go(func() { l.tp.ServeTLS(ln) })
+				continue
+			}
 			wg.Go(func() { l.tp.ServeTCP(ln) })
 			continue
 		}
@@ -315,7 +346,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	for _, l := range ls {
-		if l.network == "tcp" {
+		if l.stream() {
 			l.tcp.Close()
 			l.tp.Close()
 			continue
@@ -395,9 +426,11 @@ func isKeepAlive(b []byte) bool {
 	return true
 }
 
-// limitListener caps the open TCP connections: each costs sipgo a goroutine
-// and a read buffer. Past the cap a new connection is closed at once, so
-// the kernel's backlog does not fill with connections nobody serves.
+// limitListener caps the open TCP or TLS connections: each costs sipgo a
+// goroutine and a read buffer. Past the cap a new connection is closed at
+// once, so the kernel's backlog does not fill with connections nobody
+// serves. A TLS connection holds its slot during the handshake, which is
+// why the handshake has a deadline of its own.
 //
 // It also closes connections from sources the packet filter has banned:
 // TCP reads are not framed as messages, so the filter's per-packet check
@@ -407,6 +440,10 @@ type limitListener struct {
 	slots  chan struct{}
 	full   func()
 	filter PacketFilter
+
+	tls             *tls.Config // nil: plain TCP
+	handshake       time.Duration
+	handshakeFailed func(net.Conn, error)
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -423,7 +460,13 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.slots <- struct{}{}:
-			return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+			lc := &limitConn{Conn: c, release: func() { <-l.slots }}
+			if l.tls == nil {
+				return &streamConn{Conn: lc}, nil
+			}
+			tc := tls.Server(lc, l.tls)
+			return &streamConn{Conn: tc, tls: tc, handshake: l.handshake,
+				failed: func(err error) { l.handshakeFailed(lc, err) }}, nil
 		default:
 			c.Close()
 			l.full()

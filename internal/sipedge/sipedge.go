@@ -33,13 +33,14 @@
 // peers) may route requests elsewhere, so the guard is no open relay.
 // Sources in Config.TrustedCIDRs bypass screening entirely.
 //
-// Callers reach the guard over UDP or TCP; the upstream is reached over
-// UDP. An optional PacketFilter (the prefilter subpackage) sees every packet
+// Callers reach the guard over UDP, TCP or TLS (optionally with client
+// certificates), IPv4 or IPv6; the upstream is reached over UDP. An optional PacketFilter (the prefilter subpackage) sees every packet
 // before the parser and receives the engine's bans.
 package sipedge
 
 import (
 	"context"
+	"crypto/tls"
 	"net/netip"
 	"time"
 
@@ -74,12 +75,28 @@ const (
 
 // Config configures a Server. Zero values take the defaults noted.
 type Config struct {
-	// Listen lists "network:host:port" addresses, e.g. "udp:127.0.0.1:5060"
-	// or "tcp:[::1]:5060" (udp, udp4, udp6, tcp, tcp4, tcp6; no TLS yet).
-	// Port 0 picks a free port; see Server.Addrs. At least one udp
-	// listener of the upstream's address family is needed: the upstream
-	// is reached over UDP from the first one.
+	// Listen lists "network:host:port" addresses, e.g. "udp:127.0.0.1:5060",
+	// "tcp:[::1]:5060" or "tls:0.0.0.0:5061" (udp, tcp and tls, each also
+	// with a 4 or 6 suffix). Port 0 picks a free port; see Server.Addrs.
+	// At least one udp listener of the upstream's address family is
+	// needed: the upstream is reached over UDP from the first one. Callers
+	// of the other family reach it too, through that listener.
 	Listen []string
+	// TLSCert and TLSKey are the PEM certificate (chain) and key files of
+	// the tls listeners, read once by New; TLSConfig, when set, is used
+	// instead (a copy; give it GetCertificate to rotate certificates
+	// without a restart). TLS 1.2 is the minimum either way, and the
+	// cipher suites are Go's defaults.
+	TLSCert   string
+	TLSKey    string
+	TLSConfig *tls.Config
+	// TLSClientCAs is a PEM file of CAs. When set, a TLS client must
+	// present a certificate issued by one of them or the handshake fails
+	// (mutual TLS, for trunks).
+	TLSClientCAs string
+	// TLSHandshakeTimeout closes a TLS connection whose handshake has not
+	// finished in time. 0 → 10 s.
+	TLSHandshakeTimeout time.Duration
 	// Upstream is the PBX, "udp:host:port" (UDP only so far). Requests
 	// from callers go here, whatever transport they came in on. A request
 	// is "from the upstream" when it comes from exactly this address.
@@ -109,10 +126,11 @@ type Config struct {
 	CallTTL time.Duration
 	// Workers is the number of read goroutines per UDP listener. 0 → 4.
 	Workers int
-	// MaxTCPConns caps open TCP connections per TCP listener. 0 → 10000.
+	// MaxTCPConns caps open connections per TCP or TLS listener. 0 →
+	// 10000. An idle connection is closed after 5 minutes.
 	MaxTCPConns int
 	// Filter, when set, checks every UDP datagram before it is parsed and
-	// every TCP connection when it is accepted, and receives the engine's
+	// every TCP and TLS connection when it is accepted, and receives the engine's
 	// bans. The daemon runs its Run (sweeping) alongside the guard.
 	Filter PacketFilter
 	// Clock gives event time. nil → time.Now.

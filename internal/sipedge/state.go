@@ -117,6 +117,7 @@ type txState struct {
 	screened bool          // the engine allowed it: its outcome is reported
 	hadAuth  bool          // it carried credentials
 	final    bool          // a final response has been seen
+	relayed  bool          // a final response has been relayed (under Server.order)
 	local    *sip.Response // the guard's own final answer, nil when forwarded
 	silent   bool          // the guard dropped it without a reply
 }

@@ -36,7 +36,7 @@ func TestWebhookIngressEndToEnd(t *testing.T) {
 	crm := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if _, err := verifier.Verify(r.Header, body, time.Now()); err != nil {
-			http.Error(w, "bad signature", 401)
+			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
 		var m map[string]any
@@ -116,5 +116,73 @@ func TestWebhookIngressEndToEnd(t *testing.T) {
 	data, _ := got[0]["data"].(map[string]any)
 	if len(got) != 1 || data["call_id"] != "wh-1" || data["event_id"] != "evt-1" {
 		t.Fatalf("CRM received %d deliveries %v, want exactly the one event", len(got), got)
+	}
+}
+
+// A destination that keeps failing: the delivery is dead-lettered after
+// its retries, listed by `telguard webhooks dlq list`, and delivered by
+// `replay` once the destination is back.
+func TestWebhookDeadLetterReplay(t *testing.T) {
+	providerKey := []byte("provider-secret-0123456789abcdef")
+	crmKey := []byte("crm-secret-0123456789abcdefghijk")
+	secret := func(k []byte) string { return "whsec_" + base64.StdEncoding.EncodeToString(k) }
+	var mu sync.Mutex
+	up, delivered := false, 0
+	crm := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !up {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		delivered++
+		w.WriteHeader(204)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go crm.Serve(ln)
+	t.Cleanup(func() { crm.Close() })
+
+	dir := workdir(t)
+	hooks := freePort(t)
+	cfg := fmt.Sprintf(`webhooks:
+  listen: %s
+  sources:
+    telco: {tenant: demo, secrets: [{secret: %s}], mapping: {preset: flat}}
+  destinations:
+    - {name: crm, tenant: demo, url: "http://%s/hook", secret: %s}
+  allow_internal: ["127.0.0.1/32"]
+  retry_schedule: [100ms, 100ms]
+`, hooks, secret(providerKey), ln.Addr(), secret(crmKey))
+	if err := os.WriteFile(filepath.Join(dir, "telguard.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := start(t, dir, withKey(), "--config", "telguard.yaml")
+	body := `{"call_id":"dl-1","status":"started","to":"+5511987654321","account":"2001"}`
+	req, _ := http.NewRequest("POST", "http://"+hooks+"/hooks/telco", strings.NewReader(body))
+	webhook.SetHeaders(req.Header, "evt-dl-1", time.Now(), []byte(body), providerKey)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 202 {
+		t.Fatalf("post: %v %v", resp, err)
+	}
+	var id string
+	waitFor(t, func() bool {
+		out, _, code := run(t, dir, "webhooks", "dlq", "list", "--url", d.base, "--key", apiKey)
+		if code != 0 || !strings.Contains(out, "crm") {
+			return false
+		}
+		id = strings.Fields(strings.Split(out, "\n")[1])[0]
+		return true
+	}, "the failed delivery in the dead-letter list")
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	if out, stderr, code := run(t, dir, "webhooks", "dlq", "replay", "--url", d.base, "--key", apiKey, id); code != 0 {
+		t.Fatalf("replay: %d %s %s", code, out, stderr)
+	}
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return delivered == 1 }, "the replayed delivery")
+	if out, _, _ := run(t, dir, "webhooks", "dlq", "list", "--url", d.base, "--key", apiKey); !strings.Contains(out, "no dead letters") {
+		t.Fatalf("after replay the list still shows: %s", out)
 	}
 }
