@@ -587,7 +587,9 @@ func (d *Deliverer) List(ctx context.Context, limit int) ([]DeadLetter, error) {
 	d.dead.mu.Lock()
 	es := make([]entry, 0, len(d.dead.index))
 	for id, at := range d.dead.index {
-		es = append(es, entry{id, at})
+		if !d.dead.writing[id] {
+			es = append(es, entry{id, at})
+		}
 	}
 	d.dead.mu.Unlock()
 	sort.Slice(es, func(i, k int) bool {

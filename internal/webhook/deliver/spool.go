@@ -48,16 +48,17 @@ type spool struct {
 	max  int
 	sync bool
 
-	mu    sync.Mutex
-	index map[string]time.Time // id → not before
-	busy  map[string]bool      // ids being attempted
+	mu      sync.Mutex
+	index   map[string]time.Time // id → not before
+	busy    map[string]bool      // ids being attempted
+	writing map[string]bool      // ids reserved by add whose file is not written yet
 }
 
 func openSpool(dir string, max int, sync bool) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
-	s := &spool{dir: dir, max: max, sync: sync, index: map[string]time.Time{}, busy: map[string]bool{}}
+	s := &spool{dir: dir, max: max, sync: sync, index: map[string]time.Time{}, busy: map[string]bool{}, writing: map[string]bool{}}
 	names, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
@@ -97,11 +98,13 @@ func (s *spool) add(j job) (added bool, err error) {
 	}
 	s.index[j.ID] = time.Time{}.Add(1<<63 - 1) // reserved, not due, until written
 	s.busy[j.ID] = true
+	s.writing[j.ID] = true
 	s.mu.Unlock()
 	err = s.write(j)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.busy, j.ID)
+	delete(s.writing, j.ID)
 	if err != nil {
 		delete(s.index, j.ID)
 		return false, err
@@ -214,8 +217,10 @@ func (s *spool) release(id string) {
 	s.mu.Unlock()
 }
 
+// len counts the entries whose files are written: one being added is not
+// there yet for a reader.
 func (s *spool) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.index)
+	return len(s.index) - len(s.writing)
 }
