@@ -34,6 +34,7 @@ Commands:
   accounts unsuspend  lift an account's international-calling suspension
   webhooks dlq        list or replay webhook deliveries that ran out of retries
   bench               load-test the decision API and report decisions/s and latency
+  bench-sip           benchmark the SIP edge with SIPp: calls/s, added latency, banned-source flood
   version             print the version
 
 Run 'telguard <command> --help' for a command's flags.
@@ -76,6 +77,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = e.webhooks(rest)
 	case "bench":
 		err = e.bench(rest)
+	case "bench-sip":
+		err = e.benchSIP(rest)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "telguard", versionString())
 		return exitOK

@@ -28,6 +28,7 @@ const (
 	dropTCPLimit        = "tcp_connection_limit" // a connection past Config.MaxTCPConns
 	dropLateProvisional = "late_provisional"     // a 1xx after its transaction's final response
 	dropTLSHandshake    = "tls_handshake"        // a TLS handshake failed or timed out (no or a wrong client certificate)
+	dropOverload        = "overload"             // the worker for its source was too far behind
 )
 
 var knownMethods = map[sip.RequestMethod]bool{

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -340,9 +341,7 @@ func (s *Server) Run(ctx context.Context) error {
 			wg.Go(func() { l.tp.ServeTCP(ln) })
 			continue
 		}
-		for range s.cfg.Workers {
-			wg.Go(func() { s.readUDP(ctx, l) })
-		}
+		wg.Go(func() { s.readUDP(ctx, l) })
 	}
 	<-ctx.Done()
 	for _, l := range ls {
@@ -358,13 +357,54 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// readUDP reads datagrams until the socket closes. Several readers share a
-// socket; each handles its datagram to the end before reading the next.
+// udpQueue bounds the datagrams waiting for one worker. A worker that far
+// behind sheds (counted as overload) rather than stall the reader, which
+// would let the kernel drop packets of every source instead.
+const udpQueue = 1024
+
+// udpReadBuffer is the socket receive buffer asked of the kernel: the
+// default (~200 KiB) overflows within milliseconds of a flood, losing
+// legitimate packets with the flood's.
+const udpReadBuffer = 4 << 20
+
+type datagram struct {
+	buf   *[]byte
+	n     int
+	src   netip.AddrPort
+	start time.Time
+}
+
+// readUDP reads datagrams until the socket closes. It runs the pre-filter
+// itself, so a flood is dropped at the cost of a read and a lookup, and
+// hands the rest to the worker its source hashes to: one peer's messages
+// are handled in arrival order, different peers' in parallel.
 func (s *Server) readUDP(ctx context.Context, l *listener) {
-	buf := make([]byte, readBuffer+1)
+	_ = l.conn.SetReadBuffer(udpReadBuffer) // best effort: the kernel caps it at rmem_max
+	pool := sync.Pool{New: func() any { b := make([]byte, readBuffer+1); return &b }}
+	queues := make([]chan datagram, max(s.cfg.Workers, 1))
+	var workers sync.WaitGroup
+	for i := range queues {
+		q := make(chan datagram, udpQueue)
+		queues[i] = q
+		workers.Go(func() {
+			for d := range q {
+				s.handleDatagram(ctx, l, (*d.buf)[:d.n], d.src, d.start)
+				pool.Put(d.buf)
+			}
+		})
+	}
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+		workers.Wait()
+	}()
+	seed := maphash.MakeSeed()
 	for {
-		n, src, err := l.conn.ReadFromUDPAddrPort(buf)
+		buf := pool.Get().(*[]byte)
+		n, src, err := l.conn.ReadFromUDPAddrPort(*buf)
 		if err != nil {
+			pool.Put(buf)
 			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
 				return
 			}
@@ -373,29 +413,43 @@ func (s *Server) readUDP(ctx context.Context, l *listener) {
 		}
 		start := time.Now()
 		if n > readBuffer {
+			pool.Put(buf)
 			s.metrics.drop(dropOversized)
 			continue
 		}
-		data := buf[:n]
 		if f := s.cfg.Filter; f != nil {
 			// The filter counts what it drops, by verdict.
-			if v := f.Check(src.Addr(), data); v.Drop() || v == prefilter.PassKeepAlive {
+			if v := f.Check(src.Addr(), (*buf)[:n]); v.Drop() || v == prefilter.PassKeepAlive {
+				pool.Put(buf)
 				continue
 			}
 		}
-		if isKeepAlive(data) {
-			continue
+		a := src.Addr().As16()
+		i := maphash.Bytes(seed, a[:]) % uint64(len(queues))
+		select {
+		case queues[i] <- datagram{buf: buf, n: n, src: src, start: start}:
+		default:
+			pool.Put(buf)
+			s.metrics.drop(dropOverload)
 		}
-		msg, err := s.parser.ParseSIP(data)
-		if err != nil {
-			s.metrics.drop(dropMalformed)
-			continue
-		}
-		src = netip.AddrPortFrom(unmap(src.Addr()), src.Port())
-		msg.SetTransport("UDP")
-		msg.SetSource(src.String())
-		s.handle(ctx, l, msg, src, start)
 	}
+}
+
+// handleDatagram parses one datagram that passed the pre-filter and
+// routes it.
+func (s *Server) handleDatagram(ctx context.Context, l *listener, data []byte, src netip.AddrPort, start time.Time) {
+	if isKeepAlive(data) {
+		return
+	}
+	msg, err := s.parser.ParseSIP(data)
+	if err != nil {
+		s.metrics.drop(dropMalformed)
+		return
+	}
+	src = netip.AddrPortFrom(unmap(src.Addr()), src.Port())
+	msg.SetTransport("UDP")
+	msg.SetSource(src.String())
+	s.handle(ctx, l, msg, src, start)
 }
 
 // handle routes one parsed message. A panic on one packet is contained

@@ -124,7 +124,11 @@ type Config struct {
 	MaxCalls        int
 	// CallTTL is how long a call is remembered without a BYE. 0 → 12 h.
 	CallTTL time.Duration
-	// Workers is the number of read goroutines per UDP listener. 0 → 4.
+	// Workers is the number of goroutines handling each UDP listener's
+	// datagrams. One reader per socket hands each datagram to the worker
+	// its source hashes to, so one peer's messages are handled in the
+	// order they arrived (a 180 never overtakes its 200) while different
+	// peers are handled in parallel. 0 → 4.
 	Workers int
 	// MaxTCPConns caps open connections per TCP or TLS listener. 0 →
 	// 10000. An idle connection is closed after 5 minutes.
