@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -245,7 +246,14 @@ func TestHonoursRetryAfter(t *testing.T) {
 }
 
 func TestGoneDisablesDestination(t *testing.T) {
-	rcv := newReceiver(t, func(int) (int, http.Header) { return http.StatusGone, nil })
+	var gone atomic.Bool
+	gone.Store(true)
+	rcv := newReceiver(t, func(int) (int, http.Header) {
+		if gone.Load() {
+			return http.StatusGone, nil
+		}
+		return http.StatusOK, nil
+	})
 	d := newDeliverer(t, t.TempDir(), rcv.URL, nil)
 	run(t, d)
 	if err := d.Forward(context.Background(), callEvent("evt-1")); err != nil {
@@ -263,8 +271,16 @@ func TestGoneDisablesDestination(t *testing.T) {
 	if len(dl) != 1 || !strings.Contains(dl[0].LastError, "410") {
 		t.Fatalf("list %+v", dl)
 	}
-	if err := d.Replay(context.Background(), dl[0].ID); err != nil || d.Disabled("crm") {
-		t.Fatalf("replay did not re-enable: %v", err)
+	// The receiver is back; a replay re-enables the destination and the
+	// delivery goes through. (Checked after the delivery: were the
+	// receiver still gone, the replayed attempt would disable it again.)
+	gone.Store(false)
+	if err := d.Replay(context.Background(), dl[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replayed delivery", func() bool { return rcv.hits() == 2 })
+	if d.Disabled("crm") {
+		t.Fatal("replay did not re-enable the destination")
 	}
 }
 
