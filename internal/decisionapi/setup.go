@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/telguard/telguard/internal/serve"
 )
 
 // Config configures a Server. Zero values take the defaults noted.
@@ -58,11 +59,7 @@ type Server struct {
 	keys    keyring
 	mux     *http.ServeMux
 	pool    sync.Pool // *exchange
-	http    *http.Server
-
-	mu      sync.Mutex
-	ln      net.Listener
-	started bool
+	srv     serve.HTTP
 
 	notReady atomic.Bool // last /readyz answer was "not ready"; logs only changes
 }
@@ -114,7 +111,7 @@ func New(cfg Config, eng Engine, log DecisionLog, rel PolicyReloader, ready Read
 	}
 	s.pool.New = func() any { return newExchange() }
 	s.routes(reg)
-	s.http = &http.Server{
+	s.srv = serve.HTTP{Name: "decision api", Addr: cfg.Addr, ShutdownTimeout: cfg.ShutdownTimeout, Server: &http.Server{
 		Handler:           s.mux,
 		ReadTimeout:       cfg.ReadTimeout,
 		ReadHeaderTimeout: cfg.ReadTimeout,
@@ -122,7 +119,7 @@ func New(cfg Config, eng Engine, log DecisionLog, rel PolicyReloader, ready Read
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	}}
 	return s, nil
 }
 
@@ -168,64 +165,22 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // test using port 0) can learn the address and fail fast on a bind error
 // before starting anything else. Calling Listen is optional: Run listens if
 // it has not been called. Calling it twice is a no-op.
-func (s *Server) Listen() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln != nil {
-		return nil
-	}
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
-	}
-	s.ln = ln
-	return nil
-}
+func (s *Server) Listen() error { return s.srv.Listen() }
 
 // Addr returns the address the server is bound to, or "" before Listen.
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
-		return ""
-	}
-	return s.ln.Addr().String()
-}
+func (s *Server) Addr() string { return s.srv.BoundAddr() }
 
 // Run serves until ctx is done, then shuts down gracefully: it stops
 // accepting, lets in-flight requests finish for up to
 // Config.ShutdownTimeout, and then closes what is left. It returns nil after
 // a clean shutdown. A Server runs once.
 func (s *Server) Run(ctx context.Context) error {
-	if err := s.Listen(); err != nil {
+	if err := s.srv.Listen(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	if s.started {
-		s.mu.Unlock()
-		return errors.New("run decision api: already run")
-	}
-	s.started = true
-	ln := s.ln
-	s.mu.Unlock()
-
-	s.logger.Info("decision api listening", "addr", ln.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- s.http.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve decision api: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := s.http.Shutdown(sctx); err != nil {
-		s.http.Close()
-		<-errc
-		return fmt.Errorf("shut down decision api: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve decision api: %w", err)
+	s.logger.Info("decision api listening", "addr", s.srv.BoundAddr())
+	if err := s.srv.Run(ctx); err != nil {
+		return err
 	}
 	s.logger.Info("decision api stopped")
 	return nil

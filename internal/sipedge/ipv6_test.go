@@ -189,7 +189,7 @@ func TestSIPpCallsOverIPv6(t *testing.T) {
 	if code := uas.wait(t); code != 0 {
 		t.Fatalf("uas exited %d, want 0", code)
 	}
-	if got := eng.count(event.CallEnded); got != 4 {
+	if got := eng.countEventually(event.CallEnded, 4); got != 4 {
 		t.Errorf("call_ended events = %d, want 4", got)
 	}
 	eng.mu.Lock()

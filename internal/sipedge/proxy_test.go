@@ -225,8 +225,8 @@ Content-Length: 0
 	if got.Route() != nil {
 		t.Errorf("the guard's Route was not removed: %v", got.Route())
 	}
-	if r.eng.count(event.CallEnded) != 1 {
-		t.Errorf("call_ended events = %d, want 1", r.eng.count(event.CallEnded))
+	if n := r.eng.countEventually(event.CallEnded, 1); n != 1 {
+		t.Errorf("call_ended events = %d, want 1", n)
 	}
 	if n := r.decided(); n != 0 {
 		t.Errorf("in-dialog requests were decided %d times, want 0", n)
@@ -244,7 +244,7 @@ func TestCancelFollowsItsInviteAndEndsTheCall(t *testing.T) {
 	if bi != bc {
 		t.Errorf("CANCEL branch %q, want the INVITE's %q", bc, bi)
 	}
-	if n := r.eng.count(event.CallEnded); n != 1 {
+	if n := r.eng.countEventually(event.CallEnded, 1); n != 1 {
 		t.Errorf("call_ended events = %d, want 1", n)
 	}
 
@@ -281,7 +281,7 @@ Content-Length: 0
 	if v := got.Via(); v == nil || strings.HasPrefix(v.Params.GetOr("branch", ""), branchPrefix) {
 		t.Errorf("top Via of the relayed response = %v, want the caller's", v)
 	}
-	if n := r.eng.count(event.SIPAuthSuccess); n != 1 {
+	if n := r.eng.countEventually(event.SIPAuthSuccess, 1); n != 1 {
 		t.Errorf("sip_auth_success events = %d, want 1", n)
 	}
 	// A response whose top Via is not the guard's is dropped.
@@ -289,7 +289,7 @@ Content-Length: 0
 	r.caller.expectResponse(200) // the retransmitted answer is relayed
 	r.caller.send(r.port, "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-x\nFrom: <sip:a@b>;tag=1\nTo: <sip:a@b>\nCall-ID: x\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n")
 	r.upstream.expectNothing("a stray response")
-	if n := r.eng.count(event.SIPAuthSuccess); n != 1 {
+	if n := r.eng.countEventually(event.SIPAuthSuccess, 1); n != 1 {
 		t.Errorf("sip_auth_success events after a retransmitted 200 = %d, want 1", n)
 	}
 }

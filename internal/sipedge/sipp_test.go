@@ -42,14 +42,33 @@ func needSIPp(t *testing.T) string {
 }
 
 // freeUDPPort returns a loopback UDP port that was free a moment ago.
+// issuedPorts are the ports freeUDPPort handed out in this process: a
+// port is free when asked for but may be picked again before its user
+// binds it, and two peers on one port make the guard see a loop.
+var issuedPorts = struct {
+	sync.Mutex
+	m map[int]bool
+}{m: map[int]bool{}}
+
 func freeUDPPort(t *testing.T) int {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		c.Close()
+		issuedPorts.Lock()
+		taken := issuedPorts.m[port]
+		issuedPorts.m[port] = true
+		issuedPorts.Unlock()
+		if !taken {
+			return port
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	t.Fatal("no free UDP port")
+	return 0
 }
 
 // fakeEngine records what it is told and decides with decide (allow when
@@ -79,6 +98,20 @@ func (f *fakeEngine) Observe(_ context.Context, ev event.Event) error {
 }
 
 // count returns how many decided and observed events have kind k.
+// countEventually waits (up to 5 s) for n events of kind k: events are
+// reported after the message is forwarded, so a test that has seen the
+// forwarded message may look a moment too early.
+func (f *fakeEngine) countEventually(k event.Kind, n int) int {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := f.count(k)
+		if got == n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (f *fakeEngine) count(k event.Kind) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -398,7 +431,7 @@ func TestSIPpCallOverTCPToUDPUpstream(t *testing.T) {
 	if code := uas.wait(t); code != 0 {
 		t.Fatalf("uas exited %d, want 0", code)
 	}
-	if got := eng.count(event.CallEnded); got != 2 {
+	if got := eng.countEventually(event.CallEnded, 2); got != 2 {
 		t.Errorf("call_ended events = %d, want 2", got)
 	}
 	if b, err := os.ReadFile(uac.messages); err != nil || !bytes.Contains(b, []byte("TCP message received")) {
@@ -432,7 +465,7 @@ func TestSIPpPBXHangsUpATCPCaller(t *testing.T) {
 	if code := uas.wait(t); code != 0 {
 		t.Fatalf("uas exited %d, want 0 (the caller's 200 to BYE reached it)", code)
 	}
-	if got := eng.count(event.CallEnded); got != 1 {
+	if got := eng.countEventually(event.CallEnded, 1); got != 1 {
 		t.Errorf("call_ended events = %d, want 1", got)
 	}
 }

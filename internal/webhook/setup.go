@@ -5,14 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"regexp"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/telguard/telguard/internal/serve"
 )
 
 // Queue is where verified events go. *queue.Queue implements it. Publish
@@ -104,11 +104,7 @@ type Server struct {
 	ipLimit *limiter
 	slots   chan struct{}
 	mux     *http.ServeMux
-	http    *http.Server
-
-	mu      sync.Mutex
-	ln      net.Listener
-	started bool
+	srv     serve.HTTP
 }
 
 // New checks cfg and builds a Server that publishes to q. Metrics are
@@ -163,7 +159,7 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})
-	s.http = &http.Server{
+	s.srv = serve.HTTP{Name: "webhooks", Addr: cfg.Addr, ShutdownTimeout: cfg.ShutdownTimeout, Server: &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
@@ -171,7 +167,7 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-	}
+	}}
 	return s, nil
 }
 
@@ -215,63 +211,21 @@ func (s *Server) Handler() http.Handler { return s.mux }
 
 // Listen binds Config.Addr, so the caller learns the address (Addr) and a
 // bind error before anything runs. Optional: Run listens if needed.
-func (s *Server) Listen() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln != nil {
-		return nil
-	}
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
-	}
-	s.ln = ln
-	return nil
-}
+func (s *Server) Listen() error { return s.srv.Listen() }
 
 // Addr returns the bound address, or "" before Listen.
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
-		return ""
-	}
-	return s.ln.Addr().String()
-}
+func (s *Server) Addr() string { return s.srv.BoundAddr() }
 
 // Run serves until ctx is done, then stops accepting and lets requests in
 // flight finish (each either enqueued and acknowledged, or answered 503)
 // for up to ShutdownTimeout. A Server runs once.
 func (s *Server) Run(ctx context.Context) error {
-	if err := s.Listen(); err != nil {
+	if err := s.srv.Listen(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	if s.started {
-		s.mu.Unlock()
-		return errors.New("run webhook server: already run")
-	}
-	s.started = true
-	ln := s.ln
-	s.mu.Unlock()
-
-	s.logger.Info("webhook ingress listening", "addr", ln.Addr().String(), "sources", len(s.sources))
-	errc := make(chan error, 1)
-	go func() { errc <- s.http.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve webhooks: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := s.http.Shutdown(sctx); err != nil {
-		s.http.Close()
-		<-errc
-		return fmt.Errorf("shut down webhooks: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve webhooks: %w", err)
+	s.logger.Info("webhook ingress listening", "addr", s.srv.BoundAddr(), "sources", len(s.sources))
+	if err := s.srv.Run(ctx); err != nil {
+		return err
 	}
 	s.logger.Info("webhook ingress stopped")
 	return nil

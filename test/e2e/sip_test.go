@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -29,14 +30,33 @@ func needSIPp(t *testing.T) string {
 	return bin
 }
 
+// issued remembers the ports handed out: a free port may be picked again
+// before its first user binds it.
+var issued = struct {
+	sync.Mutex
+	m map[string]bool
+}{m: map[string]bool{}}
+
 func freeUDP(t *testing.T, ip string) int {
 	t.Helper()
-	c, err := net.ListenPacket("udp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		c, err := net.ListenPacket("udp", ip+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		c.Close()
+		issued.Lock()
+		key := fmt.Sprint(ip, ":", port)
+		taken := issued.m[key]
+		issued.m[key] = true
+		issued.Unlock()
+		if !taken {
+			return port
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	t.Fatal("no free UDP port")
+	return 0
 }
 
 type sippRun struct {

@@ -1,0 +1,89 @@
+// Package serve owns the lifecycle of one HTTP listener: bind early (so a
+// caller learns the address and a bind error before anything else runs),
+// serve until a context ends, then shut down gracefully within a bound.
+// The decision API and the webhook ingress both run on it.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// HTTP serves Server on Addr. Set the fields, then call Listen (optional)
+// and Run once.
+type HTTP struct {
+	Name            string // for errors: "decision api", "webhooks"
+	Addr            string
+	Server          *http.Server
+	ShutdownTimeout time.Duration // how long requests in flight may take to finish
+
+	mu      sync.Mutex
+	ln      net.Listener
+	started bool
+}
+
+// Listen binds Addr. Calling it twice is a no-op; Run calls it if needed.
+func (h *HTTP) Listen() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", h.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", h.Addr, err)
+	}
+	h.ln = ln
+	return nil
+}
+
+// BoundAddr returns the address bound by Listen, or "" before it.
+func (h *HTTP) BoundAddr() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ln == nil {
+		return ""
+	}
+	return h.ln.Addr().String()
+}
+
+// Run serves until ctx is done, then stops accepting, lets requests in
+// flight finish for up to ShutdownTimeout and closes what is left. It
+// returns nil after a clean shutdown.
+func (h *HTTP) Run(ctx context.Context) error {
+	if err := h.Listen(); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	if h.started {
+		h.mu.Unlock()
+		return fmt.Errorf("run %s: already run", h.Name)
+	}
+	h.started = true
+	ln := h.ln
+	h.mu.Unlock()
+
+	errc := make(chan error, 1)
+	go func() { errc <- h.Server.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", h.Name, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.ShutdownTimeout)
+	defer cancel()
+	if err := h.Server.Shutdown(sctx); err != nil {
+		h.Server.Close()
+		<-errc
+		return fmt.Errorf("shut down %s: %w", h.Name, err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve %s: %w", h.Name, err)
+	}
+	return nil
+}
