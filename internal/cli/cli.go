@@ -35,6 +35,7 @@ Commands:
   webhooks dlq        list or replay webhook deliveries that ran out of retries
   bench               load-test the decision API and report decisions/s and latency
   bench-sip           benchmark the SIP edge with SIPp: calls/s, added latency, banned-source flood
+  sim                 replay simulated traffic with attacks through a policy: interception, losses, false positives
   version             print the version
 
 Run 'telguard <command> --help' for a command's flags.
@@ -79,6 +80,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = e.bench(rest)
 	case "bench-sip":
 		err = e.benchSIP(rest)
+	case "sim":
+		err = e.sim(rest)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "telguard", versionString())
 		return exitOK

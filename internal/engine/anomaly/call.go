@@ -1,0 +1,70 @@
+package anomaly
+
+import "time"
+
+// Call is what the anomaly layer needs to know of one outbound call. The
+// engine fills it from the attempt's event and its normalised destination,
+// and again when the call ends.
+type Call struct {
+	ID string
+	// Time is the attempt's event time. Its location decides hour of week
+	// and night: pass it in the account's (tenant's) time zone.
+	Time          time.Time
+	E164          string // normalised destination; evidence only, never logged unmasked
+	Country       string // ISO 3166 alpha-2 of the destination
+	International bool
+	HighRisk      bool    // high-risk or premium-rate range
+	RatePerMinute float64 // rated cost per minute, tenant currency; 0 if unknown
+
+	// Set once the call has ended.
+	Ended    bool
+	Answered bool
+	Billed   time.Duration // answered (billed) duration
+	End      time.Time     // when it ended; zero means Time+Billed
+}
+
+// cost is what the call cost (ended) or has cost so far (at now).
+func (c *Call) cost(now time.Time) float64 {
+	if c.Ended {
+		return c.Billed.Minutes() * c.RatePerMinute
+	}
+	if !c.Answered {
+		return 0
+	}
+	return max(0, now.Sub(c.Time).Minutes()) * c.RatePerMinute
+}
+
+// hash64 is FNV-1a: a stable, allocation-free hash for bounded sets of
+// destinations.
+func hash64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// localHour returns the hour serial of t on its own wall clock: hours since
+// 1970-01-01 00:00 local time.
+func localHour(t time.Time) int64 {
+	_, off := t.Zone()
+	s := t.Unix() + int64(off)
+	h := s / 3600
+	if s%3600 < 0 {
+		h--
+	}
+	return h
+}
+
+// hourOfWeek maps an hour serial to 0..167, Sunday 00:00 first, matching
+// time.Weekday (1970-01-01 was a Thursday).
+func hourOfWeek(serial int64) int {
+	day := serial / 24
+	if serial%24 < 0 {
+		day--
+	}
+	wd := ((day+4)%7 + 7) % 7
+	hr := ((serial % 24) + 24) % 24
+	return int(wd*24 + hr)
+}

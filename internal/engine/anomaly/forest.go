@@ -1,0 +1,259 @@
+package anomaly
+
+import (
+	"math"
+	"math/rand/v2"
+)
+
+// ForestConfig sets how an isolation forest is trained. Zero values take
+// the defaults of Liu, Ting and Zhou (2008): 100 trees of 256 samples.
+type ForestConfig struct {
+	Trees      int   // number of trees; default 100
+	SampleSize int   // samples per tree (ψ); default 256, capped at the data size
+	Seed       int64 // the same seed and samples give the same forest
+}
+
+// Forest is a trained isolation forest. Anomalies are few and different, so
+// random axis-parallel splits isolate them in fewer steps than normal
+// points; the score turns the mean path length into a number in (0, 1].
+// A trained forest is read-only and Score is safe for concurrent use.
+type Forest struct {
+	dims  int
+	psi   int
+	cpsi  float64 // c(ψ): the mean path length of an unsuccessful BST search
+	roots []int32
+	nodes []node
+}
+
+// node is one split or leaf, stored flat so that scoring follows indices
+// and never allocates.
+type node struct {
+	// split is the threshold of an inner node (values below go left); on a
+	// leaf it holds c(size), the expected further depth of the points that
+	// were not separated when the height limit stopped the tree.
+	split   float64
+	feature int32 // -1 on a leaf
+	// right is the index of the right child; the left child always follows
+	// its parent (trees are stored in pre-order), which keeps a node at 16
+	// bytes so that 100 trees stay mostly in cache.
+	right int32
+}
+
+// pathAdjust is c(n) = 2H(n-1) - 2(n-1)/n, the average path length of an
+// unsuccessful search in a binary search tree of n points.
+func pathAdjust(n int) float64 {
+	switch {
+	case n <= 1:
+		return 0
+	case n == 2:
+		return 1
+	}
+	m := float64(n - 1)
+	return 2*(math.Log(m)+0.5772156649015329) - 2*m/float64(n)
+}
+
+// NewForest trains a forest on samples, which must all have the same
+// non-zero number of features.
+func NewForest(samples [][]float64, cfg ForestConfig) (*Forest, error) {
+	if len(samples) == 0 || len(samples[0]) == 0 {
+		return nil, ErrNoSamples
+	}
+	dims := len(samples[0])
+	for _, s := range samples {
+		if len(s) != dims {
+			return nil, ErrNoSamples
+		}
+	}
+	if cfg.Trees <= 0 {
+		cfg.Trees = 100
+	}
+	if cfg.SampleSize <= 0 {
+		cfg.SampleSize = 256
+	}
+	psi := min(cfg.SampleSize, len(samples))
+	f := &Forest{dims: dims, psi: psi, cpsi: pathAdjust(psi)}
+	if f.cpsi == 0 {
+		f.cpsi = 1 // a one-sample forest: every path is 0 and scores 1
+	}
+	b := builder{
+		rng:     rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)^0x9e3779b97f4a7c15)),
+		samples: samples,
+		forest:  f,
+		spread:  make([]int32, 0, dims),
+		perm:    make([]int, len(samples)),
+	}
+	limit := int(math.Ceil(math.Log2(float64(psi))))
+	for i := range b.perm {
+		b.perm[i] = i
+	}
+	for range cfg.Trees {
+		// Partial Fisher–Yates: the first psi entries are a sample without
+		// replacement.
+		for i := range psi {
+			j := i + b.rng.IntN(len(b.perm)-i)
+			b.perm[i], b.perm[j] = b.perm[j], b.perm[i]
+		}
+		idx := append([]int(nil), b.perm[:psi]...)
+		f.roots = append(f.roots, b.grow(idx, 0, limit))
+	}
+	return f, nil
+}
+
+type builder struct {
+	rng     *rand.Rand
+	samples [][]float64
+	forest  *Forest
+	spread  []int32
+	perm    []int
+}
+
+func (b *builder) grow(idx []int, depth, limit int) int32 {
+	at := int32(len(b.forest.nodes))
+	b.forest.nodes = append(b.forest.nodes, node{feature: -1, split: pathAdjust(len(idx))})
+	if depth >= limit || len(idx) <= 1 {
+		return at
+	}
+	// Choose among the features that still separate these points, so that
+	// duplicates end in a leaf instead of a chain of empty splits.
+	b.spread = b.spread[:0]
+	for d := range b.forest.dims {
+		lo, hi := b.samples[idx[0]][d], b.samples[idx[0]][d]
+		for _, i := range idx[1:] {
+			v := b.samples[i][d]
+			lo, hi = min(lo, v), max(hi, v)
+		}
+		if hi > lo {
+			b.spread = append(b.spread, int32(d))
+		}
+	}
+	if len(b.spread) == 0 {
+		return at
+	}
+	d := b.spread[b.rng.IntN(len(b.spread))]
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, i := range idx {
+		v := b.samples[i][d]
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	split := lo + b.rng.Float64()*(hi-lo)
+	if split <= lo {
+		split = lo + (hi-lo)/2
+	}
+	// Partition: values below split first.
+	n := 0
+	for k, i := range idx {
+		if b.samples[i][d] < split {
+			idx[n], idx[k] = idx[k], idx[n]
+			n++
+		}
+	}
+	b.grow(idx[:n], depth+1, limit) // at+1
+	right := b.grow(idx[n:], depth+1, limit)
+	b.forest.nodes[at] = node{feature: d, split: split, right: right}
+	return at
+}
+
+// Dims returns the number of features the forest was trained on.
+func (f *Forest) Dims() int { return f.dims }
+
+// Score returns the anomaly score of x: 2^(-E[h(x)]/c(ψ)). Around 0.5 or
+// below is ordinary; towards 1 the point was isolated unusually fast. A
+// missing feature (x shorter than Dims) reads as 0; NaN goes right at every
+// split. It does not allocate.
+func (f *Forest) Score(x []float64) float64 {
+	if f == nil || len(f.roots) == 0 {
+		return 0.5
+	}
+	var sum float64
+	for _, r := range f.roots {
+		i, depth := r, 0
+		for {
+			n := &f.nodes[i]
+			if n.feature < 0 {
+				sum += float64(depth) + n.split
+				break
+			}
+			var v float64
+			if int(n.feature) < len(x) {
+				v = x[n.feature]
+			}
+			if v < n.split {
+				i++
+			} else {
+				i = n.right
+			}
+			depth++
+		}
+	}
+	return math.Exp2(-sum / float64(len(f.roots)) / f.cpsi)
+}
+
+const forestMagic, forestVersion = "TGIF", 1
+
+// MarshalBinary encodes the trained forest.
+func (f *Forest) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 0, 32+len(f.roots)*4+len(f.nodes)*14)
+	b = append(b, forestMagic...)
+	b = append(b, forestVersion)
+	b = appendVarint(b, int64(f.dims))
+	b = appendVarint(b, int64(f.psi))
+	b = appendVarint(b, int64(len(f.roots)))
+	b = appendVarint(b, int64(len(f.nodes)))
+	for _, r := range f.roots {
+		b = appendVarint(b, int64(r))
+	}
+	for _, n := range f.nodes {
+		b = appendVarint(b, int64(n.feature))
+		b = appendF64(b, n.split)
+		if n.feature >= 0 {
+			b = appendVarint(b, int64(n.right))
+		}
+	}
+	return b, nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary wrote. It checks that every
+// index is in range and every child comes after its parent (a left child
+// right after it), so a damaged
+// forest cannot loop or read out of bounds when scoring.
+func (f *Forest) UnmarshalBinary(data []byte) error {
+	r := reader{b: data}
+	r.header(forestMagic, forestVersion)
+	dims := r.count(1 << 16)
+	psi := r.count(1 << 30)
+	trees := r.count(len(data))
+	nodes := r.count(len(data) / 9) // a node takes at least 9 bytes
+	if r.err || dims == 0 || trees == 0 || nodes == 0 || psi == 0 {
+		return ErrCorrupt
+	}
+	g := Forest{dims: dims, psi: psi, cpsi: pathAdjust(psi), roots: make([]int32, trees), nodes: make([]node, nodes)}
+	if g.cpsi == 0 {
+		g.cpsi = 1
+	}
+	for i := range g.roots {
+		g.roots[i] = int32(r.count(nodes - 1))
+	}
+	for i := range g.nodes {
+		n := &g.nodes[i]
+		feat := r.varint()
+		if feat < -1 || feat >= int64(dims) {
+			return ErrCorrupt
+		}
+		n.feature = int32(feat)
+		n.split = r.f64()
+		if n.feature >= 0 {
+			n.right = int32(r.count(nodes - 1))
+			if int(n.right) <= i+1 {
+				return ErrCorrupt
+			}
+		}
+		if r.err {
+			return ErrCorrupt
+		}
+	}
+	if r.err || len(r.b) != 0 {
+		return ErrCorrupt
+	}
+	*f = g
+	return nil
+}
