@@ -195,6 +195,12 @@ func (e *Engine) screen(b *verdictBuilder, t *policy.Tenant, g *policy.Group, s 
 	}
 
 	e.limits(b, t, g, s, ev, num, numErr)
+	// The detectors watch the calls that get through: an attempt another
+	// rule already blocks is not recorded, so one rule's refusals (a rate
+	// limit's, say) never turn into a pattern too.
+	if numErr == nil && ev.Account != "" && ev.CallID != "" && !b.d.Verdict.Blocks() {
+		e.patterns(b, t, s, ev, num)
+	}
 	e.escalate(b, t, s, ev, changes)
 }
 

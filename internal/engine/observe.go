@@ -47,6 +47,9 @@ func (e *Engine) Observe(_ context.Context, ev event.Event) error {
 			}
 			c := f.Call
 			changes = append(changes, event.Change{Op: event.OpPutCall, Call: &c})
+			if rc := s.recent[f.Account]; rc != nil {
+				rc.r.Answer(f.CallID)
+			}
 		}
 	case event.CallEnded:
 		billed := ev.Duration

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/telguard/telguard/internal/engine/anomaly"
 	"github.com/telguard/telguard/internal/engine/bucket"
 	"github.com/telguard/telguard/internal/engine/policy"
 	"github.com/telguard/telguard/internal/event"
@@ -37,7 +38,23 @@ type tenantState struct {
 	escCap     int
 	swept      time.Time // event time of the last sweep
 	sip        *sipState // SIP authentication counters, made on first use
+	// recent holds each account's latest calls for the pattern detectors,
+	// made on an account's first allowed call and forgotten once it is
+	// idle for longer than the longest detector window.
+	recent map[string]*recentCalls
+	dets   []anomaly.Detection // scratch for the detectors' findings
 }
+
+// recentCalls is what the pattern detectors see of one account.
+type recentCalls struct {
+	r    *anomaly.Recent
+	last time.Time // event time of the latest attempt or end recorded
+}
+
+// recentCapacity is how many calls are kept per account: above every
+// default detector level (robocalling's critical is 60), at about 20 KB an
+// active account; a busier account's counts saturate, far past critical.
+const recentCapacity = 128
 
 // key identifies a counted subject without allocating: an address for
 // source_ip keys, a string for the rest.
@@ -70,6 +87,7 @@ func newTenantState(id string) *tenantState {
 		prefixBans:   map[netip.Prefix]*event.IPBan{},
 		suspended:    map[string]*event.Suspension{},
 		limits:       map[string]*limitState{},
+		recent:       map[string]*recentCalls{},
 	}
 }
 
@@ -213,6 +231,12 @@ func (s *tenantState) endCall(f *flight, t *policy.Tenant, at time.Time, billed 
 	if billed < 0 {
 		billed = 0
 	}
+	if rc := s.recent[f.Account]; rc != nil {
+		rc.r.End(f.CallID, at, !f.Answered.IsZero(), billed)
+		if at.After(rc.last) {
+			rc.last = at
+		}
+	}
 	if t != nil {
 		// Fix: this walked t.Limits, every limit of every group, so a
 		// group's short_calls limit keyed by tenant, source_ip, country or
@@ -342,6 +366,17 @@ func (s *tenantState) sweep(now time.Time, t *policy.Tenant, changes []event.Cha
 			continue
 		}
 		ls.sweep(now)
+	}
+	var horizon time.Duration
+	if t != nil && t.Patterns != nil && t.Patterns.Enabled {
+		horizon = t.Patterns.Horizon
+	}
+	for account, rc := range s.recent {
+		// An account with a call up keeps its recent calls: the call is
+		// still counted as simultaneous.
+		if now.Sub(rc.last) > horizon && len(s.byAccount[account]) == 0 {
+			delete(s.recent, account)
+		}
 	}
 	if s.escAccount != nil {
 		s.escAccount.Sweep(now)

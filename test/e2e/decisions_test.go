@@ -62,7 +62,7 @@ func TestSourceIPVelocity(t *testing.T) {
 	if dec.Verdict != "deny" || !dec.has("limit.ip-calls-per-minute") {
 		t.Fatalf("101st attempt: %s %v, want deny by limit.ip-calls-per-minute", dec.Verdict, dec.rules())
 	}
-	if other := d.check(call{"o1", "3001", "+5511987600102", "198.51.100.10", ""}); other.Verdict != "allow" {
+	if other := d.check(call{"o1", "4001", "+5511987600102", "198.51.100.10", ""}); other.Verdict != "allow" {
 		t.Fatalf("another source was hit: %s %v", other.Verdict, other.rules())
 	}
 }

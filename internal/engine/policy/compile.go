@@ -201,7 +201,7 @@ func (c *compiler) tenant(path, id string, ty *tenantYAML) *Tenant {
 	// time (fail keeps the first).
 	for _, rule := range sortedKeys(ty.RuleModes) {
 		m := ty.RuleModes[rule]
-		if !slices.Contains(builtinRules, rule) {
+		if !slices.Contains(builtinRules, rule) && !isPatternRule(rule) {
 			c.fail(path+".rule_modes."+rule, "unknown rule %q (limits set their mode inline; known: %s)", rule, strings.Join(builtinRules, ", "))
 			continue
 		}
@@ -259,6 +259,7 @@ func (c *compiler) tenant(path, id string, ty *tenantYAML) *Tenant {
 	}
 	t.Escalation = c.escalation(path+".escalation", ty.Escalation)
 	t.SIP = c.sip(path+".sip", ty.SIP)
+	t.Patterns = c.patterns(path+".patterns", ty.Patterns)
 	return t
 }
 

@@ -38,6 +38,7 @@ type Tenant struct {
 	Escalation      Escalation
 	MaxCallDuration time.Duration
 	SIP             *SIP
+	Patterns        *Patterns
 	ruleModes       map[string]event.Mode
 	exact           map[string]*Group
 	patterns        []groupPattern

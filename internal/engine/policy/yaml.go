@@ -34,6 +34,7 @@ type tenantYAML struct {
 	RuleModes       map[string]string    `yaml:"rule_modes"`
 	MaxCallDuration *Duration            `yaml:"max_call_duration"`
 	SIP             *sipYAML             `yaml:"sip"`
+	Patterns        *patternsYAML        `yaml:"patterns"`
 }
 
 type sipYAML struct {

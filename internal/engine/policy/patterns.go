@@ -1,0 +1,179 @@
+package policy
+
+import (
+	"time"
+
+	"github.com/telguard/telguard/internal/engine/anomaly"
+	"github.com/telguard/telguard/internal/event"
+)
+
+// Patterns is a tenant's fraud-pattern detection: the detectors of package
+// anomaly run over each account's recent calls, and what a warning or a
+// critical detection gets. Each pattern is the rule "pattern.<name>".
+type Patterns struct {
+	Enabled   bool
+	Mode      event.Mode
+	Detectors anomaly.Detectors
+	// Actions, indexed like PatternNames.
+	Actions [numPatterns]PatternActions
+	// Horizon is how long an account's recent calls matter: the longest
+	// window of a detector that is on. An account idle for longer, with no
+	// call up, has its recent calls forgotten.
+	Horizon time.Duration
+}
+
+// PatternActions are what a pattern's two levels get.
+type PatternActions struct{ Warning, Critical event.Verdict }
+
+// PatternNames are the patterns a policy configures, in a fixed order.
+// Theft of service needs per-account baselines, which the engine does not
+// keep yet, and a Wangiri callback needs inbound calls, which it does not
+// see; neither is listed, and neither can fire.
+var PatternNames = [numPatterns]anomaly.Pattern{
+	anomaly.FastPumping, anomaly.SlowPumping, anomaly.TargetedPumping,
+	anomaly.Wangiri, anomaly.Robocalling, anomaly.SimultaneousCalls,
+}
+
+const numPatterns = 6
+
+// patternRules are the rule ids, built once so decisions do not build them.
+var patternRules = func() map[anomaly.Pattern]string {
+	m := map[anomaly.Pattern]string{
+		anomaly.WangiriCallback: "pattern." + string(anomaly.WangiriCallback),
+		anomaly.TheftOfService:  "pattern." + string(anomaly.TheftOfService),
+	}
+	for _, p := range PatternNames {
+		m[p] = "pattern." + string(p)
+	}
+	return m
+}()
+
+// PatternRule returns the rule id of pattern p: "pattern.<name>".
+func PatternRule(p anomaly.Pattern) string {
+	if r, ok := patternRules[p]; ok {
+		return r
+	}
+	return "pattern." + string(p)
+}
+
+// isPatternRule reports whether rule is the id of a configurable pattern,
+// for rule_modes.
+func isPatternRule(rule string) bool {
+	for _, p := range PatternNames {
+		if rule == patternRules[p] {
+			return true
+		}
+	}
+	return false
+}
+
+// Action returns what a detection of p at level l gets.
+func (p *Patterns) Action(pat anomaly.Pattern, l anomaly.Level) event.Verdict {
+	a := PatternActions{event.Challenge, event.Deny}
+	for i, n := range PatternNames {
+		if n == pat {
+			a = p.Actions[i]
+			break
+		}
+	}
+	if l == anomaly.Critical {
+		return a.Critical
+	}
+	return a.Warning
+}
+
+type patternsYAML struct {
+	Enabled           *bool        `yaml:"enabled"`
+	Mode              string       `yaml:"mode"`
+	FastPumping       *patternYAML `yaml:"fast_pumping"`
+	SlowPumping       *patternYAML `yaml:"slow_pumping"`
+	TargetedPumping   *patternYAML `yaml:"targeted_pumping"`
+	Wangiri           *patternYAML `yaml:"wangiri"`
+	Robocalling       *patternYAML `yaml:"robocalling"`
+	SimultaneousCalls *patternYAML `yaml:"simultaneous_calls"`
+}
+
+type patternYAML struct {
+	WarningAction  string    `yaml:"warning_action"`
+	CriticalAction string    `yaml:"critical_action"`
+	Window         *Duration `yaml:"window"`
+	Warning        *float64  `yaml:"warning"`
+	Critical       *float64  `yaml:"critical"`
+}
+
+// patterns compiles a tenant's patterns section; nil gives the defaults.
+func (c *compiler) patterns(path string, y *patternsYAML) *Patterns {
+	// Patterns run in monitor until a policy says enforce: they are new
+	// evidence, and an operator should see what they would block on live
+	// traffic before they block it.
+	p := &Patterns{Enabled: true, Mode: event.Monitor, Detectors: anomaly.DefaultDetectors()}
+	if y == nil {
+		y = &patternsYAML{}
+	}
+	if y.Enabled != nil {
+		p.Enabled = *y.Enabled
+	}
+	p.Mode = c.mode(path+".mode", y.Mode, event.Monitor)
+	d := &p.Detectors
+	// The detector's window (nil: it has none to set) and levels, per
+	// pattern in PatternNames order.
+	type knobs struct {
+		y      *patternYAML
+		window *time.Duration
+		levels *anomaly.Levels
+	}
+	all := [numPatterns]knobs{
+		{y.FastPumping, &d.Fast.Window, &d.Fast.Levels},
+		{y.SlowPumping, &d.Slow.Window, &d.Slow.Levels},
+		{y.TargetedPumping, &d.Targeted.Window, &d.Targeted.Levels},
+		{y.Wangiri, &d.Wangiri.Window, &d.Wangiri.Levels},
+		{y.Robocalling, &d.Robocall.Window, &d.Robocall.Levels},
+		{y.SimultaneousCalls, nil, &d.Simultaneous.Levels},
+	}
+	// Theft of service is off: it needs a baseline the engine does not
+	// keep yet (see PatternNames).
+	d.Theft = anomaly.TheftConfig{}
+	for i, k := range all {
+		pp := path + "." + string(PatternNames[i])
+		a := &p.Actions[i]
+		*a = PatternActions{event.Challenge, event.Deny}
+		if k.y == nil {
+			continue
+		}
+		a.Warning = c.verdict(pp+".warning_action", k.y.WarningAction, event.Challenge, event.Challenge, event.Throttle, event.Deny)
+		a.Critical = c.verdict(pp+".critical_action", k.y.CriticalAction, event.Deny, event.Challenge, event.Throttle, event.Deny)
+		if k.y.Window != nil {
+			w := time.Duration(*k.y.Window)
+			switch {
+			case k.window == nil:
+				c.fail(pp+".window", "%s has no window: it counts the calls up now", PatternNames[i])
+			case w < time.Minute || w > 24*time.Hour:
+				c.fail(pp+".window", "must be between 1m and 24h")
+			default:
+				*k.window = w
+			}
+		}
+		if k.y.Warning != nil {
+			k.levels.Warning = c.level(pp+".warning", *k.y.Warning)
+		}
+		if k.y.Critical != nil {
+			k.levels.Critical = c.level(pp+".critical", *k.y.Critical)
+		}
+		if l := *k.levels; l.Warning > 0 && l.Critical > 0 && l.Critical < l.Warning {
+			c.fail(pp+".critical", "critical (%v) is below warning (%v)", l.Critical, l.Warning)
+		}
+	}
+	for _, w := range []time.Duration{d.Fast.Window, d.Slow.Window, d.Targeted.Window, d.Wangiri.Window, d.Robocall.Window} {
+		p.Horizon = max(p.Horizon, w)
+	}
+	return p
+}
+
+// level reads a detector level: a count of calls, 0 for off.
+func (c *compiler) level(path string, v float64) float64 {
+	if v < 0 || v != v || v > maxThreshold || v != float64(int(v)) {
+		c.fail(path, "want a whole number of calls between 0 (off) and %d", maxThreshold)
+		return 0
+	}
+	return v
+}
