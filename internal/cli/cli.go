@@ -35,6 +35,7 @@ Commands:
   webhooks dlq        list or replay webhook deliveries that ran out of retries
   bench               load-test the decision API and report decisions/s and latency
   bench-sip           benchmark the SIP edge with SIPp: calls/s, added latency, banned-source flood
+  bench-webhooks      benchmark the webhook ingress against a bare handler, and delivery to a local receiver
   sim                 replay simulated traffic with attacks through a policy: interception, losses, false positives
   version             print the version
 
@@ -80,6 +81,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = e.bench(rest)
 	case "bench-sip":
 		err = e.benchSIP(rest)
+	case "bench-webhooks":
+		err = e.benchWebhooks(rest)
 	case "sim":
 		err = e.sim(rest)
 	case "version", "--version", "-v":
