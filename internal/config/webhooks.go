@@ -26,6 +26,10 @@ type Webhooks struct {
 	Sources map[string]WebhookSource `yaml:"sources"`
 	// Destinations receive every normalised event, signed.
 	Destinations []WebhookDestination `yaml:"destinations"`
+	// PerIPRate and PerIPBurst limit each client address (requests per
+	// second and burst). Defaults 50 and 100.
+	PerIPRate  float64 `yaml:"per_ip_rate"`
+	PerIPBurst int     `yaml:"per_ip_burst"`
 	// RetrySchedule is the wait before each retry of a failed delivery;
 	// after the last one the delivery is dead-lettered. Default 5s, 5m,
 	// 30m, 2h, 5h, 10h (with ±20% jitter).
@@ -53,10 +57,13 @@ type WebhookSource struct {
 	IDHeader        string `yaml:"id_header"`
 	// EventIDPointer takes the event id from the JSON body when the
 	// scheme has no id header.
-	EventIDPointer string          `yaml:"event_id_pointer"`
-	AllowedCIDRs   []string        `yaml:"allowed_cidrs"`
-	MaxBodyBytes   int64           `yaml:"max_body_bytes"`
-	Mapping        webhook.Mapping `yaml:"mapping"`
+	EventIDPointer string   `yaml:"event_id_pointer"`
+	AllowedCIDRs   []string `yaml:"allowed_cidrs"`
+	MaxBodyBytes   int64    `yaml:"max_body_bytes"`
+	// Rate and Burst limit the source as a whole. Defaults 1000/s, 2000.
+	Rate    float64         `yaml:"rate"`
+	Burst   int             `yaml:"burst"`
+	Mapping webhook.Mapping `yaml:"mapping"`
 }
 
 // WebhookSecret is a signing secret, given inline (whsec_… or raw) or by
@@ -110,7 +117,7 @@ func resolveSecret(field, inline, env string, getenv func(string) string) ([]byt
 // Ingress returns the ingress configuration, reading secrets from the
 // environment.
 func (w Webhooks) Ingress(getenv func(string) string) (webhook.Config, map[string]webhook.Mapping, error) {
-	cfg := webhook.Config{Addr: w.Listen, Sources: map[string]webhook.SourceConfig{}}
+	cfg := webhook.Config{Addr: w.Listen, Sources: map[string]webhook.SourceConfig{}, PerIPRate: w.PerIPRate, PerIPBurst: w.PerIPBurst}
 	maps := map[string]webhook.Mapping{}
 	for name, s := range w.Sources {
 		f := "webhooks.sources." + name
@@ -132,7 +139,7 @@ func (w Webhooks) Ingress(getenv func(string) string) (webhook.Config, map[strin
 			}
 			vc.Secrets = append(vc.Secrets, webhook.Secret{Key: k, Expires: sec.Expires})
 		}
-		sc := webhook.SourceConfig{Tenant: s.Tenant, Verifier: vc, MaxBodyBytes: s.MaxBodyBytes, EventIDPointer: s.EventIDPointer}
+		sc := webhook.SourceConfig{Tenant: s.Tenant, Verifier: vc, MaxBodyBytes: s.MaxBodyBytes, EventIDPointer: s.EventIDPointer, Rate: s.Rate, Burst: s.Burst}
 		for i, c := range s.AllowedCIDRs {
 			p, err := netip.ParsePrefix(c)
 			if err != nil {
