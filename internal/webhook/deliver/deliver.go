@@ -641,14 +641,23 @@ func (d *Deliverer) Replay(ctx context.Context, id string) error {
 	}
 	now := d.cfg.Clock()
 	j.Attempts, j.LastError, j.Failed, j.NotBefore = 0, "", time.Time{}, now
-	if _, err := d.outbox.add(j); err != nil {
-		return fmt.Errorf("replay %s: %w", id, err)
+	// Re-enable first: once the job is in the outbox a sender may claim it
+	// at once, and would dead-letter it again unsent if the destination
+	// still looked disabled.
+	if dest := d.dests[j.Destination]; dest != nil && dest.disabled.Swap(false) {
+		d.logger.Info("destination re-enabled by a replay", "destination", dest.Name)
 	}
+	// Out of the dead spool before into the outbox: a send that failed at
+	// once could otherwise dead-letter the job again under the same id
+	// while it is still here, and the removal would then lose it.
 	if err := d.dead.remove(id); err != nil {
 		return fmt.Errorf("replay %s: %w", id, err)
 	}
-	if dest := d.dests[j.Destination]; dest != nil && dest.disabled.Swap(false) {
-		d.logger.Info("destination re-enabled by a replay", "destination", dest.Name)
+	if _, err := d.outbox.add(j); err != nil {
+		if _, derr := d.dead.add(j); derr != nil {
+			d.logger.Error("replay: dead letter lost", "id", id, "err", derr)
+		}
+		return fmt.Errorf("replay %s: %w", id, err)
 	}
 	d.metrics.replayed.Inc()
 	d.poke()
