@@ -78,9 +78,10 @@ type Daemon struct {
 	writer     *store.Writer
 	engine     *engine.Engine
 	api        *decisionapi.Server
-	sip        *sipedge.Server   // nil unless configured
-	filter     *prefilter.Filter // the SIP edge's packet filter
-	queue      *queue.Queue      // nil unless webhooks are configured
+	sip        *sipedge.Server    // nil unless configured
+	filter     *prefilter.Filter  // the SIP edge's packet filter
+	floodBans  chan prefilter.Ban // the filter's own bans, for the decisions log
+	queue      *queue.Queue       // nil unless webhooks are configured
 	hooks      *webhook.Server
 	worker     *webhook.Worker
 	deliverer  *deliver.Deliverer // nil without destinations
@@ -299,9 +300,14 @@ func (d *Daemon) newSIPEdge() error {
 	if err != nil {
 		return fmt.Errorf("sip packet filter: %w", err)
 	}
+	d.floodBans = make(chan prefilter.Ban, 1024)
 	d.filter.OnBan(func(b prefilter.Ban) {
-		// Runs inside the filter's hot path: log only, no I/O waits.
-		d.log.Warn("sip source banned for flooding", "prefix", b.Prefix.String(), "until", b.Until.UTC().Format(time.RFC3339), "reason", b.Reason)
+		// Runs inside the filter's hot path: hand off, never wait.
+		select {
+		case d.floodBans <- b:
+		default:
+			d.log.Warn("sip flood ban not recorded: too many at once", "prefix", b.Prefix.String())
+		}
 	})
 	d.registry.MustRegister(prefilter.NewCollector(d.filter))
 	key, err := d.secretFile("sip-stamp-key", 32)
@@ -320,6 +326,29 @@ func (d *Daemon) newSIPEdge() error {
 		return fmt.Errorf("sip edge: %w", err)
 	}
 	return nil
+}
+
+// recordFloodBans writes each ban the SIP packet filter makes on its own
+// (floods, decided before any parsing) to the decisions log, so every ban
+// is on record with its reason.
+func (d *Daemon) recordFloodBans(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case b := <-d.floodBans:
+			now := d.clock.Now()
+			reason := "flooding: " + b.Reason
+			d.log.Warn("sip source banned", "prefix", b.Prefix.String(), "until", b.Until.UTC().Format(time.RFC3339), "reason", reason)
+			dec := &event.Decision{
+				Time: now, Tenant: d.cfg.SIP.Tenant, SourceIP: b.Prefix.Addr().String(), Verdict: event.Ban,
+				Reasons: []event.Reason{{Rule: "sip.flood", Reason: reason, Mode: event.Enforce, Verdict: event.Ban, Level: "critical"}},
+				Risk:    95, SIPCode: 0, HTTPCode: 403, Silent: true,
+				BanSeconds: int64(b.Until.Sub(now).Seconds() + 0.5),
+			}
+			d.writer.Submit(event.Change{Op: event.OpDecision, Decision: dec})
+		}
+	}
 }
 
 // secretFile returns the secret kept in DATA/name, creating it (n random
@@ -369,6 +398,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.sip != nil {
 		g.Go(func() error { return d.sip.Run(gctx) })
 		g.Go(func() error { return d.filter.Run(gctx) })
+		g.Go(func() error { return d.recordFloodBans(gctx) })
 	}
 	if d.hooks != nil {
 		defer d.queue.Close() // after the ingress and the workers have stopped

@@ -242,4 +242,9 @@ func TestSIPEdgeFloodDoesNotStopCalls(t *testing.T) {
 	if !strings.Contains(resp, "\ntelguard_sip_prefilter_flood_bans_total 1\n") {
 		t.Fatalf("the flooding source was not banned:\n%s", grepLines(resp, "telguard_sip_prefilter"))
 	}
+	// The ban is on record in the decisions log, with its reason.
+	waitFor(t, func() bool {
+		_, body := d.do("GET", "/v1/decisions?rule=sip.flood", nil)
+		return strings.Contains(string(body), `"source_ip":"127.0.0.4"`) && strings.Contains(string(body), "flooding")
+	}, "the flood ban in the decisions log")
 }
