@@ -1,14 +1,13 @@
 package decisionapi
 
 import (
-	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/telguard/telguard/internal/event"
+	"github.com/telguard/telguard/internal/prom"
 )
 
 // metrics are the API's Prometheus collectors. Route labels are the mux
@@ -52,19 +51,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	var err error
-	if m.requests, err = register(reg, m.requests); err != nil {
+	if m.requests, err = prom.Register(reg, m.requests); err != nil {
 		return nil, err
 	}
-	if m.requestSeconds, err = register(reg, m.requestSeconds); err != nil {
+	if m.requestSeconds, err = prom.Register(reg, m.requestSeconds); err != nil {
 		return nil, err
 	}
-	if m.decisions, err = register(reg, m.decisions); err != nil {
+	if m.decisions, err = prom.Register(reg, m.decisions); err != nil {
 		return nil, err
 	}
-	if m.ruleHits, err = register(reg, m.ruleHits); err != nil {
+	if m.ruleHits, err = prom.Register(reg, m.ruleHits); err != nil {
 		return nil, err
 	}
-	if m.decideSeconds, err = register(reg, m.decideSeconds); err != nil {
+	if m.decideSeconds, err = prom.Register(reg, m.decideSeconds); err != nil {
 		return nil, err
 	}
 	m.byVerdict = make(map[event.Verdict]prometheus.Counter)
@@ -72,22 +71,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.byVerdict[v] = m.decisions.WithLabelValues(string(v))
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// the same description: another front-end (or a second Server in tests) may
-// share telguard_decisions_total and telguard_rule_hits_total.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("register metrics: %w", err)
-	}
-	return c, nil
 }
 
 // decided counts a decision and the engine time it took.
