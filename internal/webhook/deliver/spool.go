@@ -1,13 +1,13 @@
 package deliver
 
 import (
+	"container/heap"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +52,36 @@ type spool struct {
 	index   map[string]time.Time // id → not before
 	busy    map[string]bool      // ids being attempted
 	writing map[string]bool      // ids reserved by add whose file is not written yet
+	// due orders entries by not-before time so claim pops what is due
+	// instead of scanning and sorting the whole index (a backlog of 60,000
+	// spent most of its CPU there). Entries go stale when an id is
+	// removed, rescheduled or claimed; claim checks each against the index
+	// and drops the stale ones.
+	due dueHeap
+}
+
+type dueEntry struct {
+	at time.Time
+	id string
+}
+
+type dueHeap []dueEntry
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueEntry)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// schedule records id's not-before time. Callers hold mu.
+func (s *spool) schedule(id string, at time.Time) {
+	s.index[id] = at
+	heap.Push(&s.due, dueEntry{at: at, id: id})
 }
 
 func openSpool(dir string, max int, sync bool) (*spool, error) {
@@ -77,7 +107,7 @@ func openSpool(dir string, max int, sync bool) (*spool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open spool: %w", err)
 		}
-		s.index[id] = j.NotBefore
+		s.schedule(id, j.NotBefore)
 	}
 	return s, nil
 }
@@ -109,7 +139,7 @@ func (s *spool) add(j job) (added bool, err error) {
 		delete(s.index, j.ID)
 		return false, err
 	}
-	s.index[j.ID] = j.NotBefore
+	s.schedule(j.ID, j.NotBefore)
 	return true, nil
 }
 
@@ -119,7 +149,7 @@ func (s *spool) put(j job) error {
 		return err
 	}
 	s.mu.Lock()
-	s.index[j.ID] = j.NotBefore
+	s.schedule(j.ID, j.NotBefore)
 	s.mu.Unlock()
 	return nil
 }
@@ -189,31 +219,27 @@ func (s *spool) remove(id string) error {
 func (s *spool) claim(now time.Time, limit int) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	type due struct {
-		id string
-		at time.Time
-	}
-	var ds []due
-	for id, at := range s.index {
-		if !s.busy[id] && !at.After(now) {
-			ds = append(ds, due{id, at})
+	var ids []string
+	for len(ids) < limit && len(s.due) > 0 && !s.due[0].at.After(now) {
+		e := heap.Pop(&s.due).(dueEntry)
+		at, ok := s.index[e.id]
+		if !ok || s.busy[e.id] || !at.Equal(e.at) {
+			continue // stale: removed, rescheduled, or already claimed
 		}
-	}
-	sort.Slice(ds, func(i, k int) bool { return ds[i].at.Before(ds[k].at) })
-	if len(ds) > limit {
-		ds = ds[:limit]
-	}
-	ids := make([]string, len(ds))
-	for i, d := range ds {
-		ids[i] = d.id
-		s.busy[d.id] = true
+		s.busy[e.id] = true
+		ids = append(ids, e.id)
 	}
 	return ids
 }
 
+// release ends an attempt that left the entry in place; it is due again at
+// its (possibly new) not-before time.
 func (s *spool) release(id string) {
 	s.mu.Lock()
 	delete(s.busy, id)
+	if at, ok := s.index[id]; ok {
+		heap.Push(&s.due, dueEntry{at: at, id: id})
+	}
 	s.mu.Unlock()
 }
 
