@@ -127,7 +127,7 @@ func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 			E164: num.E164, Country: num.Region, International: num.International,
 			RatePerMinute: d.Destination.RatePerMinute, Started: ev.Time,
 		}
-		f := s.addCall(&call, t.MaxCallDuration, prefixLengths(t))
+		f := s.addCall(&call, t.MaxCallDuration, t.ConcurrentPrefixLens)
 		if len(d.Reasons) > 0 {
 			// Kept so that a retransmission gets the same answer; a plain
 			// allow needs nothing kept.

@@ -89,12 +89,13 @@ func (e *Engine) Restore(tenant string, st event.State) {
 	defer s.mu.Unlock()
 	t := e.pol.Load().Tenants[tenant]
 	maxDur := policy.DefaultMaxCallDuration
+	var prefixLens uint16
 	if t != nil {
-		maxDur = t.MaxCallDuration
+		maxDur, prefixLens = t.MaxCallDuration, t.ConcurrentPrefixLens
 	}
 	for i := range st.Calls {
 		c := st.Calls[i]
-		s.addCall(&c, maxDur, prefixLengths(t))
+		s.addCall(&c, maxDur, prefixLens)
 	}
 	for _, q := range st.Quotas {
 		cur := s.quota[q.Account]

@@ -113,21 +113,6 @@ func (f *flight) key(k policy.KeyKind) (key, bool) {
 	return key{}, false
 }
 
-// prefixLengths returns the destination-prefix lengths that the tenant's
-// concurrency limits count by, as a bit set.
-func prefixLengths(t *policy.Tenant) uint16 {
-	var m uint16
-	if t == nil {
-		return 0
-	}
-	for _, l := range t.Limits {
-		if l.Metric == policy.MetricConcurrent && l.Key == policy.KeyPrefix {
-			m |= 1 << l.PrefixLen
-		}
-	}
-	return m
-}
-
 // addCall records a call in flight, indexing it under every subject a
 // concurrency limit may ask about, so that no check has to scan.
 func (s *tenantState) addCall(c *event.Call, maxDur time.Duration, prefixes uint16) *flight {

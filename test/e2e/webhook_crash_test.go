@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -262,7 +263,7 @@ func newCrashCRM(t *testing.T, key []byte) *crashCRM {
 		t.Fatal(err)
 	}
 	c := &crashCRM{byMsg: map[string]int{}, byEvent: map[string]int{}, msgOf: map[string]map[string]bool{}}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		time.Sleep(time.Duration(c.delay.Load()))
 		var p struct {
@@ -291,14 +292,9 @@ func newCrashCRM(t *testing.T, key []byte) *crashCRM {
 		}
 		c.msgOf[ev][id] = true
 		w.WriteHeader(http.StatusNoContent)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.addr = ln.Addr().String()
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	}))
+	t.Cleanup(srv.Close)
+	c.addr = srv.Listener.Addr().String()
 	return c
 }
 

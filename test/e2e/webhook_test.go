@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,7 +33,7 @@ func TestWebhookIngressEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	crm := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	crm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if _, err := verifier.Verify(r.Header, body, time.Now()); err != nil {
 			http.Error(w, "bad signature", http.StatusUnauthorized)
@@ -45,13 +45,9 @@ func TestWebhookIngressEndToEnd(t *testing.T) {
 		got = append(got, m)
 		mu.Unlock()
 		w.WriteHeader(204)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go crm.Serve(ln)
-	t.Cleanup(func() { crm.Close() })
+	}))
+	t.Cleanup(crm.Close)
+	ln := crm.Listener
 
 	dir := workdir(t)
 	hooks := freePort(t)
@@ -128,7 +124,7 @@ func TestWebhookDeadLetterReplay(t *testing.T) {
 	secret := func(k []byte) string { return "whsec_" + base64.StdEncoding.EncodeToString(k) }
 	var mu sync.Mutex
 	up, delivered := false, 0
-	crm := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	crm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
 		if !up {
@@ -137,13 +133,9 @@ func TestWebhookDeadLetterReplay(t *testing.T) {
 		}
 		delivered++
 		w.WriteHeader(204)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go crm.Serve(ln)
-	t.Cleanup(func() { crm.Close() })
+	}))
+	t.Cleanup(crm.Close)
+	ln := crm.Listener
 
 	dir := workdir(t)
 	hooks := freePort(t)

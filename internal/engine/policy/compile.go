@@ -257,6 +257,11 @@ func (c *compiler) tenant(path, id string, ty *tenantYAML) *Tenant {
 			}
 		}
 	}
+	for _, l := range t.Limits {
+		if l.Metric == MetricConcurrent && l.Key == KeyPrefix {
+			t.ConcurrentPrefixLens |= 1 << l.PrefixLen
+		}
+	}
 	t.Escalation = c.escalation(path+".escalation", ty.Escalation)
 	t.SIP = c.sip(path+".sip", ty.SIP)
 	t.Patterns = c.patterns(path+".patterns", ty.Patterns)

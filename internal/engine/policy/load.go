@@ -66,36 +66,23 @@ func Load(path string) (*Policy, error) {
 	})
 }
 
+// maxReadSize bounds any file a policy reads (a rate deck may be large).
+const maxReadSize = 64 << 20
+
 func readLimited(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var b bytes.Buffer
-	n, err := b.ReadFrom(&limitedReader{f, 64 << 20})
+	b, err := io.ReadAll(io.LimitReader(f, maxReadSize+1))
 	if err != nil {
 		return nil, err
 	}
-	_ = n
-	return b.Bytes(), nil
-}
-
-type limitedReader struct {
-	f interface{ Read([]byte) (int, error) }
-	n int64
-}
-
-func (l *limitedReader) Read(p []byte) (int, error) {
-	if l.n <= 0 {
-		return 0, errors.New("file too large")
+	if len(b) > maxReadSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxReadSize)
 	}
-	if int64(len(p)) > l.n {
-		p = p[:l.n]
-	}
-	n, err := l.f.Read(p)
-	l.n -= int64(n)
-	return n, err
+	return b, nil
 }
 
 var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)

@@ -37,11 +37,15 @@ type Tenant struct {
 	Limits          []*Limit // every limit of the tenant and its groups, by id
 	Escalation      Escalation
 	MaxCallDuration time.Duration
-	SIP             *SIP
-	Patterns        *Patterns
-	ruleModes       map[string]event.Mode
-	exact           map[string]*Group
-	patterns        []groupPattern
+	// ConcurrentPrefixLens has bit n set when a concurrency limit counts
+	// by n-digit destination prefix: calls in flight are indexed under
+	// those prefixes.
+	ConcurrentPrefixLens uint16
+	SIP                  *SIP
+	Patterns             *Patterns
+	ruleModes            map[string]event.Mode
+	exact                map[string]*Group
+	patterns             []groupPattern
 }
 
 type groupPattern struct {
