@@ -36,6 +36,9 @@ Commands:
   bench               load-test the decision API and report decisions/s and latency
   bench-sip           benchmark the SIP edge with SIPp: calls/s, added latency, banned-source flood
   bench-webhooks      benchmark the webhook ingress against a bare handler, and delivery to a local receiver
+  cdr import          check a CDR file (Asterisk, FreeSWITCH, generic CSV) and load it as call history
+  replay              run a CDR file through a policy in event time: what would have been blocked, money saved
+  anomaly train       train the anomaly model from stored calls or a CDR file
   sim                 replay simulated traffic with attacks through a policy: interception, losses, false positives
   version             print the version
 
@@ -85,6 +88,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = e.benchWebhooks(rest)
 	case "sim":
 		err = e.sim(rest)
+	case "cdr":
+		err = e.cdr(rest)
+	case "replay":
+		err = e.replay(rest)
+	case "anomaly":
+		err = e.anomaly(rest)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "telguard", versionString())
 		return exitOK

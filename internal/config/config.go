@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -79,63 +78,6 @@ type Engine struct {
 	// SweepInterval is how often calls past their maximum duration are
 	// expired and idle counters forgotten. Default 5s.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
-}
-
-// SIP configures the inline SIP edge, a guard in front of one PBX. It is
-// off unless Listen is set.
-type SIP struct {
-	// Listen lists "network:host:port" addresses, e.g. "udp:0.0.0.0:5060",
-	// "tcp:[::]:5060", "tls:0.0.0.0:5061". At least one UDP listener of
-	// the PBX's address family: the PBX is reached over UDP from it.
-	Listen []string `yaml:"listen"`
-	// TLSCert and TLSKey are the PEM certificate chain and key of the tls
-	// listeners; required when there is one.
-	TLSCert string `yaml:"tls_cert"`
-	TLSKey  string `yaml:"tls_key"`
-	// TLSClientCAs is a PEM file of CAs; when set, TLS clients must
-	// present a certificate one of them issued (mutual TLS for trunks).
-	TLSClientCAs string `yaml:"tls_client_cas"`
-	// Upstream is the PBX, "udp:host:port".
-	Upstream string `yaml:"upstream"`
-	// Advertise is the host the guard puts in Via and Record-Route;
-	// required when a listener is on a wildcard address.
-	Advertise string `yaml:"advertise"`
-	// Tenant is the policy tenant the edge's events belong to. Default:
-	// api.default_tenant.
-	Tenant string `yaml:"tenant"`
-	// Trusted are peers (carriers) that bypass screening; the upstream is
-	// always trusted.
-	Trusted []string `yaml:"trusted"`
-	// AccountFrom: from_user (default), auth_user or pai.
-	AccountFrom string `yaml:"account_from"`
-	// Flood limits, per source address, before any parsing: more than
-	// FloodRequests packets in FloodWindow bans the source for FloodBan.
-	// Defaults 64, 2s, 5m (like Kamailio's pike).
-	FloodRequests int           `yaml:"flood_requests"`
-	FloodWindow   time.Duration `yaml:"flood_window"`
-	FloodBan      time.Duration `yaml:"flood_ban"`
-	// MaxPacketBytes drops larger packets unparsed. Default 8192.
-	MaxPacketBytes int `yaml:"max_packet_bytes"`
-}
-
-// Enabled reports whether the SIP edge is configured.
-func (s SIP) Enabled() bool { return len(s.Listen) > 0 }
-
-// TrustedPrefixes parses Trusted.
-func (s SIP) TrustedPrefixes() ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(s.Trusted))
-	for i, v := range s.Trusted {
-		p, err := netip.ParsePrefix(v)
-		if err != nil {
-			a, aerr := netip.ParseAddr(v)
-			if aerr != nil {
-				return nil, fmt.Errorf("%w: sip.trusted[%d]: want a CIDR or an address, got %q", ErrInvalid, i, v)
-			}
-			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
 }
 
 // MinKeyLength is the shortest API key accepted: keys are bearer secrets.
@@ -270,27 +212,8 @@ func (c *Config) Validate() error {
 	if c.Engine.SweepInterval < 100*time.Millisecond {
 		return bad("engine.sweep_interval", "at least 100ms")
 	}
-	if c.SIP.Enabled() {
-		if c.SIP.Upstream == "" {
-			return bad("sip.upstream", "the PBX to protect, e.g. udp:127.0.0.1:5070, is required when sip.listen is set")
-		}
-		switch c.SIP.AccountFrom {
-		case "from_user", "auth_user", "pai":
-		default:
-			return bad("sip.account_from", "want from_user, auth_user or pai, got %q", c.SIP.AccountFrom)
-		}
-		if _, err := c.SIP.TrustedPrefixes(); err != nil {
-			return err
-		}
-		for i, l := range c.SIP.Listen {
-			network, _, _ := strings.Cut(strings.ToLower(l), ":")
-			if strings.HasPrefix(network, "tls") && (c.SIP.TLSCert == "" || c.SIP.TLSKey == "") {
-				return bad(fmt.Sprintf("sip.listen[%d]", i), "a tls listener needs sip.tls_cert and sip.tls_key")
-			}
-		}
-		if (c.SIP.TLSCert == "") != (c.SIP.TLSKey == "") {
-			return bad("sip.tls_cert", "give both sip.tls_cert and sip.tls_key, or neither")
-		}
+	if err := c.SIP.validate(); err != nil {
+		return err
 	}
 	if _, err := c.Webhooks.AllowInternalPrefixes(); err != nil {
 		return err

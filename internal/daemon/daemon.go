@@ -12,12 +12,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -189,168 +187,6 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 	return d, nil
 }
 
-// newWebhooks opens the queue and builds the webhook ingress, its workers
-// and outbound delivery, and binds the ingress port.
-func (d *Daemon) newWebhooks(ctx context.Context, getenv func(string) string) error {
-	wc := d.cfg.Webhooks
-	icfg, mappings, err := wc.Ingress(getenv)
-	if err != nil {
-		return err
-	}
-	d.queue, err = queue.Open(ctx, queue.Options{
-		Embedded: wc.QueueURL == "", URL: wc.QueueURL, Sync: wc.QueueSync,
-		DataDir: filepath.Join(d.cfg.DataDir, "queue"), Logger: d.log,
-	})
-	if err != nil {
-		return err
-	}
-	fail := func(err error) error {
-		d.queue.Close()
-		return err
-	}
-	if d.hooks, err = webhook.New(icfg, d.queue, d.registry, d.log); err != nil {
-		return fail(err)
-	}
-	wcfg := webhook.WorkerConfig{Sources: mappings, Sink: d.webhookSink}
-	if len(wc.Destinations) > 0 {
-		allow, err := wc.AllowInternalPrefixes()
-		if err != nil {
-			return fail(err)
-		}
-		dcfg := deliver.Config{Dir: filepath.Join(d.cfg.DataDir, "deliveries"), Allow: allow, Schedule: wc.RetrySchedule}
-		for i, dst := range wc.Destinations {
-			k, err := config.DestinationSecret(i, dst, getenv)
-			if err != nil {
-				return fail(err)
-			}
-			dd := deliver.Destination{Name: dst.Name, Tenant: dst.Tenant, URL: dst.URL, Secrets: [][]byte{k}}
-			for _, kind := range dst.Kinds {
-				dd.Kinds = append(dd.Kinds, event.Kind(kind))
-			}
-			dcfg.Destinations = append(dcfg.Destinations, dd)
-		}
-		if d.deliverer, err = deliver.New(dcfg, d.registry, d.log); err != nil {
-			return fail(err)
-		}
-		wcfg.Forward = d.deliverer
-		tenantOf := map[string]string{}
-		for _, dst := range wc.Destinations {
-			tenantOf[dst.Name] = dst.Tenant
-		}
-		d.api.SetDeadLetters(deadLetters{d: d.deliverer, tenantOf: tenantOf})
-	}
-	if d.worker, err = webhook.NewWorker(wcfg, d.queue, d.registry, d.log); err != nil {
-		return fail(err)
-	}
-	if err := d.hooks.Listen(); err != nil {
-		return fail(err)
-	}
-	return nil
-}
-
-// webhookSink hands a provider's call event to the engine, so calls made
-// on a provider's platform get the same tracking as the others. An ended
-// call the engine never saw cannot become known by retrying: that is
-// permanent, and the queue must not redeliver it forever.
-func (d *Daemon) webhookSink(ctx context.Context, ev event.Event) error {
-	ev.Sensor = "webhook"
-	if ev.Kind == event.CallAttempt {
-		d.engine.Decide(ctx, ev)
-		return nil
-	}
-	err := d.engine.Observe(ctx, ev)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, engine.ErrUnknownCall), errors.Is(err, engine.ErrBadEvent), errors.Is(err, engine.ErrUnknownTenant):
-		return fmt.Errorf("%w: %v", webhook.ErrPermanent, err)
-	}
-	return err
-}
-
-// WebhookAddr returns the webhook ingress's bound address, "" when it is
-// off.
-func (d *Daemon) WebhookAddr() string {
-	if d.hooks == nil {
-		return ""
-	}
-	return d.hooks.Addr()
-}
-
-// newSIPEdge builds the inline SIP guard and its packet filter and binds
-// their ports.
-func (d *Daemon) newSIPEdge() error {
-	sc := d.cfg.SIP
-	trusted, err := sc.TrustedPrefixes()
-	if err != nil {
-		return err
-	}
-	// The upstream is trusted by the filter too: the PBX must never be
-	// flood-banned by its own traffic.
-	filterTrusted := trusted
-	if _, hostport, ok := strings.Cut(sc.Upstream, ":"); ok {
-		if ap, err := netip.ParseAddrPort(hostport); err == nil {
-			filterTrusted = append(slices.Clone(trusted), netip.PrefixFrom(ap.Addr().Unmap(), ap.Addr().Unmap().BitLen()))
-		}
-	}
-	d.filter, err = prefilter.New(prefilter.Config{
-		MaxPacketBytes: sc.MaxPacketBytes, FloodRequests: sc.FloodRequests,
-		FloodWindow: sc.FloodWindow, FloodBan: sc.FloodBan, Trusted: filterTrusted,
-	})
-	if err != nil {
-		return fmt.Errorf("sip packet filter: %w", err)
-	}
-	d.floodBans = make(chan prefilter.Ban, 1024)
-	d.filter.OnBan(func(b prefilter.Ban) {
-		// Runs inside the filter's hot path: hand off, never wait.
-		select {
-		case d.floodBans <- b:
-		default:
-			d.log.Warn("sip flood ban not recorded: too many at once", "prefix", b.Prefix.String())
-		}
-	})
-	d.registry.MustRegister(prefilter.NewCollector(d.filter))
-	key, err := d.secretFile("sip-stamp-key", 32)
-	if err != nil {
-		return err
-	}
-	d.sip, err = sipedge.New(sipedge.Config{
-		Listen: sc.Listen, Upstream: sc.Upstream, Advertise: sc.Advertise, Tenant: sc.Tenant,
-		TLSCert: sc.TLSCert, TLSKey: sc.TLSKey, TLSClientCAs: sc.TLSClientCAs,
-		TrustedCIDRs: trusted, AccountFrom: sc.AccountFrom, StampKey: key, Filter: d.filter,
-	}, d.engine, d.registry, d.log)
-	if err != nil {
-		return fmt.Errorf("sip edge: %w", err)
-	}
-	if err := d.sip.Listen(); err != nil {
-		return fmt.Errorf("sip edge: %w", err)
-	}
-	return nil
-}
-
-// recordFloodBans writes each ban the SIP packet filter makes on its own
-// (floods, decided before any parsing) to the decisions log, so every ban
-// is on record with its reason.
-func (d *Daemon) recordFloodBans(ctx context.Context) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case b := <-d.floodBans:
-			now := d.clock.Now()
-			reason := "flooding: " + b.Reason
-			d.log.Warn("sip source banned", "prefix", b.Prefix.String(), "until", b.Until.UTC().Format(time.RFC3339), "reason", reason)
-			dec := &event.Decision{
-				Time: now, Tenant: d.cfg.SIP.Tenant, SourceIP: b.Prefix.Addr().String(), Verdict: event.Ban,
-				Reasons: []event.Reason{{Rule: "sip.flood", Reason: reason, Mode: event.Enforce, Verdict: event.Ban, Level: "critical"}},
-				Risk:    95, SIPCode: 0, HTTPCode: 403, Silent: true,
-				BanSeconds: int64(b.Until.Sub(now).Seconds() + 0.5),
-			}
-			d.writer.Submit(event.Change{Op: event.OpDecision, Decision: dec})
-		}
-	}
-}
-
 // secretFile returns the secret kept in DATA/name, creating it (n random
 // bytes, mode 0600) on first use, so it survives restarts.
 func (d *Daemon) secretFile(name string, n int) ([]byte, error) {
@@ -366,14 +202,6 @@ func (d *Daemon) secretFile(name string, n int) ([]byte, error) {
 		return nil, fmt.Errorf("save %s: %w", name, err)
 	}
 	return b, nil
-}
-
-// SIPAddrs returns the SIP edge's bound addresses, nil when it is off.
-func (d *Daemon) SIPAddrs() []string {
-	if d.sip == nil {
-		return nil
-	}
-	return d.sip.Addrs()
 }
 
 // Addr returns the decision API's bound address.

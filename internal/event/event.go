@@ -40,6 +40,18 @@ func (k Kind) Valid() bool {
 	return false
 }
 
+// Direction says which way a call goes, from the tenant's point of view.
+type Direction string
+
+// Directions. The zero value means outbound.
+const (
+	Outbound Direction = "outbound"
+	Inbound  Direction = "inbound"
+)
+
+// IsInbound reports whether d is inbound; empty means outbound.
+func (d Direction) IsInbound() bool { return d == Inbound }
+
 // Event is one thing a sensor saw. Time is event time: the engine's windows
 // run on it, so replaying the same events gives the same decisions.
 type Event struct {
@@ -55,6 +67,10 @@ type Event struct {
 	// Duration is the billed (answered) duration of an ended call. Zero means
 	// unknown: the engine then uses the time since the call was answered.
 	Duration time.Duration `json:"duration,omitempty"`
+	// Direction says who placed the call: outbound (the default, empty)
+	// is a call the tenant's account makes and pays for; inbound is a call
+	// to the tenant, such as a provider reporting a call received.
+	Direction Direction `json:"direction,omitempty"`
 	// Sensor names the front-end that produced the event ("api", "cli", "sip").
 	Sensor string `json:"sensor,omitempty"`
 	// SIP carries what a SIP sensor saw; nil for other sensors.

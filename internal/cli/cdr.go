@@ -1,0 +1,5 @@
+package cli
+
+func (e *env) cdr(args []string) error {
+	return usagef("cdr: not built yet")
+}

@@ -1,0 +1,5 @@
+package cli
+
+func (e *env) replay(args []string) error {
+	return usagef("replay: not built yet")
+}

@@ -1,0 +1,96 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/telguard/telguard/internal/event"
+	"github.com/telguard/telguard/internal/sipedge"
+	"github.com/telguard/telguard/internal/sipedge/prefilter"
+)
+
+// newSIPEdge builds the inline SIP guard and its packet filter and binds
+// their ports.
+func (d *Daemon) newSIPEdge() error {
+	sc := d.cfg.SIP
+	trusted, err := sc.TrustedPrefixes()
+	if err != nil {
+		return err
+	}
+	// The upstream is trusted by the filter too: the PBX must never be
+	// flood-banned by its own traffic.
+	filterTrusted := trusted
+	if _, hostport, ok := strings.Cut(sc.Upstream, ":"); ok {
+		if ap, err := netip.ParseAddrPort(hostport); err == nil {
+			filterTrusted = append(slices.Clone(trusted), netip.PrefixFrom(ap.Addr().Unmap(), ap.Addr().Unmap().BitLen()))
+		}
+	}
+	d.filter, err = prefilter.New(prefilter.Config{
+		MaxPacketBytes: sc.MaxPacketBytes, FloodRequests: sc.FloodRequests,
+		FloodWindow: sc.FloodWindow, FloodBan: sc.FloodBan, Trusted: filterTrusted,
+	})
+	if err != nil {
+		return fmt.Errorf("sip packet filter: %w", err)
+	}
+	d.floodBans = make(chan prefilter.Ban, 1024)
+	d.filter.OnBan(func(b prefilter.Ban) {
+		// Runs inside the filter's hot path: hand off, never wait.
+		select {
+		case d.floodBans <- b:
+		default:
+			d.log.Warn("sip flood ban not recorded: too many at once", "prefix", b.Prefix.String())
+		}
+	})
+	d.registry.MustRegister(prefilter.NewCollector(d.filter))
+	key, err := d.secretFile("sip-stamp-key", 32)
+	if err != nil {
+		return err
+	}
+	d.sip, err = sipedge.New(sipedge.Config{
+		Listen: sc.Listen, Upstream: sc.Upstream, Advertise: sc.Advertise, Tenant: sc.Tenant,
+		TLSCert: sc.TLSCert, TLSKey: sc.TLSKey, TLSClientCAs: sc.TLSClientCAs,
+		TrustedCIDRs: trusted, AccountFrom: sc.AccountFrom, StampKey: key, Filter: d.filter,
+	}, d.engine, d.registry, d.log)
+	if err != nil {
+		return fmt.Errorf("sip edge: %w", err)
+	}
+	if err := d.sip.Listen(); err != nil {
+		return fmt.Errorf("sip edge: %w", err)
+	}
+	return nil
+}
+
+// recordFloodBans writes each ban the SIP packet filter makes on its own
+// (floods, decided before any parsing) to the decisions log, so every ban
+// is on record with its reason.
+func (d *Daemon) recordFloodBans(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case b := <-d.floodBans:
+			now := d.clock.Now()
+			reason := "flooding: " + b.Reason
+			d.log.Warn("sip source banned", "prefix", b.Prefix.String(), "until", b.Until.UTC().Format(time.RFC3339), "reason", reason)
+			dec := &event.Decision{
+				Time: now, Tenant: d.cfg.SIP.Tenant, SourceIP: b.Prefix.Addr().String(), Verdict: event.Ban,
+				Reasons: []event.Reason{{Rule: "sip.flood", Reason: reason, Mode: event.Enforce, Verdict: event.Ban, Level: "critical"}},
+				Risk:    95, SIPCode: 0, HTTPCode: 403, Silent: true,
+				BanSeconds: int64(b.Until.Sub(now).Seconds() + 0.5),
+			}
+			d.writer.Submit(event.Change{Op: event.OpDecision, Decision: dec})
+		}
+	}
+}
+
+// SIPAddrs returns the SIP edge's bound addresses, nil when it is off.
+func (d *Daemon) SIPAddrs() []string {
+	if d.sip == nil {
+		return nil
+	}
+	return d.sip.Addrs()
+}

@@ -1,0 +1,103 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/telguard/telguard/internal/config"
+	"github.com/telguard/telguard/internal/engine"
+	"github.com/telguard/telguard/internal/event"
+	"github.com/telguard/telguard/internal/queue"
+	"github.com/telguard/telguard/internal/webhook"
+	"github.com/telguard/telguard/internal/webhook/deliver"
+)
+
+// newWebhooks opens the queue and builds the webhook ingress, its workers
+// and outbound delivery, and binds the ingress port.
+func (d *Daemon) newWebhooks(ctx context.Context, getenv func(string) string) error {
+	wc := d.cfg.Webhooks
+	icfg, mappings, err := wc.Ingress(getenv)
+	if err != nil {
+		return err
+	}
+	d.queue, err = queue.Open(ctx, queue.Options{
+		Embedded: wc.QueueURL == "", URL: wc.QueueURL, Sync: wc.QueueSync,
+		DataDir: filepath.Join(d.cfg.DataDir, "queue"), Logger: d.log,
+	})
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		d.queue.Close()
+		return err
+	}
+	if d.hooks, err = webhook.New(icfg, d.queue, d.registry, d.log); err != nil {
+		return fail(err)
+	}
+	wcfg := webhook.WorkerConfig{Sources: mappings, Sink: d.webhookSink}
+	if len(wc.Destinations) > 0 {
+		allow, err := wc.AllowInternalPrefixes()
+		if err != nil {
+			return fail(err)
+		}
+		dcfg := deliver.Config{Dir: filepath.Join(d.cfg.DataDir, "deliveries"), Allow: allow, Schedule: wc.RetrySchedule}
+		for i, dst := range wc.Destinations {
+			k, err := config.DestinationSecret(i, dst, getenv)
+			if err != nil {
+				return fail(err)
+			}
+			dd := deliver.Destination{Name: dst.Name, Tenant: dst.Tenant, URL: dst.URL, Secrets: [][]byte{k}}
+			for _, kind := range dst.Kinds {
+				dd.Kinds = append(dd.Kinds, event.Kind(kind))
+			}
+			dcfg.Destinations = append(dcfg.Destinations, dd)
+		}
+		if d.deliverer, err = deliver.New(dcfg, d.registry, d.log); err != nil {
+			return fail(err)
+		}
+		wcfg.Forward = d.deliverer
+		tenantOf := map[string]string{}
+		for _, dst := range wc.Destinations {
+			tenantOf[dst.Name] = dst.Tenant
+		}
+		d.api.SetDeadLetters(deadLetters{d: d.deliverer, tenantOf: tenantOf})
+	}
+	if d.worker, err = webhook.NewWorker(wcfg, d.queue, d.registry, d.log); err != nil {
+		return fail(err)
+	}
+	if err := d.hooks.Listen(); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// webhookSink hands a provider's call event to the engine, so calls made
+// on a provider's platform get the same tracking as the others. An ended
+// call the engine never saw cannot become known by retrying: that is
+// permanent, and the queue must not redeliver it forever.
+func (d *Daemon) webhookSink(ctx context.Context, ev event.Event) error {
+	ev.Sensor = "webhook"
+	if ev.Kind == event.CallAttempt {
+		d.engine.Decide(ctx, ev)
+		return nil
+	}
+	err := d.engine.Observe(ctx, ev)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, engine.ErrUnknownCall), errors.Is(err, engine.ErrBadEvent), errors.Is(err, engine.ErrUnknownTenant):
+		return fmt.Errorf("%w: %v", webhook.ErrPermanent, err)
+	}
+	return err
+}
+
+// WebhookAddr returns the webhook ingress's bound address, "" when it is
+// off.
+func (d *Daemon) WebhookAddr() string {
+	if d.hooks == nil {
+		return ""
+	}
+	return d.hooks.Addr()
+}
