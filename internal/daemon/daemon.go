@@ -157,6 +157,9 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 			d.log.Info("state restored", "tenant", id, "calls_in_flight", len(st.Calls), "bans", len(st.Bans), "suspensions", len(st.Suspensions), "quota_rows", len(st.Quotas))
 		}
 	}
+	if err := d.newAnomaly(ctx); err != nil {
+		return nil, err
+	}
 	d.registry.MustRegister(newEngineCollector(d.engine, d.writer, d.clock))
 	d.api, err = decisionapi.New(decisionapi.Config{
 		Addr:         cfg.API.Listen,
@@ -223,19 +226,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.api.Run(gctx) })
 	g.Go(func() error { return d.housekeep(gctx) })
-	if d.sip != nil {
-		g.Go(func() error { return d.sip.Run(gctx) })
-		g.Go(func() error { return d.filter.Run(gctx) })
-		g.Go(func() error { return d.recordFloodBans(gctx) })
-	}
-	if d.hooks != nil {
-		defer d.queue.Close() // after the ingress and the workers have stopped
-		g.Go(func() error { return d.hooks.Run(gctx) })
-		g.Go(func() error { return d.worker.Run(gctx) })
-		if d.deliverer != nil {
-			g.Go(func() error { return d.deliverer.Run(gctx) })
-		}
-	}
+	d.runSIP(gctx, g)
+	defer d.runWebhooks(gctx, g)() // closes the queue after the ingress and the workers have stopped
+	d.runAnomaly(gctx, g)
 	if d.signals {
 		g.Go(func() error { return d.onSIGHUP(gctx) })
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/telguard/telguard/internal/event"
 	"github.com/telguard/telguard/internal/sipedge"
 	"github.com/telguard/telguard/internal/sipedge/prefilter"
+	"golang.org/x/sync/errgroup"
 )
 
 // newSIPEdge builds the inline SIP guard and its packet filter and binds
@@ -93,4 +94,14 @@ func (d *Daemon) SIPAddrs() []string {
 		return nil
 	}
 	return d.sip.Addrs()
+}
+
+// runSIP starts the SIP edge's goroutines in g, when it is configured.
+func (d *Daemon) runSIP(ctx context.Context, g *errgroup.Group) {
+	if d.sip == nil {
+		return
+	}
+	g.Go(func() error { return d.sip.Run(ctx) })
+	g.Go(func() error { return d.filter.Run(ctx) })
+	g.Go(func() error { return d.recordFloodBans(ctx) })
 }

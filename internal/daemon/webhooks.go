@@ -12,6 +12,7 @@ import (
 	"github.com/telguard/telguard/internal/queue"
 	"github.com/telguard/telguard/internal/webhook"
 	"github.com/telguard/telguard/internal/webhook/deliver"
+	"golang.org/x/sync/errgroup"
 )
 
 // newWebhooks opens the queue and builds the webhook ingress, its workers
@@ -100,4 +101,19 @@ func (d *Daemon) WebhookAddr() string {
 		return ""
 	}
 	return d.hooks.Addr()
+}
+
+// runWebhooks starts the ingress, the workers and delivery in g, when
+// webhooks are configured. The returned func closes the queue; call it once
+// g has finished.
+func (d *Daemon) runWebhooks(ctx context.Context, g *errgroup.Group) (closeQueue func()) {
+	if d.hooks == nil {
+		return func() {}
+	}
+	g.Go(func() error { return d.hooks.Run(ctx) })
+	g.Go(func() error { return d.worker.Run(ctx) })
+	if d.deliverer != nil {
+		g.Go(func() error { return d.deliverer.Run(ctx) })
+	}
+	return func() { d.queue.Close() }
 }
