@@ -89,9 +89,31 @@ type Daemon struct {
 	reloadMu   sync.Mutex
 }
 
+// writerSink hands the engine's durable changes to the store's batching
+// writer. A ban that ends is also written to the decisions log, so every
+// ban and unban is on record with its reason.
 type writerSink struct{ w *store.Writer }
 
-func (s writerSink) Emit(changes ...event.Change) { s.w.Submit(changes...) }
+func (s writerSink) Emit(changes ...event.Change) {
+	s.w.Submit(changes...)
+	for _, c := range changes {
+		if c.Op == event.OpDeleteBan && c.Ban != nil {
+			s.w.Submit(event.Change{Op: event.OpDecision, Decision: unbanRecord(c.Ban)})
+		}
+	}
+}
+
+// unbanRecord is the decisions-log entry of a ban that expired.
+func unbanRecord(b *event.IPBan) *event.Decision {
+	reason := "ban expired"
+	if b.Rule != "" {
+		reason = "ban by " + b.Rule + " expired"
+	}
+	return &event.Decision{
+		Time: b.Until, Tenant: b.Tenant, SourceIP: b.Subject, Verdict: event.Allow,
+		Reasons: []event.Reason{{Rule: "ban.lifted", Reason: reason, Mode: event.Enforce, Verdict: event.Allow}},
+	}
+}
 
 // New opens the store, loads the policy, restores the engine's durable
 // state and binds the API port. Nothing runs until Run.
