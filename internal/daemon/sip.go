@@ -38,14 +38,16 @@ func (d *Daemon) newSIPEdge() error {
 		return fmt.Errorf("sip packet filter: %w", err)
 	}
 	d.floodBans = make(chan prefilter.Ban, 1024)
-	d.filter.OnBan(func(b prefilter.Ban) {
+	handOff := func(b prefilter.Ban) {
 		// Runs inside the filter's hot path: hand off, never wait.
 		select {
 		case d.floodBans <- b:
 		default:
-			d.log.Warn("sip flood ban not recorded: too many at once", "prefix", b.Prefix.String())
+			d.log.Warn("sip flood ban or unban not recorded: too many at once", "prefix", b.Prefix.String())
 		}
-	})
+	}
+	d.filter.OnBan(handOff)
+	d.filter.OnUnban(handOff)
 	d.registry.MustRegister(prefilter.NewCollector(d.filter))
 	key, err := d.secretFile("sip-stamp-key", 32)
 	if err != nil {
@@ -66,25 +68,64 @@ func (d *Daemon) newSIPEdge() error {
 }
 
 // recordFloodBans writes each ban the SIP packet filter makes on its own
-// (floods, decided before any parsing) to the decisions log, so every ban
-// is on record with its reason.
+// (floods, decided before any parsing), and its end, to the decisions log,
+// so every ban and unban is on record with its reason. Flood bans live in
+// memory only: those still in force when telguard stops are recorded as
+// lifted.
 func (d *Daemon) recordFloodBans(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			for drained := false; !drained; {
+				select {
+				case b := <-d.floodBans:
+					d.recordFloodBan(b)
+				default:
+					drained = true
+				}
+			}
+			for _, b := range d.filter.Bans() {
+				if b.Flood {
+					b.Ended = prefilter.EndLifted
+					d.recordFloodBan(b)
+				}
+			}
 			return nil
 		case b := <-d.floodBans:
-			now := d.clock.Now()
-			reason := "flooding: " + b.Reason
-			d.log.Warn("sip source banned", "prefix", b.Prefix.String(), "until", b.Until.UTC().Format(time.RFC3339), "reason", reason)
-			dec := &event.Decision{
-				Time: now, Tenant: d.cfg.SIP.Tenant, SourceIP: b.Prefix.Addr().String(), Verdict: event.Ban,
-				Reasons: []event.Reason{{Rule: "sip.flood", Reason: reason, Mode: event.Enforce, Verdict: event.Ban, Level: "critical"}},
-				Risk:    95, SIPCode: 0, HTTPCode: 403, Silent: true,
-				BanSeconds: int64(b.Until.Sub(now).Seconds() + 0.5),
-			}
-			d.writer.Submit(event.Change{Op: event.OpDecision, Decision: dec})
+			d.recordFloodBan(b)
 		}
+	}
+}
+
+// recordFloodBan writes one flood ban, or its end, to the decisions log.
+func (d *Daemon) recordFloodBan(b prefilter.Ban) {
+	d.writer.Submit(event.Change{Op: event.OpDecision, Decision: floodBanRecord(b, d.clock.Now(), d.cfg.SIP.Tenant)})
+	if b.Ended == "" {
+		d.log.Warn("sip source banned", "prefix", b.Prefix.String(), "until", b.Until.UTC().Format(time.RFC3339), "reason", "flooding: "+b.Reason)
+		return
+	}
+	d.log.Info("sip source unbanned", "prefix", b.Prefix.String(), "ended", b.Ended)
+}
+
+// floodBanRecord is the decisions-log entry of a flood ban (rule
+// sip.flood) or of its end (rule ban.lifted, as for the engine's bans).
+func floodBanRecord(b prefilter.Ban, now time.Time, tenant string) *event.Decision {
+	if b.Ended == "" {
+		reason := "flooding: " + b.Reason
+		return &event.Decision{
+			Time: now, Tenant: tenant, SourceIP: b.Prefix.Addr().String(), Verdict: event.Ban,
+			Reasons: []event.Reason{{Rule: "sip.flood", Reason: reason, Mode: event.Enforce, Verdict: event.Ban, Level: "critical"}},
+			Risk:    95, SIPCode: 0, HTTPCode: 403, Silent: true,
+			BanSeconds: int64(b.Until.Sub(now).Seconds() + 0.5),
+		}
+	}
+	at, reason := b.Until, "ban by sip.flood expired"
+	if b.Ended == prefilter.EndLifted {
+		at, reason = now, "ban by sip.flood lifted before it expired"
+	}
+	return &event.Decision{
+		Time: at, Tenant: tenant, SourceIP: b.Prefix.Addr().String(), Verdict: event.Allow,
+		Reasons: []event.Reason{{Rule: "ban.lifted", Reason: reason + " (" + b.Reason + ")", Mode: event.Enforce, Verdict: event.Allow}},
 	}
 }
 

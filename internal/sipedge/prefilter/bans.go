@@ -44,7 +44,7 @@ func (f *Filter) Ban(p netip.Prefix, until time.Time, reason string) {
 }
 
 // Unban lifts the ban of exactly p. Bans of other prefixes covering the same
-// sources stay.
+// sources stay. Lifting a flood ban still in force is reported to OnUnban.
 func (f *Filter) Unban(p netip.Prefix) {
 	p, ok := normalize(p)
 	if !ok {
@@ -54,10 +54,18 @@ func (f *Filter) Unban(p netip.Prefix) {
 		key := p.Addr().As16()
 		sh := f.shardOf(key)
 		sh.mu.Lock()
-		if old, ok := sh.bans[key]; ok {
+		old, ok := sh.bans[key]
+		if ok {
 			f.deleteBan(sh, key, old)
 		}
 		sh.mu.Unlock()
+		if ok && old.flood {
+			why := EndLifted
+			if f.now().UnixNano() >= old.until {
+				why = EndExpired
+			}
+			f.reportUnban(old.public(p), why)
+		}
 		return
 	}
 	f.cidrMu.Lock()

@@ -146,13 +146,22 @@ func (v Verdict) String() string {
 // Drop reports whether the packet is to be dropped.
 func (v Verdict) Drop() bool { return v >= DropBanned }
 
-// Ban is a ban in force.
+// Ban is a ban in force, or, as OnUnban reports it, one that ended.
 type Ban struct {
 	Prefix netip.Prefix // a single address is a /32 or /128
 	Until  time.Time
 	Reason string
 	Flood  bool // made by the flood detector, not by Ban
+	// Ended is "" for a ban in force; in what OnUnban reports it is
+	// EndExpired (Until passed) or EndLifted (Unban ended it before).
+	Ended string
 }
+
+// Why a ban ended, in Ban.Ended.
+const (
+	EndExpired = "expired"
+	EndLifted  = "lifted"
+)
 
 // Stats is a snapshot of a Filter's counters.
 type Stats struct {
@@ -184,6 +193,7 @@ type Filter struct {
 	cidrs         atomic.Pointer[prefixTable] // copy on write; nil when none
 	country       atomic.Pointer[countryFilter]
 	onBan         atomic.Pointer[func(Ban)]
+	onUnban       atomic.Pointer[func(Ban)]
 	floodBansHeld atomic.Int64 // flood bans in the shards' maps
 	floodBans     atomic.Uint64
 	floodRefused  atomic.Uint64
@@ -325,6 +335,12 @@ func (f *Filter) screen(sh *shard, h uint64, a netip.Addr, key [16]byte) Verdict
 			return DropBanned
 		}
 		f.deleteBan(sh, key, b)
+		if b.flood {
+			// Rare (once per ban): report outside the lock.
+			sh.mu.Unlock()
+			f.reportUnban(b.public(netip.PrefixFrom(a, a.BitLen())), EndExpired)
+			sh.mu.Lock()
+		}
 	}
 	if cf := f.country.Load(); cf != nil {
 		// The lookup may be slow (an mmdb read): not under the lock.
@@ -374,6 +390,26 @@ func (f *Filter) OnBan(fn func(Ban)) {
 		return
 	}
 	f.onBan.Store(&fn)
+}
+
+// OnUnban sets the function called each time a ban the flood detector
+// made ends: it expired (noticed on the source's next packet or by Sweep,
+// so Until says when it really ended) or Unban lifted it. Bans made with
+// Ban are not reported: whoever made them knows when they end. nil removes
+// it. Like OnBan it runs outside any lock and must not block.
+func (f *Filter) OnUnban(fn func(Ban)) {
+	if fn == nil {
+		f.onUnban.Store(nil)
+		return
+	}
+	f.onUnban.Store(&fn)
+}
+
+func (f *Filter) reportUnban(b Ban, why string) {
+	if fn := f.onUnban.Load(); fn != nil {
+		b.Ended = why
+		(*fn)(b)
+	}
 }
 
 // SetCountryFilter drops packets from sources that lookup places in one of
@@ -454,16 +490,25 @@ func (f *Filter) Stats() Stats {
 func (f *Filter) Sweep(now time.Time) {
 	n := now.UnixNano()
 	slot := floorDiv(n, f.slotWidth)
+	var ended []Ban
 	for i := range f.shards {
 		sh := &f.shards[i]
 		sh.mu.Lock()
 		for k, b := range sh.bans {
 			if n >= b.until {
 				f.deleteBan(sh, k, b)
+				if b.flood {
+					a := netip.AddrFrom16(k).Unmap()
+					ended = append(ended, b.public(netip.PrefixFrom(a, a.BitLen())))
+				}
 			}
 		}
 		sh.table.sweep(slot)
 		sh.mu.Unlock()
+		for _, b := range ended {
+			f.reportUnban(b, EndExpired)
+		}
+		ended = ended[:0]
 	}
 	f.cidrMu.Lock()
 	defer f.cidrMu.Unlock()

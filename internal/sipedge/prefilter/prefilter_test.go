@@ -611,3 +611,53 @@ func TestBanForever(t *testing.T) {
 		}
 	}
 }
+
+// TestUnbanReported: every flood ban that ends is reported once, whether
+// the source's next packet, Sweep or Unban ends it; bans made with Ban are
+// not (their maker knows when they end).
+func TestUnbanReported(t *testing.T) {
+	f, clk := newFilter(t, Config{FloodRequests: 2, FloodBan: time.Minute})
+	var ended []Ban
+	f.OnUnban(func(b Ban) { ended = append(ended, b) })
+	flood := func(a netip.Addr) {
+		for range 3 {
+			f.Check(a, []byte(invite))
+		}
+		if _, _, ok := f.Banned(a); !ok {
+			t.Fatalf("%s not flood-banned", a)
+		}
+	}
+	byPacket, bySweep, lifted := addr("192.0.2.1"), addr("192.0.2.2"), addr("2001:db8::3")
+	flood(byPacket)
+	flood(bySweep)
+	flood(lifted)
+	f.Ban(prefix("192.0.2.9/32"), t0.Add(time.Second), "engine")
+
+	f.Unban(prefix("2001:db8::3/128"))
+	if len(ended) != 1 || ended[0].Prefix != prefix("2001:db8::3/128") || ended[0].Ended != EndLifted ||
+		!ended[0].Flood || !strings.Contains(ended[0].Reason, "flood") {
+		t.Fatalf("after Unban: %+v", ended)
+	}
+	f.Unban(prefix("2001:db8::3/128")) // nothing left to lift
+	if len(ended) != 1 {
+		t.Fatalf("a second Unban reported again: %+v", ended)
+	}
+
+	clk.Advance(time.Minute)
+	if got := f.Check(byPacket, []byte(invite)); got != Pass {
+		t.Fatalf("after the ban: %v", got)
+	}
+	if len(ended) != 2 || ended[1].Prefix != prefix("192.0.2.1/32") || ended[1].Ended != EndExpired ||
+		!ended[1].Until.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("after the next packet: %+v", ended)
+	}
+	f.Sweep(clk.Now())
+	if len(ended) != 3 || ended[2].Prefix != prefix("192.0.2.2/32") || ended[2].Ended != EndExpired {
+		t.Fatalf("after Sweep (the engine's ban must not be reported): %+v", ended)
+	}
+	f.Sweep(clk.Now())
+	f.Check(byPacket, []byte(invite))
+	if len(ended) != 3 {
+		t.Fatalf("reported twice: %+v", ended)
+	}
+}
