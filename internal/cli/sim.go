@@ -3,10 +3,14 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/telguard/telguard/examples"
 	"github.com/telguard/telguard/internal/engine/policy"
@@ -15,7 +19,7 @@ import (
 
 const simHelp = `
 Usage: telguard sim [--seed N] [--policy FILE] [--days D] [--tenants T] [--accounts A]
-                    [--scenarios a,b,c] [--json]
+                    [--scenarios a,b,c] [--json] [--target URL [--key KEY] [--rate N]]
 
 Replays simulated traffic with attacks mixed in through the decision engine,
 in process and in event time, and reports how much fraud was stopped, how
@@ -43,10 +47,21 @@ is answered or not, and lasts as generated, and its answer and end are reported 
 engine at their event times, so concurrency, quota and short-call rules see
 them as on a live system.
 
+With --target the same traffic is sent to a running daemon over its
+decision API (checks, answers and ends), one request at a time in event
+order, at --rate checks per second, and the latency reported is each
+check's HTTP round trip. Only one tenant is simulated, the API key's, and
+the daemon must run the same policy. The simulated week is placed at least
+a week in the daemon's future and its event times are sent as they are, so
+the daemon must accept any event time: start one dedicated to the run with
+api.any_event_time: true in its config (never on a live daemon) and a fresh
+data directory.
+
 Examples:
   telguard sim
   telguard sim --seed 7 --days 14 --tenants 20 --json > report.json
   telguard sim --policy my-policy.yaml --scenarios compromised-extension,slow-pumping
+  telguard sim --target http://127.0.0.1:8080 --rate 1000 --days 2
 `
 
 func simUsage() string {
@@ -88,8 +103,19 @@ func (e *env) sim(args []string) error {
 	accounts := fs.Int("accounts", 50, "accounts per tenant")
 	scen := fs.String("scenarios", strings.Join(sim.ScenarioNames(), ","), "comma-separated attack `scenarios` to mix in; \"none\" for honest traffic only")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	target := fs.String("target", "", "drive a running daemon's decision API at `URL` (http://127.0.0.1:8080) instead of the engine in process")
+	key := fs.String("key", "", "API `key` for --target (default $TELGUARD_API_KEY or ./data/api-key)")
+	rate := fs.Float64("rate", 500, "checks per second sent to --target; 0 = as fast as it answers")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *target != "" {
+		tenantsSet := false
+		fs.Visit(func(f *flag.Flag) { tenantsSet = tenantsSet || f.Name == "tenants" })
+		if tenantsSet && *tenants != 1 {
+			return usagef("sim: --target simulates one tenant, the API key's: drop --tenants")
+		}
+		*tenants = 1
 	}
 	if fs.NArg() > 0 {
 		return usagef("sim: unexpected argument %q", fs.Arg(0))
@@ -126,7 +152,11 @@ func (e *env) sim(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	rep, err := sim.Simulate(ctx, sim.Options{Seed: *seed, Days: *days, Tenants: *tenants, Accounts: *accounts, Scenarios: names, Policy: pol})
+	o := sim.Options{Seed: *seed, Days: *days, Tenants: *tenants, Accounts: *accounts, Scenarios: names, Policy: pol}
+	if *target != "" {
+		return e.simRemote(ctx, o, *target, *key, *rate, *asJSON)
+	}
+	rep, err := sim.Simulate(ctx, o)
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
@@ -136,4 +166,72 @@ func (e *env) sim(args []string) error {
 		return enc.Encode(rep)
 	}
 	return rep.WriteText(e.stdout)
+}
+
+// simRemote runs the simulation against a daemon over its decision API.
+func (e *env) simRemote(ctx context.Context, o sim.Options, target, keyFlag string, rate float64, asJSON bool) error {
+	k, err := apiKey(keyFlag)
+	if err != nil {
+		return err
+	}
+	if rate < 0 {
+		return usagef("sim: --rate must not be negative")
+	}
+	now := time.Now()
+	o.Start = sim.NextWeek(now)
+	h, err := sim.NewHTTPDecider(target, k, rate, fmt.Sprintf("r%d-", now.Unix()))
+	if err != nil {
+		return usagef("sim: %v", err)
+	}
+	stopProgress := simProgress(e.stderr, func() string {
+		st := h.Stats()
+		return fmt.Sprintf("sim: %d checks sent, %.0f/s, %d failed", st.Checks, st.Rate, st.Failures)
+	})
+	rep, st, err := sim.SimulateRemote(ctx, o, h)
+	stopProgress()
+	if err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			sim.Report
+			Remote sim.RemoteStats `json:"remote"`
+		}{rep, st}); err != nil {
+			return err
+		}
+	} else {
+		if err := rep.WriteText(e.stdout); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "\nDriven over the decision API at %s: %d checks in %s, %.0f checks/s (asked %g), %d failed requests.\n",
+			target, st.Checks, st.Elapsed.Round(time.Millisecond), st.Rate, rate, st.Failures)
+	}
+	if st.Failures > 0 {
+		return fmt.Errorf("sim: %d requests to %s failed; first: %s", st.Failures, target, st.FirstErr)
+	}
+	return nil
+}
+
+// simProgress prints line() to w every few seconds until stopped, so a long
+// run shows it is alive.
+func simProgress(w io.Writer, line func() string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fmt.Fprintln(w, line())
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }

@@ -53,6 +53,11 @@ type API struct {
 	// DefaultTenant gets the key from TELGUARD_API_KEY (or a generated one)
 	// when no keys are configured. Default "demo".
 	DefaultTenant string `yaml:"default_tenant"`
+	// AnyEventTime lets requests carry any "time", not only one within 5
+	// minutes of the server's clock. Only for a daemon dedicated to
+	// simulation (telguard sim --target): a live daemon must keep it off,
+	// or a client could space its attempts out of every window.
+	AnyEventTime bool `yaml:"any_event_time"`
 }
 
 // Key is a static API key bound to one tenant. Give the key itself or the

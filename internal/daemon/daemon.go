@@ -191,6 +191,7 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 		WriteTimeout: cfg.API.WriteTimeout,
 		IdleTimeout:  cfg.API.IdleTimeout,
 		Clock:        d.clock.Now,
+		AnyEventTime: cfg.API.AnyEventTime,
 	}, d.engine, d.db, d, d.ready, d.registry, d.log)
 	if err != nil {
 		return nil, err

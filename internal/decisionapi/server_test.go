@@ -641,3 +641,18 @@ func TestLogsHideNumbersAndKeys(t *testing.T) {
 		}
 	}
 }
+
+// A daemon dedicated to simulation may accept any event time; the engine
+// then sees the time the client sent.
+func TestCheckAnyEventTimeWhenConfigured(t *testing.T) {
+	h := newHarness(t)
+	h.srv.cfg.AnyEventTime = true
+	at := testNow.Add(30 * 24 * time.Hour)
+	rec := h.do(t, "POST", "/v1/calls/check", keyB, `{"call_id":"x","account":"a","to":"100","time":"`+at.Format(time.RFC3339)+`"}`)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	if ev := h.eng.lastEvent(t); !ev.Time.Equal(at) {
+		t.Fatalf("engine saw time %v, want %v", ev.Time, at)
+	}
+}

@@ -33,6 +33,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Clock gives the event time of requests that carry none. nil → time.Now.
 	Clock func() time.Time
+	// AnyEventTime accepts a request's "time" however far it is from the
+	// clock. Off, it must be within maxClockSkew. Only for simulation.
+	AnyEventTime bool
 }
 
 const (
