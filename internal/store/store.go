@@ -40,7 +40,49 @@ type Store interface {
 	// before beforeDay, for all tenants, and returns the rows removed. A zero
 	// before or an empty beforeDay leaves that table alone.
 	Prune(ctx context.Context, before time.Time, beforeDay string) (int64, error)
+	CallHistory
 	Close() error
+}
+
+// CallHistory is a tenant's record of finished calls: what `telguard cdr
+// import` loads and anomaly training reads. Calls are kept by (tenant, call
+// id), so loading the same CDR file twice stores each call once.
+type CallHistory interface {
+	// PutHistory stores calls under tenant in one transaction and returns
+	// how many were new; a call whose id the tenant already has is left as
+	// it is. A record's Tenant must be empty or tenant (it is stored as
+	// tenant). All-or-nothing: a record that fails ValidateRecord makes
+	// PutHistory return an error wrapping ErrInvalidRecord and store nothing.
+	PutHistory(ctx context.Context, tenant string, recs []event.CallRecord) (int, error)
+	// History calls fn with the tenant's calls that started in [from, to),
+	// in start order (then call id); a zero from or to is unbounded. It
+	// stops at fn's first error and returns it. fn may call the store.
+	History(ctx context.Context, tenant string, from, to time.Time, fn func(event.CallRecord) error) error
+}
+
+// ErrInvalidRecord is returned by PutHistory (and ValidateRecord) for a
+// call record without a tenant or call id, of another tenant, or whose times
+// are missing or out of order.
+var ErrInvalidRecord = errors.New("invalid call record")
+
+// ValidateRecord reports why a call record cannot be stored under tenant.
+// The error wraps ErrInvalidRecord.
+func ValidateRecord(tenant string, r *event.CallRecord) error {
+	switch {
+	case tenant == "":
+		return fmt.Errorf("empty tenant: %w", ErrInvalidRecord)
+	case r.Tenant != "" && r.Tenant != tenant:
+		return fmt.Errorf("call %q is of tenant %q, not %q: %w", r.CallID, r.Tenant, tenant, ErrInvalidRecord)
+	case r.CallID == "":
+		return fmt.Errorf("call without call_id: %w", ErrInvalidRecord)
+	case r.Start.IsZero() || r.End.IsZero():
+		return fmt.Errorf("call %q without start or end: %w", r.CallID, ErrInvalidRecord)
+	case r.End.Before(r.Start):
+		return fmt.Errorf("call %q ends before it starts: %w", r.CallID, ErrInvalidRecord)
+	case r.Billsec < 0:
+		return fmt.Errorf("call %q has a negative billsec: %w", r.CallID, ErrInvalidRecord)
+	}
+	return nil
 }
 
 // DecisionQuery filters and pages Store.Decisions.

@@ -1,8 +1,8 @@
 // Package storetest is the suite every store backend must pass: round trips
 // of every record, upserts and deletes, tenant isolation of every method,
 // all-or-nothing batches, decision filters and paging, ban expiry and
-// pruning. A backend's test calls Run with a function that opens an empty
-// store.
+// pruning, and the call history's idempotent import and ordered reads. A
+// backend's test calls Run with a function that opens an empty store.
 package storetest
 
 import (
@@ -45,6 +45,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"BadCursor", testBadCursor},
 		{"ExpiredBans", testExpiredBans},
 		{"Prune", testPrune},
+		{"HistoryRoundTrip", testHistoryRoundTrip},
+		{"HistoryIdempotent", testHistoryIdempotent},
+		{"HistoryTenantIsolation", testHistoryTenantIsolation},
+		{"HistoryRangeAndOrder", testHistoryRangeAndOrder},
+		{"HistoryInvalid", testHistoryInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

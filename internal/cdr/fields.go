@@ -1,0 +1,200 @@
+package cdr
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/telguard/telguard/internal/event"
+)
+
+// switchLayout is how Asterisk (DATE_FORMAT "%Y-%m-%d %T") and FreeSWITCH
+// (${start_stamp}) write times: local time, no zone.
+const switchLayout = "2006-01-02 15:04:05"
+
+// autoLayouts are tried in order for a generic CSV without a time format.
+// Layouts without a zone are read in the tenant's zone.
+var autoLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999 -0700",
+	"2006-01-02 15:04:05.999999999 -0700 MST",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04:05.999999999",
+}
+
+// parseSwitchTime reads an Asterisk or FreeSWITCH timestamp in loc.
+func parseSwitchTime(s string, loc *time.Location) (time.Time, error) {
+	t, err := time.ParseInLocation(switchLayout, s, loc)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not a time like 2026-03-02 14:05:09", s)
+	}
+	return t, nil
+}
+
+// parseTime reads a generic CSV time: with layout "" any of autoLayouts or
+// Unix seconds/milliseconds; "unix", "unixms" and "rfc3339" by name; else a
+// Go layout. Zone-less times are in loc.
+func parseTime(s, layout string, loc *time.Location) (time.Time, error) {
+	switch layout {
+	case "unix":
+		return parseUnix(s, false)
+	case "unixms":
+		return parseUnix(s, true)
+	case "rfc3339":
+		layout = time.RFC3339Nano
+	case "":
+		if isDigits(s) && (len(s) == 9 || len(s) == 10) {
+			return parseUnix(s, false)
+		}
+		if isDigits(s) && len(s) == 13 {
+			return parseUnix(s, true)
+		}
+		if i := strings.IndexByte(s, '.'); i >= 9 && i <= 10 && isDigits(s[:i]) && isDigits(s[i+1:]) {
+			return parseUnix(s, false)
+		}
+		for _, l := range autoLayouts {
+			if t, err := time.ParseInLocation(l, s, loc); err == nil {
+				return t, nil
+			}
+		}
+		return time.Time{}, fmt.Errorf("%q is not a time (RFC 3339, 2026-03-02 14:05:09 or Unix seconds; set a time format)", s)
+	}
+	t, err := time.ParseInLocation(layout, s, loc)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not a time in the layout %q", s, layout)
+	}
+	return t, nil
+}
+
+func parseUnix(s string, ms bool) (time.Time, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f > 1e13 && !ms || f > 1e16 {
+		return time.Time{}, fmt.Errorf("%q is not a Unix time", s)
+	}
+	if ms {
+		return time.UnixMilli(int64(f)).UTC(), nil
+	}
+	sec := int64(f)
+	return time.Unix(sec, int64((f-float64(sec))*1e9)).UTC(), nil
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseSeconds reads a whole or decimal number of seconds, ≥ 0 and within
+// a week.
+func parseSeconds(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f != f {
+		return 0, fmt.Errorf("%q is not a number of seconds", s)
+	}
+	if f < 0 || f > maxCallLength.Seconds() {
+		return 0, fmt.Errorf("%s seconds is out of range (0 to %d)", s, int(maxCallLength.Seconds()))
+	}
+	return time.Duration(f * float64(time.Second)), nil
+}
+
+// checkLen fails when a text field is longer than max.
+func checkLen(s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("longer than %d bytes", max)
+	}
+	return nil
+}
+
+// parseIP reads an address, with or without a port; empty is no address.
+func parseIP(s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.Addr{}, nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), nil
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), nil
+	}
+	return netip.Addr{}, fmt.Errorf("%q is not an IP address", s)
+}
+
+// parseDirection reads a direction column.
+func parseDirection(s string) (event.Direction, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "outbound", "out", "outgoing", "o":
+		return event.Outbound, nil
+	case "inbound", "in", "incoming", "i":
+		return event.Inbound, nil
+	}
+	return "", fmt.Errorf("%q is neither inbound nor outbound", s)
+}
+
+// digestID makes a stable call id from a record's fields, for files that
+// carry none: the same line always gets the same id, so importing a file
+// twice stores its calls once.
+func digestID(prefix string, fields ...string) string {
+	h := sha256.New()
+	for _, f := range fields {
+		h.Write([]byte(f))
+		h.Write([]byte{0})
+	}
+	return prefix + hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// colErr builds a LineError for a column.
+func colErr(line int64, col string, err error) *LineError {
+	return &LineError{Line: line, Column: col, Err: err}
+}
+
+// finish checks a record's times and fields against the limits every format
+// shares. col names the columns for errors: start, answer, end, to,
+// account, call_id.
+func finish(rec *event.CallRecord, line int64, col func(string) string) error {
+	switch {
+	case rec.Account == "":
+		return colErr(line, col("account"), errors.New("no account"))
+	case rec.To == "":
+		return colErr(line, col("to"), errors.New("no destination"))
+	}
+	for _, c := range []struct {
+		name, v string
+		max     int
+	}{
+		{"account", rec.Account, maxAccountLen}, {"to", rec.To, maxNumberLen}, {"from", rec.From, maxNumberLen},
+		{"call_id", rec.CallID, maxCallIDLen}, {"disposition", rec.Disposition, maxDispositionLen},
+	} {
+		if err := checkLen(c.v, c.max); err != nil {
+			return colErr(line, col(c.name), err)
+		}
+	}
+	if rec.End.Before(rec.Start) {
+		return colErr(line, col("end"), fmt.Errorf("end %s is before start %s", rec.End.Format(time.RFC3339), rec.Start.Format(time.RFC3339)))
+	}
+	if rec.End.Sub(rec.Start) > maxCallLength {
+		return colErr(line, col("end"), fmt.Errorf("call lasts more than %s", maxCallLength))
+	}
+	if !rec.Answer.IsZero() {
+		// Switches round times to the second; allow that much slack.
+		if rec.Answer.Before(rec.Start.Add(-time.Second)) || rec.Answer.After(rec.End.Add(time.Second)) {
+			return colErr(line, col("answer"), errors.New("answer time is outside start..end"))
+		}
+	}
+	return nil
+}
