@@ -38,13 +38,35 @@ type Webhooks struct {
 	// everything private, loopback, link-local, metadata… is refused
 	// otherwise.
 	AllowInternal []string `yaml:"allow_internal"`
+	// Alerts: a spike of signature failures or duplicates from one source
+	// raises an alert (a decisions-log record, a warning, a metric).
+	Alerts WebhookAlerts `yaml:"alerts"`
+	// TLSCert and TLSKey (PEM files) serve the ingress over HTTPS.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// TLSClientCAs (a PEM file of CAs) requires mutual TLS: a client
+	// without a certificate one of them issued fails the handshake. An
+	// extra layer: the signature is checked all the same.
+	TLSClientCAs string `yaml:"tls_client_cas"`
+}
+
+// WebhookAlerts sets the spike thresholds, per source and window. A
+// negative threshold turns that alert off.
+type WebhookAlerts struct {
+	SignatureFailures int           `yaml:"signature_failures"` // default 20
+	Duplicates        int           `yaml:"duplicates"`         // default 100
+	Window            time.Duration `yaml:"window"`             // default 1m
 }
 
 // WebhookSource is one provider.
 type WebhookSource struct {
 	Tenant string `yaml:"tenant"`
 	// Scheme: standard-webhooks (default) or hmac.
-	Scheme  string          `yaml:"scheme"`
+	Scheme string `yaml:"scheme"`
+	// Secrets are the configured signing secrets. `telguard webhooks
+	// secret rotate` adds issued ones in DATA/webhook-secrets.json and
+	// may retire configured ones (they then expire after the grace even
+	// though the file still lists them).
 	Secrets []WebhookSecret `yaml:"secrets"`
 	// Tolerance of the signed timestamp. Default 5m.
 	Tolerance time.Duration `yaml:"tolerance"`
@@ -117,16 +139,21 @@ func resolveSecret(field, inline, env string, getenv func(string) string) ([]byt
 // Ingress returns the ingress configuration, reading secrets from the
 // environment.
 func (w Webhooks) Ingress(getenv func(string) string) (webhook.Config, map[string]webhook.Mapping, error) {
-	cfg := webhook.Config{Addr: w.Listen, Sources: map[string]webhook.SourceConfig{}, PerIPRate: w.PerIPRate, PerIPBurst: w.PerIPBurst}
+	cfg := webhook.Config{Addr: w.Listen, Sources: map[string]webhook.SourceConfig{}, PerIPRate: w.PerIPRate, PerIPBurst: w.PerIPBurst,
+		Alerts:  webhook.AlertConfig{SignatureFailures: w.Alerts.SignatureFailures, Duplicates: w.Alerts.Duplicates, Window: w.Alerts.Window},
+		TLSCert: w.TLSCert, TLSKey: w.TLSKey, TLSClientCAs: w.TLSClientCAs}
 	maps := map[string]webhook.Mapping{}
+	if err := w.validate(); err != nil {
+		return cfg, nil, err
+	}
 	for name, s := range w.Sources {
 		f := "webhooks.sources." + name
 		if s.Tenant == "" {
 			return cfg, nil, fmt.Errorf("%w: %s.tenant: missing", ErrInvalid, f)
 		}
-		if len(s.Secrets) == 0 {
-			return cfg, nil, fmt.Errorf("%w: %s.secrets: a source needs at least one signing secret", ErrInvalid, f)
-		}
+		// No configured secret is allowed: `telguard webhooks secret
+		// rotate` may have issued one into the secret store. The ingress
+		// refuses to start a source left with none.
 		vc := webhook.VerifierConfig{
 			Scheme: webhook.Scheme(s.Scheme), Tolerance: s.Tolerance,
 			TimestampHeader: s.TimestampHeader, SignatureHeader: s.SignatureHeader,
@@ -173,4 +200,26 @@ func DestinationSecret(i int, dst WebhookDestination, getenv func(string) string
 		return nil, fmt.Errorf("%w: %s: name, tenant and url are required", ErrInvalid, f)
 	}
 	return resolveSecret(f, dst.Secret, dst.SecretEnv, getenv)
+}
+
+// validate checks what Ingress cannot leave to the webhook package: the
+// fields are named as in the file.
+func (w Webhooks) validate() error {
+	bad := func(field, msg string) error { return fmt.Errorf("%w: webhooks.%s: %s", ErrInvalid, field, msg) }
+	if w.Alerts.Window < 0 {
+		return bad("alerts.window", "must not be negative")
+	}
+	if w.Alerts.Window > 0 && w.Alerts.Window < time.Second {
+		return bad("alerts.window", "at least 1s")
+	}
+	if (w.TLSCert == "") != (w.TLSKey == "") {
+		return bad("tls_cert", "give both tls_cert and tls_key, or neither")
+	}
+	if w.TLSClientCAs != "" && w.TLSCert == "" {
+		return bad("tls_client_cas", "mutual TLS needs tls_cert and tls_key too")
+	}
+	if w.PerIPRate < 0 || w.PerIPBurst < 0 {
+		return bad("per_ip_rate", "must not be negative")
+	}
+	return nil
 }

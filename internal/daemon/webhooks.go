@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 
 	"github.com/telguard/telguard/internal/config"
@@ -23,6 +24,8 @@ func (d *Daemon) newWebhooks(ctx context.Context, getenv func(string) string) er
 	if err != nil {
 		return err
 	}
+	icfg.SecretFile = filepath.Join(d.cfg.DataDir, webhook.SecretFileName)
+	icfg.OnAlert = d.recordWebhookAlert
 	d.queue, err = queue.Open(ctx, queue.Options{
 		Embedded: wc.QueueURL == "", URL: wc.QueueURL, Sync: wc.QueueSync,
 		DataDir: filepath.Join(d.cfg.DataDir, "queue"), Logger: d.log,
@@ -92,6 +95,25 @@ func (d *Daemon) webhookSink(ctx context.Context, ev event.Event) error {
 		return fmt.Errorf("%w: %v", webhook.ErrPermanent, err)
 	}
 	return err
+}
+
+// recordWebhookAlert writes a spike of forged, stale or duplicate
+// webhooks from one source to the decisions log, so it is on record (and
+// listed by the decisions API) with the other alerts. The ingress raises
+// it at most once per source, rule and window, and Submit never blocks
+// for a decision, so this runs on the request's goroutine.
+func (d *Daemon) recordWebhookAlert(a webhook.Alert) {
+	dec := &event.Decision{
+		Time: a.Time, Tenant: a.Tenant, Verdict: event.Challenge, Risk: 60, HTTPCode: http.StatusUnauthorized,
+		Reasons: []event.Reason{{Rule: a.Rule, Reason: a.Reason(), Mode: event.Enforce, Verdict: event.Challenge, Level: "warning"}},
+	}
+	if a.Rule == webhook.RuleDuplicates {
+		dec.Risk, dec.HTTPCode = 40, http.StatusOK
+	}
+	if a.LastAddr.IsValid() {
+		dec.SourceIP = a.LastAddr.String()
+	}
+	d.writer.Submit(event.Change{Op: event.OpDecision, Decision: dec})
 }
 
 // WebhookAddr returns the webhook ingress's bound address, "" when it is

@@ -82,12 +82,18 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, src *source) err
 		return err
 	}
 	v, err := src.verifier.Verify(r.Header, body, now)
+	if errors.Is(err, ErrBadSignature) && s.reloadSecrets() {
+		// A secret rotated a moment ago is good at once, not at the next poll.
+		v, err = src.verifier.Verify(r.Header, body, now)
+	}
 	switch {
 	case errors.Is(err, ErrStale):
 		s.metrics.stale.WithLabelValues(src.name).Inc()
+		s.alert(src, RuleSignatureFailures, src.sigSpike, ip, now)
 		return err
 	case err != nil:
 		s.metrics.signatureFailures.WithLabelValues(src.name).Inc()
+		s.alert(src, RuleSignatureFailures, src.sigSpike, ip, now)
 		return err
 	}
 	s.metrics.verified.WithLabelValues(src.name).Inc()
@@ -115,6 +121,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, src *source) err
 	}
 	if dup {
 		s.metrics.duplicates.WithLabelValues(src.name).Inc()
+		s.alert(src, RuleDuplicates, src.dupSpike, ip, now)
 		writeStatus(w, http.StatusOK, "duplicate")
 		return nil
 	}

@@ -20,6 +20,8 @@ type metrics struct {
 	shed              prometheus.Counter
 	enqueueFailures   *prometheus.CounterVec // source
 	enqueueSeconds    prometheus.Histogram
+	secretReloads     *prometheus.CounterVec // outcome: reloaded, failed
+	alerts            *prometheus.CounterVec // source, rule
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -34,6 +36,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		duplicates:        cv("duplicates_total", "Webhooks whose event id was already queued, by source.", "source"),
 		rateLimited:       cv("rate_limited_total", "Webhook requests refused with 429, by limit (source, ip).", "scope"),
 		enqueueFailures:   cv("enqueue_failures_total", "Verified webhooks answered 503 because the queue did not take them, by source.", "source"),
+		secretReloads:     cv("secret_reloads_total", "Times the webhook secret store was re-read after a change, by outcome (reloaded, failed).", "outcome"),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "telguard_webhook_alerts_total",
+			Help: "Alerts raised on a spike of signature failures or duplicates, by source and rule (at most one per window).",
+		}, []string{"source", "rule"}),
 		shed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "telguard_webhook_shed_total",
 			Help: "Webhook requests refused with 503 because too many were in flight.",
@@ -45,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.received, m.verified, m.signatureFailures, m.stale,
-		m.duplicates, m.rateLimited, m.enqueueFailures, m.shed, m.enqueueSeconds} {
+		m.duplicates, m.rateLimited, m.enqueueFailures, m.shed, m.enqueueSeconds, m.secretReloads, m.alerts} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -2,12 +2,14 @@ package webhook
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,11 +46,33 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Clock is used for timestamps and rate limits. nil → time.Now.
 	Clock func() time.Time
+	// SecretFile is the secret store (see RotateSecret) whose secrets are
+	// added to each source's configured ones. The server re-reads it when
+	// it changes: at once when a signature fails to verify, and every
+	// SecretPoll. "" → configured secrets only.
+	SecretFile string
+	// SecretPoll is how often the secret store is checked for changes. → 1 s.
+	SecretPoll time.Duration
+	// Alerts sets when a spike of signature failures or duplicates from
+	// one source raises an Alert.
+	Alerts AlertConfig
+	// TLSCert and TLSKey are PEM files: when set, the ingress serves
+	// HTTPS (TLS 1.2 or later). TLSClientCAs, a PEM file of CAs, then
+	// requires each client to present a certificate one of them issued
+	// (mutual TLS); a client without one fails the handshake. The
+	// signature is checked all the same.
+	TLSCert, TLSKey, TLSClientCAs string
+	// OnAlert, when set, receives each Alert (at most one per source, rule
+	// and window). It is called on the request's goroutine: hand off, never
+	// block.
+	OnAlert func(Alert)
 }
 
 // SourceConfig is one sender of webhooks.
 type SourceConfig struct {
-	Tenant   string
+	Tenant string
+	// Verifier checks signatures. Its Secrets are the configured ones; the
+	// secret store's are added, and the store may retire configured ones.
 	Verifier VerifierConfig
 	// AllowedCIDRs, when set, refuse (403) requests from other addresses.
 	// It is an extra layer: the signature is checked all the same.
@@ -78,6 +102,7 @@ const (
 	defaultWriteTimeout      = 10 * time.Second
 	defaultIdleTimeout       = 60 * time.Second
 	defaultShutdownTimeout   = 10 * time.Second
+	defaultSecretPoll        = time.Second
 	maxHeaderBytes           = 32 << 10
 	maxIPKeys                = 100_000
 )
@@ -86,11 +111,14 @@ var sourceName = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 
 // source is a configured source, ready to serve.
 type source struct {
-	name     string
-	cfg      SourceConfig
-	verifier *Verifier
-	pointer  []string // parsed EventIDPointer; nil → header id
-	limit    *limiter
+	name       string
+	cfg        SourceConfig
+	configured []Secret // before the secret store is applied
+	verifier   *Verifier
+	pointer    []string // parsed EventIDPointer; nil → header id
+	limit      *limiter
+	sigSpike   *spike
+	dupSpike   *spike
 }
 
 // Server is the webhook ingress. Build it with New, then call Listen
@@ -105,6 +133,9 @@ type Server struct {
 	slots   chan struct{}
 	mux     *http.ServeMux
 	srv     serve.HTTP
+
+	secretMu    sync.Mutex
+	secretStamp fileStamp // the store version the verifiers hold
 }
 
 // New checks cfg and builds a Server that publishes to q. Metrics are
@@ -123,6 +154,13 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 	def(&cfg.WriteTimeout, defaultWriteTimeout)
 	def(&cfg.IdleTimeout, defaultIdleTimeout)
 	def(&cfg.ShutdownTimeout, defaultShutdownTimeout)
+	def(&cfg.SecretPoll, defaultSecretPoll)
+	def(&cfg.Alerts.SignatureFailures, defaultAlertSignatureFailures)
+	def(&cfg.Alerts.Duplicates, defaultAlertDuplicates)
+	def(&cfg.Alerts.Window, defaultAlertWindow)
+	if cfg.Alerts.Window < 0 {
+		return nil, errors.New("new webhook server: negative alert window")
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
@@ -144,11 +182,23 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 		slots:   make(chan struct{}, cfg.MaxInFlight),
 		mux:     http.NewServeMux(),
 	}
+	stored := map[string][]StoredSecret{}
+	if cfg.SecretFile != "" {
+		var err error
+		if s.secretStamp, err = statStamp(cfg.SecretFile); err != nil {
+			return nil, fmt.Errorf("new webhook server: %w: %v", ErrSecretStore, err)
+		}
+		if stored, err = ReadSecretStore(cfg.SecretFile); err != nil {
+			return nil, fmt.Errorf("new webhook server: %w", err)
+		}
+	}
 	for name, sc := range cfg.Sources {
-		src, err := newSource(name, sc)
+		src, err := newSource(name, sc, stored[name], cfg.Clock())
 		if err != nil {
 			return nil, fmt.Errorf("new webhook server: source %s: %w", name, err)
 		}
+		src.sigSpike = &spike{threshold: cfg.Alerts.SignatureFailures, window: cfg.Alerts.Window}
+		src.dupSpike = &spike{threshold: cfg.Alerts.Duplicates, window: cfg.Alerts.Window}
 		s.sources[name] = src
 	}
 	var err error
@@ -159,7 +209,13 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})
-	s.srv = serve.HTTP{Name: "webhooks", Addr: cfg.Addr, ShutdownTimeout: cfg.ShutdownTimeout, Server: &http.Server{
+	var tlsCfg *tls.Config
+	if cfg.TLSCert != "" || cfg.TLSKey != "" || cfg.TLSClientCAs != "" {
+		if tlsCfg, err = serve.TLSConfig(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCAs); err != nil {
+			return nil, fmt.Errorf("new webhook server: %w", err)
+		}
+	}
+	s.srv = serve.HTTP{Name: "webhooks", Addr: cfg.Addr, ShutdownTimeout: cfg.ShutdownTimeout, TLS: tlsCfg, Server: &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
@@ -171,7 +227,7 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 	return s, nil
 }
 
-func newSource(name string, sc SourceConfig) (*source, error) {
+func newSource(name string, sc SourceConfig, stored []StoredSecret, now time.Time) (*source, error) {
 	if !sourceName.MatchString(name) {
 		return nil, errors.New("name must be 1 to 64 of [a-z0-9_-]")
 	}
@@ -184,11 +240,17 @@ func newSource(name string, sc SourceConfig) (*source, error) {
 	def(&sc.MaxBodyBytes, defaultMaxBodyBytes)
 	def(&sc.Rate, defaultSourceRate)
 	def(&sc.Burst, defaultSourceBurst)
-	v, err := NewVerifier(sc.Verifier)
+	configured := sc.Verifier.Secrets
+	vc := sc.Verifier
+	vc.Secrets = EffectiveSecrets(configured, stored, now)
+	if len(vc.Secrets) == 0 {
+		return nil, fmt.Errorf("no active signing secret: configure one, or issue one with `telguard webhooks secret rotate %s`", name)
+	}
+	v, err := NewVerifier(vc)
 	if err != nil {
 		return nil, err
 	}
-	src := &source{name: name, cfg: sc, verifier: v, limit: newLimiter(sc.Rate, sc.Burst, 1)}
+	src := &source{name: name, cfg: sc, configured: configured, verifier: v, limit: newLimiter(sc.Rate, sc.Burst, 1)}
 	if sc.EventIDPointer != "" {
 		if src.pointer, err = parsePointer(sc.EventIDPointer); err != nil {
 			return nil, err
@@ -224,9 +286,61 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.logger.Info("webhook ingress listening", "addr", s.srv.BoundAddr(), "sources", len(s.sources))
+	var wg sync.WaitGroup
+	if s.cfg.SecretFile != "" {
+		pctx, stop := context.WithCancel(ctx)
+		defer func() { stop(); wg.Wait() }()
+		wg.Go(func() { s.pollSecrets(pctx) })
+	}
 	if err := s.srv.Run(ctx); err != nil {
 		return err
 	}
 	s.logger.Info("webhook ingress stopped")
 	return nil
+}
+
+// pollSecrets re-reads the secret store when it changes, until ctx ends.
+func (s *Server) pollSecrets(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SecretPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.reloadSecrets()
+		}
+	}
+}
+
+// reloadSecrets re-reads the secret store if it changed since the last
+// read and gives every source its new secrets; changed reports whether
+// it did. A store that cannot be read leaves the secrets as they were.
+func (s *Server) reloadSecrets() (changed bool) {
+	if s.cfg.SecretFile == "" {
+		return false
+	}
+	s.secretMu.Lock()
+	defer s.secretMu.Unlock()
+	st, err := statStamp(s.cfg.SecretFile)
+	if err != nil || st.same(s.secretStamp) {
+		return false
+	}
+	s.secretStamp = st // a bad version is reported once, not per request
+	stored, err := ReadSecretStore(s.cfg.SecretFile)
+	if err != nil {
+		s.metrics.secretReloads.WithLabelValues("failed").Inc()
+		s.logger.Error("webhook secret store not reloaded; the previous secrets stay in force", "err", err)
+		return false
+	}
+	now := s.cfg.Clock()
+	for _, src := range s.sources {
+		if err := src.verifier.SetSecrets(EffectiveSecrets(src.configured, stored[src.name], now)); err != nil {
+			s.metrics.secretReloads.WithLabelValues("failed").Inc()
+			s.logger.Error("webhook secrets not reloaded for a source; its previous secrets stay in force", "source", src.name, "err", err)
+		}
+	}
+	s.metrics.secretReloads.WithLabelValues("reloaded").Inc()
+	s.logger.Info("webhook secret store reloaded", "file", s.cfg.SecretFile)
+	return true
 }

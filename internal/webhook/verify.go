@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -65,8 +67,8 @@ const (
 	// maxTimestamp is the longest timestamp header: Unix seconds fit in 19
 	// digits.
 	maxTimestamp = 19
-	// maxSecrets per source.
-	maxSecrets = 16
+	// MaxSecrets is the most secrets a source may have active at once.
+	MaxSecrets = 16
 )
 
 // DefaultTolerance is how far a timestamp may be from the clock.
@@ -107,11 +109,12 @@ func ParseSecret(s string) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// Verifier checks one source's signatures. Build it with NewVerifier; it is
-// read-only afterwards and safe for concurrent use.
+// Verifier checks one source's signatures. Build it with NewVerifier; it
+// is safe for concurrent use, and its secrets may be replaced while it
+// runs (SetSecrets).
 type Verifier struct {
 	scheme    Scheme
-	secrets   []Secret
+	secrets   atomic.Pointer[[]Secret]
 	tolerance time.Duration
 
 	// generic HMAC
@@ -164,15 +167,13 @@ func NewVerifier(c VerifierConfig) (*Verifier, error) {
 	if c.Tolerance < 0 {
 		return nil, errors.New("negative tolerance")
 	}
-	if len(c.Secrets) == 0 || len(c.Secrets) > maxSecrets {
-		return nil, fmt.Errorf("need 1 to %d secrets, have %d", maxSecrets, len(c.Secrets))
+	if len(c.Secrets) == 0 {
+		return nil, errors.New("no signing secret")
 	}
-	for i, s := range c.Secrets {
-		if len(s.Key) == 0 {
-			return nil, fmt.Errorf("secret %d is empty", i+1)
-		}
+	v := &Verifier{scheme: c.Scheme, tolerance: c.Tolerance}
+	if err := v.SetSecrets(c.Secrets); err != nil {
+		return nil, err
 	}
-	v := &Verifier{scheme: c.Scheme, secrets: c.Secrets, tolerance: c.Tolerance}
 	switch c.Scheme {
 	case StandardWebhooks:
 		return v, nil
@@ -389,19 +390,37 @@ func (v *Verifier) writeTemplate(w hash.Hash, id string, body []byte, ts string)
 	}
 }
 
-// active returns the secrets that have not expired at now.
-func (v *Verifier) active(now time.Time) []Secret {
-	for _, s := range v.secrets {
-		if !s.Expires.IsZero() && !now.Before(s.Expires) {
-			return v.filterActive(now)
+// SetSecrets replaces the secrets, at most MaxSecrets non-empty keys; a
+// request being verified uses either the old set or the new one. With
+// none, every signature is refused.
+func (v *Verifier) SetSecrets(secrets []Secret) error {
+	if len(secrets) > MaxSecrets {
+		return fmt.Errorf("at most %d secrets, have %d", MaxSecrets, len(secrets))
+	}
+	for i, s := range secrets {
+		if len(s.Key) == 0 {
+			return fmt.Errorf("secret %d is empty", i+1)
 		}
 	}
-	return v.secrets
+	c := slices.Clone(secrets)
+	v.secrets.Store(&c)
+	return nil
 }
 
-func (v *Verifier) filterActive(now time.Time) []Secret {
-	out := make([]Secret, 0, len(v.secrets))
-	for _, s := range v.secrets {
+// active returns the secrets that have not expired at now.
+func (v *Verifier) active(now time.Time) []Secret {
+	all := *v.secrets.Load()
+	for _, s := range all {
+		if !s.Expires.IsZero() && !now.Before(s.Expires) {
+			return filterActive(all, now)
+		}
+	}
+	return all
+}
+
+func filterActive(all []Secret, now time.Time) []Secret {
+	out := make([]Secret, 0, len(all))
+	for _, s := range all {
 		if s.Expires.IsZero() || now.Before(s.Expires) {
 			out = append(out, s)
 		}

@@ -1,0 +1,174 @@
+package webhook
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A rotation while the ingress runs: the new secret verifies on the very
+// next request, the old (configured) one until the grace ends, and not
+// after; a second rotation retires the first issued secret the same way.
+func TestRotateWhileServing(t *testing.T) {
+	file := filepath.Join(t.TempDir(), SecretFileName)
+	f := newFixture(t, func(c *Config) { c.SecretFile = file })
+	post := func(id string, key []byte) int {
+		t.Helper()
+		return f.post(t, "telco", stdHeaders(id, f.clock, body, key), body).Code
+	}
+	if c := post("e1", keyA); c != http.StatusAccepted {
+		t.Fatalf("configured secret before rotation: %d", c)
+	}
+	r, err := RotateSecret(file, "telco", []Secret{{Key: keyA}}, time.Hour, f.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(r.Secret, "whsec_") || r.Retired != 1 || !r.Until.Equal(f.clock.Add(time.Hour)) {
+		t.Fatalf("rotation = %+v", r)
+	}
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("store mode %v, %v; want 0600", fi.Mode(), err)
+	}
+	newKey, err := ParseSecret(r.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := post("e2", newKey); c != http.StatusAccepted {
+		t.Fatalf("new secret right after rotation: %d, want 202 at once", c)
+	}
+	f.clock = f.clock.Add(59 * time.Minute)
+	if c := post("e3", keyA); c != http.StatusAccepted {
+		t.Fatalf("old secret within the grace: %d", c)
+	}
+	f.clock = f.clock.Add(time.Minute)
+	if c := post("e4", keyA); c != http.StatusUnauthorized {
+		t.Fatalf("old secret after the grace: %d, want 401", c)
+	}
+	if c := post("e5", newKey); c != http.StatusAccepted {
+		t.Fatalf("new secret after the grace: %d", c)
+	}
+
+	// Rotating again retires the issued secret too; grace 0 ends it now.
+	r2, err := RotateSecret(file, "telco", []Secret{{Key: keyA}}, 0, f.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key2, _ := ParseSecret(r2.Secret)
+	if c := post("e6", key2); c != http.StatusAccepted {
+		t.Fatalf("second rotation's secret: %d", c)
+	}
+	if c := post("e7", newKey); c != http.StatusUnauthorized {
+		t.Fatalf("first issued secret after a rotation with no grace: %d, want 401", c)
+	}
+	stored, err := ReadSecretStore(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range stored["telco"] {
+		if e.Secret == r.Secret && !e.Expires.Equal(f.clock) {
+			t.Fatalf("first issued secret expires %v, want %v", e.Expires, f.clock)
+		}
+	}
+	// The next rotation drops it: it can never count again.
+	if _, err := RotateSecret(file, "telco", []Secret{{Key: keyA}}, time.Hour, f.clock.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ = ReadSecretStore(file)
+	for _, e := range stored["telco"] {
+		if e.Secret == r.Secret {
+			t.Fatal("an issued secret past its expiry is still stored")
+		}
+	}
+}
+
+// A source may start with issued secrets only; with none at all the
+// server refuses to start, naming the command that issues one.
+func TestSourceWithoutConfiguredSecret(t *testing.T) {
+	file := filepath.Join(t.TempDir(), SecretFileName)
+	edit := func(c *Config) {
+		c.SecretFile = file
+		c.Sources = map[string]SourceConfig{"telco": {Tenant: "acme"}}
+	}
+	q := newFixture(t, nil).q
+	cfg := Config{}
+	edit(&cfg)
+	if _, err := New(cfg, q, nil, nil); err == nil || !strings.Contains(err.Error(), "secret rotate telco") {
+		t.Fatalf("no secret at all: %v", err)
+	}
+	if _, err := RotateSecret(file, "telco", nil, time.Hour, now); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, edit)
+	stored, _ := ReadSecretStore(file)
+	k, _ := ParseSecret(stored["telco"][0].Secret)
+	if c := f.post(t, "telco", stdHeaders("e1", now, body, k), body).Code; c != http.StatusAccepted {
+		t.Fatalf("issued secret only: %d", c)
+	}
+}
+
+// A store that is not one telguard wrote stops the start; written while
+// running, it leaves the previous secrets in force.
+func TestBadSecretStore(t *testing.T) {
+	file := filepath.Join(t.TempDir(), SecretFileName)
+	if err := os.WriteFile(file, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q := newFixture(t, nil).q
+	_, err := New(Config{SecretFile: file, Sources: map[string]SourceConfig{"telco": {Tenant: "acme",
+		Verifier: VerifierConfig{Secrets: []Secret{{Key: keyA}}}}}}, q, nil, nil)
+	if !errors.Is(err, ErrSecretStore) {
+		t.Fatalf("bad store at start: %v", err)
+	}
+	os.Remove(file)
+	f := newFixture(t, func(c *Config) { c.SecretFile = file })
+	if err := os.WriteFile(file+".tmp", []byte(`{"version":1,"sources":{"telco":[{"id":"x","secret":"whsec_!!"}]}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(file+".tmp", file)
+	if f.srv.reloadSecrets() {
+		t.Fatal("a bad store was loaded")
+	}
+	if c := f.post(t, "telco", stdHeaders("e1", now, body, keyA), body).Code; c != http.StatusAccepted {
+		t.Fatalf("configured secret after a bad store was written: %d", c)
+	}
+}
+
+func TestRotateRefuses(t *testing.T) {
+	file := filepath.Join(t.TempDir(), SecretFileName)
+	if _, err := RotateSecret(file, "Bad Name", nil, time.Hour, now); err == nil {
+		t.Error("bad source name accepted")
+	}
+	if _, err := RotateSecret(file, "telco", nil, -time.Second, now); err == nil {
+		t.Error("negative grace accepted")
+	}
+	for i := range MaxSecrets - 1 {
+		if _, err := RotateSecret(file, "telco", nil, time.Hour, now.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatalf("rotation %d: %v", i+1, err)
+		}
+	}
+	if _, err := RotateSecret(file, "telco", []Secret{{Key: keyA}}, time.Hour, now.Add(time.Minute)); !errors.Is(err, ErrTooManySecrets) {
+		t.Fatalf("rotation past %d active secrets: %v", MaxSecrets, err)
+	}
+	// Once the grace is over the old ones are dropped and rotation works.
+	if _, err := RotateSecret(file, "telco", []Secret{{Key: keyA}}, time.Hour, now.Add(2*time.Hour)); err != nil {
+		t.Fatalf("rotation after the old secrets expired: %v", err)
+	}
+	stored, _ := ReadSecretStore(file)
+	if n := len(EffectiveSecrets([]Secret{{Key: keyA}}, stored["telco"], now.Add(2*time.Hour))); n != 3 {
+		// the configured one and the last issued one, both in their grace, and the new one
+		t.Fatalf("%d active secrets after expiry, want 3", n)
+	}
+}
+
+func TestSecretIDHidesTheSecret(t *testing.T) {
+	id := SecretID(keyA)
+	if id != SecretID(keyA) || id == SecretID(keyB) || strings.Contains(id, base64.StdEncoding.EncodeToString(keyA)[:8]) {
+		t.Fatalf("SecretID = %s", id)
+	}
+}
