@@ -151,8 +151,11 @@ func (p *asteriskParser) parse(f []string, line int64) (event.CallRecord, error)
 	}
 	if rec.Account == "" {
 		c := "accountcode"
-		if p.o.Account == AccountChannel {
+		switch p.o.Account {
+		case AccountChannel:
 			c = "channel"
+		case AccountSource:
+			c = "src"
 		}
 		return rec, colErr(line, c, errors.New("no account: accountcode is empty and the channel names no peer"))
 	}
@@ -178,4 +181,3 @@ func channelPeer(ch string) string {
 	}
 	return rest
 }
-

@@ -1,0 +1,371 @@
+package cdr
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/telguard/telguard/internal/event"
+)
+
+var saoPaulo = mustZone("America/Sao_Paulo")
+
+func mustZone(name string) *time.Location {
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		panic(err)
+	}
+	return l
+}
+
+// summary is what a test checks of a record, in one readable line.
+func summary(r event.CallRecord) string {
+	ans := "-"
+	if r.Answered() {
+		ans = r.Answer.UTC().Format("15:04:05")
+	}
+	ip := ""
+	if r.SourceIP.IsValid() {
+		ip = " ip=" + r.SourceIP.String()
+	}
+	return fmt.Sprintf("%s %s→%s %s %s start=%s answer=%s end=%s billsec=%s %s%s",
+		r.Tenant, r.Account, r.To, r.Direction, r.From, r.Start.UTC().Format(time.DateTime), ans,
+		r.End.UTC().Format("15:04:05"), r.Billsec, r.Disposition, ip)
+}
+
+type readResult struct {
+	records []event.CallRecord
+	skipped []string
+	stats   Stats
+	err     error
+}
+
+func readAll(t *testing.T, r io.Reader, o Options) readResult {
+	t.Helper()
+	var res readResult
+	o.OnSkip = func(le *LineError) { res.skipped = append(res.skipped, le.Error()) }
+	rd, err := NewReader(r, o)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	for {
+		rec, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			res.err = err
+			break
+		}
+		res.records = append(res.records, rec)
+	}
+	res.stats = rd.Stats()
+	return res
+}
+
+func openTestdata(t *testing.T, name string) *os.File {
+	t.Helper()
+	f, err := os.Open("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func TestSampleFiles(t *testing.T) {
+	tests := []struct {
+		file    string
+		o       Options
+		format  Format
+		want    []string
+		skipped []string
+		lines   int64
+	}{
+		{
+			file: "asterisk_master.csv", o: Options{Tenant: "demo", Location: saoPaulo}, format: Asterisk,
+			want: []string{
+				"demo 1001→0044163296012 outbound 1001 start=2026-03-02 12:15:02 answer=12:15:09 end=12:17:41 billsec=2m32s ANSWERED",
+				"demo 1002→01133334444 outbound 1002 start=2026-03-02 12:20:00 answer=- end=12:20:31 billsec=0s NO ANSWER",
+				"demo sales→011987654321 outbound 1003 start=2026-03-02 12:25:10 answer=- end=12:25:12 billsec=0s BUSY",
+				"demo provider→s inbound +5511987654334 start=2026-03-02 12:30:00 answer=12:30:04 end=12:31:00 billsec=56s ANSWERED",
+				"demo 1004→00881612345678 outbound 1004 start=2026-03-03 02:10:00 answer=02:10:05 end=02:12:05 billsec=2m0s ANSWERED",
+			},
+			skipped: []string{
+				`line 5: column start: "not a time" is not a time like 2026-03-02 14:05:09`,
+				"line 7: column accountcode: no account: accountcode is empty and the channel names no peer",
+			},
+			lines: 8,
+		},
+		{
+			file: "asterisk_master.csv", o: Options{Format: Asterisk, Account: AccountSource}, format: Asterisk,
+			want: []string{
+				" 1001→0044163296012 outbound 1001 start=2026-03-02 09:15:02 answer=09:15:09 end=09:17:41 billsec=2m32s ANSWERED",
+				" 1002→01133334444 outbound 1002 start=2026-03-02 09:20:00 answer=- end=09:20:31 billsec=0s NO ANSWER",
+				" 1003→011987654321 outbound 1003 start=2026-03-02 09:25:10 answer=- end=09:25:12 billsec=0s BUSY",
+				" +5511987654334→s inbound +5511987654334 start=2026-03-02 09:30:00 answer=09:30:04 end=09:31:00 billsec=56s ANSWERED",
+				" 1004→00881612345678 outbound 1004 start=2026-03-02 23:10:00 answer=23:10:05 end=23:12:05 billsec=2m0s ANSWERED",
+			},
+			skipped: []string{
+				`line 5: column start: "not a time" is not a time like 2026-03-02 14:05:09`,
+				"line 7: column src: no account", // src is empty
+			},
+			lines: 8,
+		},
+		{
+			file: "freeswitch_master.csv", o: Options{Tenant: "demo", Location: saoPaulo}, format: FreeSWITCH,
+			want: []string{
+				"demo 1001→0044163296012 outbound 1001 start=2026-03-02 12:15:02 answer=12:15:09 end=12:17:41 billsec=2m32s NORMAL_CLEARING",
+				"demo 1002→01133334444 outbound 1002 start=2026-03-02 12:20:00 answer=- end=12:20:31 billsec=0s NO_ANSWER",
+				"demo +5511987654334→1001 inbound +5511987654334 start=2026-03-02 12:30:00 answer=12:30:04 end=12:31:00 billsec=56s NORMAL_CLEARING",
+				"demo sales→011987654321 outbound 1003 start=2026-03-02 12:25:10 answer=- end=12:25:12 billsec=0s USER_BUSY",
+			},
+			skipped: []string{"line 5: column end_stamp: end 2026-03-02T09:39:00-03:00 is before start 2026-03-02T09:40:00-03:00"},
+			lines:   5,
+		},
+		{
+			file: "generic_calls.csv", o: Options{Tenant: "demo", Location: saoPaulo}, format: Generic,
+			want: []string{
+				"demo 1001→+441632960123 outbound  start=2026-03-02 12:15:02 answer=12:15:09 end=12:17:41 billsec=2m32s ANSWERED ip=192.0.2.10",
+				"demo 1002→+13333344444 outbound  start=2026-03-02 12:20:00 answer=- end=12:20:31 billsec=0s NO ANSWER ip=192.0.2.11",
+				"demo 1001→+5511987654334 inbound  start=2026-03-02 12:30:00 answer=12:30:04 end=12:31:00 billsec=56s ANSWERED ip=198.51.100.7",
+				"demo 1003→+44 7700 900124 outbound  start=2026-03-02 12:26:00 answer=12:26:03 end=12:26:30 billsec=27s ANSWERED",
+			},
+			skipped: []string{`line 5: column direction: "sideways" is neither inbound nor outbound`},
+			lines:   6,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s/%s", tt.file, tt.o.Format), func(t *testing.T) {
+			res := readAll(t, openTestdata(t, tt.file), tt.o)
+			if res.err != nil {
+				t.Fatal(res.err)
+			}
+			var got []string
+			for _, r := range res.records {
+				got = append(got, summary(r))
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("records:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(tt.want, "\n     "))
+			}
+			if len(res.skipped) != len(tt.skipped) {
+				t.Fatalf("skipped %q, want %q", res.skipped, tt.skipped)
+			}
+			for i := range tt.skipped {
+				if !strings.HasPrefix(res.skipped[i], tt.skipped[i]) {
+					t.Errorf("skipped line %d: %q, want %q", i, res.skipped[i], tt.skipped[i])
+				}
+			}
+			want := Stats{Format: tt.format, Lines: tt.lines, Records: int64(len(tt.want)), Skipped: int64(len(tt.skipped))}
+			if res.stats != want {
+				t.Errorf("stats %+v, want %+v", res.stats, want)
+			}
+		})
+	}
+}
+
+func TestCallIDs(t *testing.T) {
+	res := readAll(t, openTestdata(t, "asterisk_master.csv"), Options{})
+	ids := map[string]bool{}
+	for _, r := range res.records {
+		if ids[r.CallID] {
+			t.Fatalf("call id %s given twice", r.CallID)
+		}
+		ids[r.CallID] = true
+	}
+	if id := res.records[0].CallID; !strings.HasPrefix(id, "1772453702.1-") || len(id) != len("1772453702.1-")+8 {
+		t.Errorf("Asterisk call id %q, want the uniqueid and a digest", id)
+	}
+	again := readAll(t, openTestdata(t, "asterisk_master.csv"), Options{})
+	for i := range res.records {
+		if res.records[i].CallID != again.records[i].CallID {
+			t.Fatal("call ids differ between two reads of one file: an import would not be idempotent")
+		}
+	}
+	// Asterisk 12+ with newcdrcolumns: one channel's records share the
+	// uniqueid and differ by sequence.
+	line := `"","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","2026-03-02 09:15:02","","2026-03-02 09:15:09",7,0,"NO ANSWER","DOCUMENTATION","1772453702.1","","","1772453702.1","4"` + "\n"
+	r := readAll(t, strings.NewReader(line), Options{})
+	if len(r.records) != 1 || r.records[0].CallID != "1772453702.1-4" {
+		t.Fatalf("newcdrcolumns record: %+v %v", r.records, r.err)
+	}
+	// FreeSWITCH: the uuid.
+	fs := readAll(t, openTestdata(t, "freeswitch_master.csv"), Options{})
+	if fs.records[0].CallID != "6f1c0c1e-5e4b-4a0e-9d7c-0b7c3f1a0001" {
+		t.Errorf("FreeSWITCH call id %q, want the uuid", fs.records[0].CallID)
+	}
+	// Generic without a call id column: a digest of the line.
+	csv := "account,to,start,billsec\n1001,+441632960123,2026-03-02T09:00:00Z,30\n1001,+441632960123,2026-03-02T09:05:00Z,30\n"
+	g := readAll(t, strings.NewReader(csv), Options{})
+	if len(g.records) != 2 || g.records[0].CallID == g.records[1].CallID || !strings.HasPrefix(g.records[0].CallID, "csv-") {
+		t.Fatalf("generic digests: %+v", g.records)
+	}
+}
+
+func TestChannelPeer(t *testing.T) {
+	for in, want := range map[string]string{
+		"SIP/1001-0000abcd":                  "1001",
+		"PJSIP/alice-00000002":               "alice",
+		"PJSIP/my-trunk-00000003":            "my-trunk",
+		"IAX2/1001-12345":                    "1001",
+		"Local/1004@from-internal-00000001;1": "1004",
+		"SIP/1001":                           "1001",
+		"":                                   "",
+		"dsp":                                "",
+	} {
+		if got := channelPeer(in); got != want {
+			t.Errorf("channelPeer(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestStrictStopsAtFirstBadLine(t *testing.T) {
+	rd, err := NewReader(openTestdata(t, "asterisk_master.csv"), Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		_, err = rd.Next()
+		if err != nil {
+			break
+		}
+		n++
+	}
+	var le *LineError
+	if !errors.As(err, &le) || le.Line != 5 || le.Column != "start" || !errors.Is(err, ErrBadRecord) {
+		t.Fatalf("strict: %v after %d records, want line 5 column start", err, n)
+	}
+	if n != 4 {
+		t.Fatalf("strict returned %d records before the bad line, want 4", n)
+	}
+	if _, again := rd.Next(); again != err {
+		t.Fatalf("Next after the error: %v, want the same error", again)
+	}
+}
+
+func TestBadLineCap(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("account,to,start,end\n")
+	for i := range 20 {
+		fmt.Fprintf(&b, "1001,+441632960123,yesterday %d,2026-03-02T09:00:00Z\n", i)
+	}
+	res := readAll(t, strings.NewReader(b.String()), Options{MaxBadLines: 5})
+	if !errors.Is(res.err, ErrTooManyBadLines) || len(res.skipped) != 6 {
+		t.Fatalf("cap 5: %v after %d skipped, want ErrTooManyBadLines after 6", res.err, len(res.skipped))
+	}
+	res = readAll(t, strings.NewReader(b.String()), Options{MaxBadLines: -1})
+	if res.err != nil || len(res.skipped) != 20 {
+		t.Fatalf("no cap: %v, %d skipped", res.err, len(res.skipped))
+	}
+}
+
+func TestLimits(t *testing.T) {
+	good := `"","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","2026-03-02 09:15:02","","2026-03-02 09:15:09",7,0,"NO ANSWER","DOCUMENTATION","u1",""`
+	long := `"","1001","0044163296012","from-internal","` + strings.Repeat("x", 2000) + `","SIP/1001-1","","Dial","","2026-03-02 09:15:02","","2026-03-02 09:15:09",7,0,"NO ANSWER","DOCUMENTATION","u2",""`
+	wide := strings.Repeat("a,", MaxFields+5) + "a"
+	longAccount := `"` + strings.Repeat("9", 200) + `","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","2026-03-02 09:15:02","","2026-03-02 09:15:09",7,0,"NO ANSWER","DOCUMENTATION","u3",""`
+	longCall := `"","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","2026-03-02 09:15:02","2026-03-02 09:15:09","2026-03-12 09:15:09",7,0,"ANSWERED","DOCUMENTATION","u4",""`
+	in := strings.Join([]string{good, long, wide, longAccount, longCall, good}, "\n") + "\n"
+	res := readAll(t, strings.NewReader(in), Options{Format: Asterisk, MaxLineBytes: 1024})
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	want := []string{
+		"line 2: longer than 1024 bytes",
+		"line 3: more than 256 columns",
+		"line 4: column accountcode: longer than 128 bytes",
+		"line 5: column end: call lasts more than 168h0m0s",
+	}
+	if strings.Join(res.skipped, "\n") != strings.Join(want, "\n") || len(res.records) != 2 {
+		t.Fatalf("skipped:\n%s\nwant:\n%s\nrecords %d", strings.Join(res.skipped, "\n"), strings.Join(want, "\n"), len(res.records))
+	}
+}
+
+func TestQuotedNewlinesAndHeader(t *testing.T) {
+	in := "accountcode,src,dst,dcontext,clid,channel,dstchannel,lastapp,lastdata,start,answer,end,duration,billsec,disposition,amaflags,uniqueid,userfield\r\n" +
+		`"","1001","0044163296012","from-internal","""Alice` + "\r\n" + `Silva"" <1001>","SIP/1001-1","","Dial","a,b","2026-03-02 09:15:02","","2026-03-02 09:15:09",7,0,"NO ANSWER","DOCUMENTATION","u1",""` + "\r\n" +
+		`"","1002","0044163296013","from-internal","","SIP/1002-1","","Dial","","2026-03-02 09:16:02","","2026-03-02 09:16:09",7,0,"NO ANSWER","DOCUMENTATION","u2",""` + "\r\n" +
+		`"","1003","0044163296013","from-internal","unclosed,SIP/1003-1` + "\n"
+	res := readAll(t, strings.NewReader(in), Options{Format: Asterisk})
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if len(res.records) != 2 || res.records[0].Account != "1001" || res.records[1].Account != "1002" {
+		t.Fatalf("records %+v", res.records)
+	}
+	if len(res.skipped) != 1 || !strings.HasPrefix(res.skipped[0], "line 5: column 5: quoted field not closed") {
+		t.Fatalf("skipped %q", res.skipped)
+	}
+	if res.stats.Lines != 5 {
+		t.Fatalf("lines %d, want 5 (a quoted newline is a line)", res.stats.Lines)
+	}
+}
+
+func TestDetection(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		o    Options
+		want error
+	}{
+		{"", Options{}, ErrUnknownFormat},
+		{"\n\n", Options{}, ErrUnknownFormat},
+		{"hello,world\n1,2\n", Options{}, ErrUnknownFormat},
+		{"account,to\n1001,+441632960123\n", Options{}, ErrBadMapping}, // a header without start
+		{"ext,num,when,secs\n", Options{Mapping: Mapping{Account: "ext", To: "num", Start: "when", Billsec: "nope"}}, ErrBadMapping},
+		{"ext,num,when,secs\n", Options{Mapping: Mapping{Account: "ext", To: "num", Start: "when", Billsec: "secs"}}, nil},
+		{"x", Options{Format: "cdr"}, ErrUnknownFormat},
+	} {
+		_, err := NewReader(strings.NewReader(tt.in), tt.o)
+		if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+			t.Errorf("NewReader(%q, %+v) = %v, want %v", tt.in, tt.o, err, tt.want)
+		}
+	}
+	// The error of a header that lacks columns says which.
+	_, err := NewReader(strings.NewReader("account,to\n"), Options{})
+	if err == nil || !strings.Contains(err.Error(), "no column for start, end, duration or billsec") {
+		t.Errorf("missing columns: %v", err)
+	}
+}
+
+func TestGenericMapping(t *testing.T) {
+	m, err := ParseMapping("account=Ext , to=Number,start=When,duration=Secs,time_format=02/01/2006 15:04")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := "Ext,Number,When,Secs\n2001,+447700900123,02/03/2026 21:00,95\n2001,+447700900124,02/03/2026 21:05,0\n"
+	res := readAll(t, strings.NewReader(in), Options{Mapping: m, Location: saoPaulo})
+	if res.err != nil || len(res.records) != 2 {
+		t.Fatalf("%v %+v %q", res.err, res.records, res.skipped)
+	}
+	r := res.records[0]
+	if r.Account != "2001" || !r.Start.Equal(time.Date(2026, 3, 3, 0, 0, 0, 0, time.UTC)) || r.Billsec != 95*time.Second || !r.Answered() {
+		t.Fatalf("duration-only record: %s", summary(r))
+	}
+	if res.records[1].Answered() {
+		t.Fatalf("a zero-duration call came back answered: %s", summary(res.records[1]))
+	}
+	for _, bad := range []string{"account", "account=", "acount=x", "to=a,to=b"} {
+		if _, err := ParseMapping(bad); !errors.Is(err, ErrBadMapping) {
+			t.Errorf("ParseMapping(%q) = %v, want ErrBadMapping", bad, err)
+		}
+	}
+}
+
+func TestParseTime(t *testing.T) {
+	want := time.Date(2026, 3, 2, 12, 15, 2, 0, time.UTC)
+	for _, s := range []string{
+		"2026-03-02T09:15:02-03:00", "2026-03-02T12:15:02Z", "2026-03-02 09:15:02", "2026-03-02T09:15:02",
+		"2026-03-02 12:15:02 +0000", "1772453702", "1772453702000", "1772453702.000",
+	} {
+		got, err := parseTime(s, "", saoPaulo)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("parseTime(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+}

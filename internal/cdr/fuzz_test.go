@@ -1,0 +1,123 @@
+package cdr
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fuzzRead reads in as format and checks what every record must satisfy,
+// whatever the input: the limits hold, times are in order, and an
+// unanswered call bills nothing.
+func fuzzRead(t *testing.T, in []byte, o Options) {
+	o.MaxLineBytes = 4096
+	o.MaxBadLines = -1
+	rd, err := NewReader(bytes.NewReader(in), o)
+	if err != nil {
+		return
+	}
+	for {
+		r, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			var le *LineError
+			if !errors.As(err, &le) && !strings.HasPrefix(err.Error(), "read CDR") {
+				t.Fatalf("Next: unexpected error %v", err)
+			}
+			break
+		}
+		switch {
+		case r.Account == "" || r.To == "" || r.CallID == "":
+			t.Fatalf("record without account, destination or call id: %+v", r)
+		case len(r.Account) > maxAccountLen || len(r.To) > maxNumberLen || len(r.From) > maxNumberLen || len(r.CallID) > maxCallIDLen:
+			t.Fatalf("record past the field limits: %+v", r)
+		case r.End.Before(r.Start) || r.End.Sub(r.Start) > maxCallLength:
+			t.Fatalf("record with bad times: %+v", r)
+		case r.Billsec < 0 || (!r.Answered() && r.Billsec != 0):
+			t.Fatalf("record with bad billsec: %+v", r)
+		case r.Answered() && (r.Answer.Before(r.Start.Add(-time.Second)) || r.Answer.After(r.End.Add(time.Second))):
+			t.Fatalf("answer outside the call: %+v", r)
+		}
+	}
+	st := rd.Stats()
+	if st.Records+st.Skipped > st.Lines+1 {
+		t.Fatalf("stats %+v: more records and skips than lines", st)
+	}
+}
+
+func addSeeds(f *testing.F, file string, extra ...string) {
+	b, err := os.ReadFile("testdata/" + file)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		f.Add(line)
+	}
+	for _, s := range extra {
+		f.Add([]byte(s))
+	}
+}
+
+func FuzzAsterisk(f *testing.F) {
+	addSeeds(f, "asterisk_master.csv", `"a""b",`+"\"\n\"", ",,,,,,,,,,,,,,,,,")
+	f.Fuzz(func(t *testing.T, in []byte) { fuzzRead(t, in, Options{Format: Asterisk}) })
+}
+
+func FuzzFreeSWITCH(f *testing.F) {
+	addSeeds(f, "freeswitch_master.csv", `"","","","","2026-03-02 09:00:00","","2026-03-02 09:00:00","0","0","","","",""`)
+	f.Fuzz(func(t *testing.T, in []byte) { fuzzRead(t, in, Options{Format: FreeSWITCH}) })
+}
+
+func FuzzGeneric(f *testing.F) {
+	addSeeds(f, "generic_calls.csv", "account,to,start,duration\n1,2,1772453702,5\n", "account,to,start,end,answer\n1,2,0,0,0\n")
+	f.Fuzz(func(t *testing.T, in []byte) { fuzzRead(t, in, Options{Location: saoPaulo}) })
+}
+
+// benchFile is n Asterisk records as Master.csv writes them.
+func benchFile(n int) []byte {
+	var b bytes.Buffer
+	start := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+	for i := range n {
+		s := start.Add(time.Duration(i) * 7 * time.Second)
+		fmt.Fprintf(&b, `"","10%02d","00441632960%03d","from-internal","""Ext %d"" <10%02d>","SIP/10%02d-%08x","SIP/trunk-%08x","Dial","SIP/trunk/00441632960%03d,60,tT","%s","%s","%s",%d,%d,"ANSWERED","DOCUMENTATION","%d.%d",""`+"\n",
+			i%100, i%1000, i%100, i%100, i%100, i, i+1, i%1000,
+			s.Format(switchLayout), s.Add(5*time.Second).Format(switchLayout), s.Add(95*time.Second).Format(switchLayout),
+			95, 90, s.Unix(), i)
+	}
+	return b.Bytes()
+}
+
+// BenchmarkAsteriskRecords measures parsing throughput; records/s is the
+// figure docs/BENCHMARKS.md quotes.
+func BenchmarkAsteriskRecords(b *testing.B) {
+	const n = 10000
+	data := benchFile(n)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	records := 0
+	for b.Loop() {
+		rd, err := NewReader(bytes.NewReader(data), Options{Format: Asterisk})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			_, err := rd.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			records++
+		}
+	}
+	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
+}
