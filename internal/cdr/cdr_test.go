@@ -209,14 +209,14 @@ func TestCallIDs(t *testing.T) {
 
 func TestChannelPeer(t *testing.T) {
 	for in, want := range map[string]string{
-		"SIP/1001-0000abcd":                  "1001",
-		"PJSIP/alice-00000002":               "alice",
-		"PJSIP/my-trunk-00000003":            "my-trunk",
-		"IAX2/1001-12345":                    "1001",
+		"SIP/1001-0000abcd":                   "1001",
+		"PJSIP/alice-00000002":                "alice",
+		"PJSIP/my-trunk-00000003":             "my-trunk",
+		"IAX2/1001-12345":                     "1001",
 		"Local/1004@from-internal-00000001;1": "1004",
-		"SIP/1001":                           "1001",
-		"":                                   "",
-		"dsp":                                "",
+		"SIP/1001":                            "1001",
+		"":                                    "",
+		"dsp":                                 "",
 	} {
 		if got := channelPeer(in); got != want {
 			t.Errorf("channelPeer(%q) = %q, want %q", in, got, want)
