@@ -99,6 +99,7 @@ func (e *env) sim(args []string) error {
 	seed := fs.Uint64("seed", 1, "seed for the traffic; the same seed gives the same calls")
 	policyFile := fs.String("policy", "", "policy `file` (default: the built-in examples/policy.yaml)")
 	days := fs.Int("days", 7, "simulated days")
+	warmUp := fs.Int("warm-up", 21, "`days` of honest-only traffic before the measured days, to teach the baselines (not counted in the report)")
 	tenants := fs.Int("tenants", 10, "simulated tenants")
 	accounts := fs.Int("accounts", 50, "accounts per tenant")
 	scen := fs.String("scenarios", strings.Join(sim.ScenarioNames(), ","), "comma-separated attack `scenarios` to mix in; \"none\" for honest traffic only")
@@ -119,6 +120,9 @@ func (e *env) sim(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usagef("sim: unexpected argument %q", fs.Arg(0))
+	}
+	if *warmUp < 0 || *warmUp > 366 {
+		return usagef("sim: keep 0 ≤ --warm-up ≤ 366")
 	}
 	if *days < 1 || *days > 366 || *tenants < 1 || *tenants > 10_000 || *accounts < 1 || *accounts > 10_000 {
 		return usagef("sim: keep 1 ≤ --days ≤ 366, 1 ≤ --tenants ≤ 10000 and 1 ≤ --accounts ≤ 10000")
@@ -152,7 +156,7 @@ func (e *env) sim(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	o := sim.Options{Seed: *seed, Days: *days, Tenants: *tenants, Accounts: *accounts, Scenarios: names, Policy: pol}
+	o := sim.Options{Seed: *seed, Days: *days, WarmUpDays: *warmUp, Tenants: *tenants, Accounts: *accounts, Scenarios: names, Policy: pol}
 	if *target != "" {
 		return e.simRemote(ctx, o, *target, *key, *rate, *asJSON)
 	}

@@ -69,6 +69,10 @@ func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 		e.decideSIP(&b, t, ev)
 		return d
 	}
+	if ev.Direction.IsInbound() {
+		e.decideInbound(&b, t, ev)
+		return d
+	}
 	// Number parsing is the slow part and needs no lock.
 	num, numErr := t.Numbers.Normalize(ev.To)
 	if numErr == nil {
@@ -195,11 +199,12 @@ func (e *Engine) screen(b *verdictBuilder, t *policy.Tenant, g *policy.Group, s 
 	}
 
 	e.limits(b, t, g, s, ev, num, numErr)
+	e.newNetwork(b, t, g, s, ev, num, numErr)
 	// The detectors watch the calls that get through: an attempt another
 	// rule already blocks is not recorded, so one rule's refusals (a rate
 	// limit's, say) never turn into a pattern too.
 	if numErr == nil && ev.Account != "" && ev.CallID != "" && !b.d.Verdict.Blocks() {
-		e.patterns(b, t, s, ev, num)
+		e.patterns(b, t, g, s, ev, num)
 	}
 	e.escalate(b, t, s, ev, changes)
 }
@@ -477,6 +482,11 @@ func risk(d *event.Decision) int {
 	}
 	if d.Destination.HighRisk {
 		r += 20
+	}
+	// An anomaly score above the ordinary 0.5 carries risk of its own:
+	// 0.75 is 50, 0.9 is 80.
+	if a := d.AnomalyScore; a > 0.5 {
+		r = max(r, int((a-0.5)*200+0.5))
 	}
 	return min(r, 100)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/telguard/telguard/internal/clock"
+	"github.com/telguard/telguard/internal/engine/anomaly"
 	"github.com/telguard/telguard/internal/engine/policy"
 	"github.com/telguard/telguard/internal/event"
 )
@@ -32,6 +33,7 @@ type Options struct {
 // lock, so one tenant's storm does not queue another's calls.
 type Engine struct {
 	pol     atomic.Pointer[policy.Policy]
+	model   atomic.Pointer[anomaly.Forest]
 	clock   clock.Clock
 	sink    Sink
 	log     *slog.Logger

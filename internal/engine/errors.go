@@ -14,3 +14,6 @@ var ErrNotSuspended = errors.New("account not suspended")
 
 // ErrBadEvent is returned for an event that is missing a required field.
 var ErrBadEvent = errors.New("bad event")
+
+// ErrModel is returned for an anomaly model the engine cannot use.
+var ErrModel = errors.New("unusable anomaly model")

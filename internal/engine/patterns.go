@@ -11,19 +11,47 @@ import (
 	"github.com/telguard/telguard/internal/numbering"
 )
 
+// recentHorizon is how long an account's recent calls matter: the longest
+// window of a pattern detector, the baseline deviation window or the
+// anomaly score's ten minutes, whichever is on and longest.
+func recentHorizon(t *policy.Tenant) time.Duration {
+	var h time.Duration
+	if t == nil {
+		return h
+	}
+	if t.Patterns != nil && t.Patterns.Enabled {
+		h = t.Patterns.Horizon
+	}
+	if t.Baselines != nil && t.Baselines.Enabled {
+		h = max(h, t.Baselines.DeviationWindow)
+	}
+	if t.Score != nil && t.Score.Enabled {
+		h = max(h, scoreWindow)
+	}
+	return h
+}
+
+// scoreWindow is the window of the anomaly score's features
+// (anomaly.FeatureConfig's default).
+const scoreWindow = 10 * time.Minute
+
 // patterns records an attempt no other rule blocks in its account's recent
-// calls and runs the fraud-pattern detectors over them: each detection is a
-// hit of rule pattern.<name>. The attempt is recorded first because the
-// detectors judge it together with the calls before it (a callback, the
-// range a targeted attack hammers). An attempt the patterns block stays on
-// record, so that an account that keeps dialling while flagged stays
-// flagged, as a call that ended unanswered with nothing billed: never a
-// call up, never money spent. Its end is put past the longest ring of a
-// one-ring call, because a refused attempt never rang anyone; recorded as
-// one, each refusal for another pattern would add up to Wangiri.
-func (e *Engine) patterns(b *verdictBuilder, t *policy.Tenant, s *tenantState, ev event.Event, num numbering.Number) {
+// calls and runs the fraud-pattern detectors, the baseline deviation rule
+// and the anomaly score over them: each detection is a hit of its rule.
+// The attempt is recorded first because the rules judge it together with
+// the calls before it (a callback, the range a targeted attack hammers).
+// An attempt these rules block stays on record, so that an account that
+// keeps dialling while flagged stays flagged, as a call that ended
+// unanswered with nothing billed: never a call up, never money spent. Its
+// end is put past the longest ring of a one-ring call, because a refused
+// attempt never rang anyone; recorded as one, each refusal for another
+// pattern would add up to Wangiri.
+func (e *Engine) patterns(b *verdictBuilder, t *policy.Tenant, g *policy.Group, s *tenantState, ev event.Event, num numbering.Number) {
 	p := t.Patterns
-	if p == nil || !p.Enabled {
+	pat := p != nil && p.Enabled
+	bl := t.Baselines != nil && t.Baselines.Enabled
+	score := t.Score != nil && t.Score.Enabled && e.model.Load() != nil
+	if !pat && !bl && !score {
 		return
 	}
 	rc := s.recent[ev.Account]
@@ -34,27 +62,32 @@ func (e *Engine) patterns(b *verdictBuilder, t *policy.Tenant, s *tenantState, e
 	if ev.Time.After(rc.last) {
 		rc.last = ev.Time
 	}
+	now := ev.Time.In(t.Location)
 	_, highRisk := t.HighRisk.Match(num)
 	rc.r.Start(anomaly.Call{
-		ID: ev.CallID, Time: ev.Time.In(t.Location), E164: num.E164, Country: num.Region,
+		ID: ev.CallID, Time: now, E164: num.E164, Country: num.Region,
 		International: num.International, HighRisk: highRisk || num.Type == numbering.PremiumRate,
 		RatePerMinute: b.d.Destination.RatePerMinute,
 	})
-	s.dets = p.Detectors.Check(s.dets[:0], rc.r, nil, ev.Time)
-	if len(s.dets) == 0 {
-		return
+	var base *anomaly.Baseline
+	if bl {
+		base = s.baselineFor(t, g, ev.Account, now)
 	}
-	for i := range s.dets {
-		det := &s.dets[i]
-		rule := policy.PatternRule(det.Pattern)
-		v := p.Action(det.Pattern, det.Level)
-		b.hit(rule, t.ModeOf(rule, p.Mode), v, det.Level.String(), patternSIP(v), patternReason(det, t.Currency))
+	if pat {
+		s.dets = p.Detectors.Check(s.dets[:0], rc.r, base, now)
+		for i := range s.dets {
+			det := &s.dets[i]
+			rule := policy.PatternRule(det.Pattern)
+			v := p.Action(det.Pattern, det.Level)
+			b.hit(rule, t.ModeOf(rule, p.Mode), v, det.Level.String(), patternSIP(v), patternReason(det, t.Currency))
+		}
+		clear(s.dets) // the evidence holds numbers; do not keep them past the decision
 	}
-	clear(s.dets) // the evidence holds numbers; do not keep them past the decision
+	e.behaviourRules(b, t, base, rc, now)
 	if b.d.Verdict.Blocks() {
-		ring := p.Detectors.Wangiri.MaxRing
-		if ring <= 0 {
-			ring = 5 * time.Second // the detector's default
+		ring := oneRing
+		if pat && p.Detectors.Wangiri.MaxRing > 0 {
+			ring = p.Detectors.Wangiri.MaxRing
 		}
 		rc.r.End(ev.CallID, ev.Time.Add(ring+time.Second), false, 0)
 	}

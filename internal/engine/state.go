@@ -43,12 +43,17 @@ type tenantState struct {
 	// idle for longer than the longest detector window.
 	recent map[string]*recentCalls
 	dets   []anomaly.Detection // scratch for the detectors' findings
+	// behaviour is the learned baselines and networks (behaviour.go).
+	behaviour behaviour
+	// inbound holds inbound calls from abroad until they end.
+	inbound map[string]*inboundCall
 }
 
 // recentCalls is what the pattern detectors see of one account.
 type recentCalls struct {
 	r    *anomaly.Recent
 	last time.Time // event time of the latest attempt or end recorded
+	keep time.Time // kept at least until then: a callback window is open
 }
 
 // recentCapacity is how many calls are kept per account: above every
@@ -222,6 +227,7 @@ func (s *tenantState) endCall(f *flight, t *policy.Tenant, at time.Time, billed 
 			rc.last = at
 		}
 	}
+	s.learn(f, t, at, billed)
 	if t != nil {
 		// Fix: this walked t.Limits, every limit of every group, so a
 		// group's short_calls limit keyed by tenant, source_ip, country or
@@ -352,17 +358,19 @@ func (s *tenantState) sweep(now time.Time, t *policy.Tenant, changes []event.Cha
 		}
 		ls.sweep(now)
 	}
-	var horizon time.Duration
-	if t != nil && t.Patterns != nil && t.Patterns.Enabled {
-		horizon = t.Patterns.Horizon
-	}
+	horizon := recentHorizon(t)
 	for account, rc := range s.recent {
 		// An account with a call up keeps its recent calls: the call is
 		// still counted as simultaneous.
-		if now.Sub(rc.last) > horizon && len(s.byAccount[account]) == 0 {
+		if now.Sub(rc.last) > horizon && len(s.byAccount[account]) == 0 && now.After(rc.keep) {
 			delete(s.recent, account)
 		}
 	}
+	maxDur := policy.DefaultMaxCallDuration
+	if t != nil {
+		maxDur = t.MaxCallDuration
+	}
+	s.sweepInbound(now, maxDur)
 	if s.escAccount != nil {
 		s.escAccount.Sweep(now)
 		s.escIP.Sweep(now)

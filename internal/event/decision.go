@@ -92,6 +92,10 @@ type Decision struct {
 	// a reply tells a scanner that a host is there.
 	Silent     bool   `json:"silent,omitempty"`
 	Escalation string `json:"escalation,omitempty"` // the escalation step this decision took, if any
+	// AnomalyScore is the isolation forest's score of the account's
+	// recent calls, in (0, 1): about 0.5 or less is ordinary, near 1 an
+	// outlier. 0 when no model is loaded or the call was not scored.
+	AnomalyScore float64 `json:"anomaly_score,omitempty"`
 }
 
 // Rules returns the ids of the rules that fired, in order.

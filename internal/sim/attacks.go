@@ -31,8 +31,8 @@ var scenarios = []Scenario{
 		"address to UK 070 personal numbers (a classic IRSF range in an ordinary, usually allowed country): " +
 		"made to look like business traffic.", slowPumping},
 	{"wangiri", "A compromised account sends a burst of 150 one-ring calls (hung up after 1-2 s, never answered) to mobiles " +
-		"in 15 countries; then 15 honest users across the tenants call back the Caribbean premium numbers " +
-		"that rang them, and stay on hold for minutes.", wangiri},
+		"in 15 countries; then Caribbean premium numbers ring 15 users across the tenants once (inbound calls, " +
+		"not counted as attempts) and the users call them back, and stay on hold for minutes.", wangiri},
 	{"enumeration", "Enumeration then fraud: from one address an attacker probes a range with 60 short test calls to " +
 		"sequential numbers, then, 20 minutes later, pumps 50 long calls to the six that answered.", enumeration},
 	{"stolen-api-key", "A stolen API key places 90 calls over about 100 minutes at night from a network the tenant never " +
@@ -134,6 +134,10 @@ func (g *gen) workday(r *rand.Rand, v victim) time.Time {
 	}
 	return g.day(d, v.t.Location).Add(9*time.Hour + 30*time.Minute + between(r, 0, 90*time.Minute))
 }
+
+// carrierIP is where inbound calls reach the tenants from: their carrier's
+// trunk (TEST-NET-2).
+var carrierIP = netip.AddrFrom4([4]byte{198, 51, 100, 1})
 
 // attackerIP returns an address in 203.0.113.0/24 (TEST-NET-3).
 func attackerIP(r *rand.Rand) netip.Addr {
@@ -249,8 +253,14 @@ func wangiri(g *gen, r *rand.Rand, v victim) {
 		ti := r.IntN(len(g.cfg.Tenants))
 		t := &g.cfg.Tenants[ti]
 		a := &t.Accounts[r.IntN(len(t.Accounts))]
-		cb := at.Add(between(r, 5*time.Minute, 4*time.Hour))
-		g.fraud(r, name, t.ID, a.ID, premiums[r.IntN(len(premiums))], siteIP(ti, a.Site%t.Sites), cb, 0.98, time.Minute, 6*time.Minute)
+		to := premiums[r.IntN(len(premiums))]
+		// The premium number rings the user once (an inbound call, hung
+		// up after a second or two), then the user calls it back.
+		ring := at.Add(between(r, 0, 5*time.Minute))
+		g.add(Call{Tenant: t.ID, Account: a.ID, From: to, Inbound: true, SourceIP: carrierIP,
+			Attempt: ring, Ring: between(r, time.Second, 2*time.Second), Label: Label{Scenario: name, Fraud: true}})
+		cb := ring.Add(between(r, 5*time.Minute, 4*time.Hour))
+		g.fraud(r, name, t.ID, a.ID, to, siteIP(ti, a.Site%t.Sites), cb, 0.98, time.Minute, 6*time.Minute)
 	}
 }
 

@@ -65,6 +65,14 @@ type Call struct {
 	Answered bool
 	Duration time.Duration // billed duration when answered
 	Rate     float64       // per minute, from the rate deck
+	// WarmUp calls come before the measured days: they teach the engine's
+	// baselines and are not in the report.
+	WarmUp bool
+	// Inbound calls ring the account (From is the caller, To is empty):
+	// context for the engine, such as a Wangiri ring; never counted as
+	// attempts in the report.
+	Inbound bool
+	From    string
 	Label
 }
 
@@ -87,10 +95,14 @@ type Config struct {
 	Seed uint64
 	// Start is the first simulated day, taken as a date in each tenant's
 	// zone; zero means Monday 2 March 2026.
-	Start     time.Time
-	Days      int
-	Tenants   []Tenant
-	Scenarios []string // attack scenarios, one instance each; nil means none
+	Start time.Time
+	Days  int
+	// WarmUpDays of honest traffic only come before Start, so that the
+	// engine's baselines have history before the first attack. Their
+	// calls are marked WarmUp and left out of the report.
+	WarmUpDays int
+	Tenants    []Tenant
+	Scenarios  []string // attack scenarios, one instance each; nil means none
 	// Rates prices calls; nil means numbering.DefaultRateDeck().
 	Rates *numbering.RateDeck
 }
@@ -106,6 +118,9 @@ var ErrConfig = errors.New("bad simulation config")
 func Generate(cfg Config) ([]Call, error) {
 	if cfg.Days < 1 {
 		return nil, fmt.Errorf("generate: %w: days must be at least 1", ErrConfig)
+	}
+	if cfg.WarmUpDays < 0 {
+		return nil, fmt.Errorf("generate: %w: warm-up days must not be negative", ErrConfig)
 	}
 	if len(cfg.Tenants) == 0 {
 		return nil, fmt.Errorf("generate: %w: no tenants", ErrConfig)
@@ -141,7 +156,7 @@ func Generate(cfg Config) ([]Call, error) {
 	for i := range g.calls {
 		c := &g.calls[i]
 		c.ID = fmt.Sprintf("sim-%07d", i+1)
-		if r, ok := cfg.Rates.Lookup(c.To); ok {
+		if r, ok := cfg.Rates.Lookup(c.To); ok && !c.Inbound {
 			c.Rate = r.PerMinute
 		}
 	}
@@ -169,10 +184,14 @@ func (g *gen) day(d int, loc *time.Location) time.Time {
 }
 
 func (g *gen) add(c Call) {
-	region, ok := g.regions[c.To]
+	num := c.To
+	if c.Inbound {
+		num = c.From
+	}
+	region, ok := g.regions[num]
 	if !ok {
-		region = regionOf(c.To) // libphonenumber parsing is slow; numbers repeat
-		g.regions[c.To] = region
+		region = regionOf(num) // libphonenumber parsing is slow; numbers repeat
+		g.regions[num] = region
 	}
 	c.Country = region
 	g.calls = append(g.calls, c)

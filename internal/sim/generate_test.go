@@ -84,7 +84,15 @@ func TestScenarioCountsAndLabels(t *testing.T) {
 		"enumeration": 110, "stolen-api-key": 90, "distributed": 240}
 	calls, _ := generate(t, 5, 3, 5, 20, ScenarioNames()...)
 	got := map[string]int{}
+	inbound := 0
 	for _, c := range calls {
+		if c.Inbound {
+			inbound++
+			if c.Scenario != "wangiri" || c.From == "" || c.To != "" || c.Answered {
+				t.Fatalf("inbound call %+v; want only the Wangiri rings, unanswered", c)
+			}
+			continue
+		}
 		if c.Fraud {
 			got[c.Scenario]++
 		} else if c.Scenario != string(Office) && c.Scenario != string(CallCentre) {
@@ -93,6 +101,9 @@ func TestScenarioCountsAndLabels(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("attempts per scenario %v, want %v", got, want)
+	}
+	if inbound != 15 {
+		t.Fatalf("%d Wangiri rings, want one per callback (15)", inbound)
 	}
 	ips := map[netip.Addr]bool{}
 	for _, c := range fraudOf(calls, "distributed") {
@@ -110,7 +121,7 @@ func TestScenarioCountsAndLabels(t *testing.T) {
 		if i > 0 && c.Attempt.Before(calls[i-1].Attempt) {
 			t.Fatalf("calls out of order at %d", i)
 		}
-		if c.Answered != (c.Duration > 0) || (c.Rate <= 0 && c.Country != "") {
+		if c.Answered != (c.Duration > 0) || (c.Rate <= 0 && c.Country != "" && !c.Inbound) {
 			t.Fatalf("inconsistent call %+v", c)
 		}
 	}

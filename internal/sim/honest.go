@@ -48,14 +48,14 @@ func (g *gen) honest(ti int, a *Account) {
 		contacts[i] = g.domestic(r, t.Home)
 	}
 	ip := siteIP(ti, a.Site%t.Sites)
-	for d := range g.cfg.Days {
+	for d := -g.cfg.WarmUpDays; d < g.cfg.Days; d++ {
 		midnight := g.day(d, t.Location)
 		f := weekdayFactor(a.Role, midnight.Weekday())
 		for h, mean := range hours {
 			n := poisson(r, mean*f*activity)
 			for range n {
 				at := midnight.Add(time.Duration(h)*time.Hour + between(r, 0, time.Hour))
-				c := Call{Tenant: t.ID, Account: a.ID, SourceIP: ip, Attempt: at,
+				c := Call{Tenant: t.ID, Account: a.ID, SourceIP: ip, Attempt: at, WarmUp: d < 0,
 					Label: Label{Scenario: string(a.Role)}}
 				if a.Role == CallCentre {
 					g.agentCall(r, t, &c)

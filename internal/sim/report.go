@@ -16,10 +16,20 @@ import (
 // the calls and the decisions, so it is the same for the same seed and
 // policy.
 type Report struct {
-	Seed          uint64        `json:"seed"`
-	Policy        string        `json:"policy,omitempty"`
-	Start         time.Time     `json:"start"`
-	Days          int           `json:"days"`
+	Seed   uint64    `json:"seed"`
+	Policy string    `json:"policy,omitempty"`
+	Start  time.Time `json:"start"`
+	Days   int       `json:"days"`
+	// WarmUpDays of honest traffic ran through the engine before the
+	// measured days (WarmUpCalls calls); they are in no figure below.
+	WarmUpDays  int `json:"warm_up_days"`
+	WarmUpCalls int `json:"warm_up_calls"`
+	// Inbound calls (rings the engine was told of) are in no figure below
+	// but latency.
+	Inbound int `json:"inbound_calls,omitempty"`
+	// Model says whether an anomaly model scored the measured days, and
+	// what it was trained on.
+	Model         string        `json:"anomaly_model,omitempty"`
 	Tenants       int           `json:"tenants"`
 	Accounts      int           `json:"accounts_per_tenant"`
 	Honest        HonestStats   `json:"honest"`
@@ -91,7 +101,15 @@ func Summarise(res Result) Report {
 	lat := make([]time.Duration, 0, len(res.Outcomes))
 	for i := range res.Outcomes {
 		c, o := &res.Calls[i], res.Outcomes[i]
+		if c.WarmUp {
+			rep.WarmUpCalls++
+			continue
+		}
 		lat = append(lat, o.Latency)
+		if c.Inbound {
+			rep.Inbound++
+			continue
+		}
 		if !c.Fraud {
 			h := &rep.Honest
 			h.Attempts++
@@ -228,8 +246,16 @@ in-process Decide, p50 and p99 (the one figure that varies between runs of a see
 // WriteText writes the report as aligned tables.
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "telguard sim: seed %d, %d day(s) from %s, %d tenant(s) × %d account(s), policy %s\n\n",
+	fmt.Fprintf(&b, "telguard sim: seed %d, %d day(s) from %s, %d tenant(s) × %d account(s), policy %s\n",
 		r.Seed, r.Days, r.Start.Format(time.DateOnly), r.Tenants, r.Accounts, cmp.Or(r.Policy, "(built in)"))
+	if r.WarmUpDays > 0 {
+		fmt.Fprintf(&b, "after %d warm-up day(s) of honest traffic only (%d calls, not counted below) that taught the baselines\n",
+			r.WarmUpDays, r.WarmUpCalls)
+	}
+	if r.Model != "" {
+		fmt.Fprintf(&b, "anomaly model: %s\n", r.Model)
+	}
+	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tattempts\tblocked\tintercept\tthrough (calls/min)\tfirst block\tlost\tat risk\tlost%\t")
 	row := func(a AttackStats) {

@@ -91,6 +91,9 @@ func Run(ctx context.Context, d Decider, calls []Call, setTime func(time.Time)) 
 		}
 		ev := event.Event{Kind: event.CallAttempt, Time: c.Attempt, Tenant: c.Tenant, Account: c.Account,
 			CallID: c.ID, From: c.Account, To: c.To, SourceIP: c.SourceIP, Sensor: "sim"}
+		if c.Inbound {
+			ev.From, ev.To, ev.Direction = c.From, c.Account, event.Inbound
+		}
 		start := time.Now()
 		dec := d.Decide(ctx, ev)
 		lat := time.Since(start)
@@ -99,6 +102,7 @@ func Run(ctx context.Context, d Decider, calls []Call, setTime func(time.Time)) 
 			continue
 		}
 		ev.To, ev.From = "", ""
+		ev.Direction = "" // the answer and end of an inbound call are found by its call id
 		if c.Answered {
 			ans := ev
 			ans.Kind, ans.Time = event.CallAnswered, c.Answer()

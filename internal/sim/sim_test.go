@@ -46,7 +46,7 @@ func TestEndToEndWithExamplePolicy(t *testing.T) {
 	if rep.ObserveErrors != 0 {
 		t.Errorf("%d observe errors", rep.ObserveErrors)
 	}
-	if rep.Latency.Decisions != rep.Honest.Attempts+rep.Overall.Attempts || rep.Latency.P99 <= 0 {
+	if rep.Latency.Decisions != rep.Honest.Attempts+rep.Overall.Attempts+rep.Inbound || rep.Inbound != 15 || rep.Latency.P99 <= 0 {
 		t.Errorf("latency %+v", rep.Latency)
 	}
 
@@ -58,5 +58,40 @@ func TestEndToEndWithExamplePolicy(t *testing.T) {
 	rep.Latency, again.Latency = LatencyStats{}, LatencyStats{}
 	if !reflect.DeepEqual(rep, again) {
 		t.Errorf("same seed, different reports:\n%+v\n%+v", rep, again)
+	}
+}
+
+// Warm-up days teach the baselines and count for nothing: the report's
+// honest attempts are those of the measured days only, and with history
+// the example policy's baseline rules stop what the static rules let
+// through (the stolen key's calls to the victims' usual countries, from a
+// network the tenant never used).
+func TestWarmUpTeachesBaselines(t *testing.T) {
+	o := Options{Seed: 3, Days: 2, Tenants: 4, Accounts: 20, Scenarios: []string{"stolen-api-key"}, Policy: examplePolicy(t)}
+	cold, err := Simulate(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.WarmUpDays = 16
+	warm, err := Simulate(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if warm.WarmUpDays != 16 || warm.WarmUpCalls < 5*cold.Honest.Attempts {
+		t.Errorf("warm-up: %d days, %d calls (measured days: %d honest calls)", warm.WarmUpDays, warm.WarmUpCalls, cold.Honest.Attempts)
+	}
+	// The measured days' honest traffic is drawn after the warm-up's from
+	// the same streams, so it differs, but not in size.
+	if d := warm.Honest.Attempts - cold.Honest.Attempts; d*10 > cold.Honest.Attempts || -d*10 > cold.Honest.Attempts {
+		t.Errorf("honest attempts: %d cold, %d warm", cold.Honest.Attempts, warm.Honest.Attempts)
+	}
+	if c := cold.Overall; c.Blocked == c.Attempts {
+		t.Errorf("without history every stolen-key call is already stopped: the test shows nothing")
+	}
+	if w := warm.Overall; w.Interception < 0.99 || w.BlockedBy["baseline.new_network"] == 0 {
+		t.Errorf("with history: interception %.3f, blocked by %v; want ≥ 0.99, some by baseline.new_network", w.Interception, w.BlockedBy)
+	}
+	if warm.Honest.FalsePositiveRate > 0.001 {
+		t.Errorf("with history: false positives %.4f", warm.Honest.FalsePositiveRate)
 	}
 }

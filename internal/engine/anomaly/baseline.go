@@ -469,3 +469,6 @@ func (b *Baseline) UnmarshalBinary(data []byte) error {
 	*b = n
 	return nil
 }
+
+// Clone returns a deep copy of b.
+func (b *Baseline) Clone() *Baseline { return b.clone() }

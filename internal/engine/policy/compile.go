@@ -201,7 +201,7 @@ func (c *compiler) tenant(path, id string, ty *tenantYAML) *Tenant {
 	// time (fail keeps the first).
 	for _, rule := range sortedKeys(ty.RuleModes) {
 		m := ty.RuleModes[rule]
-		if !slices.Contains(builtinRules, rule) && !isPatternRule(rule) {
+		if !slices.Contains(builtinRules, rule) && !isPatternRule(rule) && !slices.Contains(behaviourRules, rule) {
 			c.fail(path+".rule_modes."+rule, "unknown rule %q (limits set their mode inline; known: %s)", rule, strings.Join(builtinRules, ", "))
 			continue
 		}
@@ -265,6 +265,8 @@ func (c *compiler) tenant(path, id string, ty *tenantYAML) *Tenant {
 	t.Escalation = c.escalation(path+".escalation", ty.Escalation)
 	t.SIP = c.sip(path+".sip", ty.SIP)
 	t.Patterns = c.patterns(path+".patterns", ty.Patterns)
+	t.Baselines = c.baselines(path+".baselines", ty.Baselines)
+	t.Score = c.score(path+".anomaly_score", ty.AnomalyScore)
 	return t
 }
 

@@ -25,22 +25,21 @@ type Patterns struct {
 // PatternActions are what a pattern's two levels get.
 type PatternActions struct{ Warning, Critical event.Verdict }
 
-// PatternNames are the patterns a policy configures, in a fixed order.
-// Theft of service needs per-account baselines, which the engine does not
-// keep yet, and a Wangiri callback needs inbound calls, which it does not
-// see; neither is listed, and neither can fire.
+// PatternNames are the patterns a policy configures, in a fixed order. A
+// Wangiri callback (an outbound call back to a number that rang the
+// account once) is reported as pattern.wangiri and takes wangiri's actions.
 var PatternNames = [numPatterns]anomaly.Pattern{
 	anomaly.FastPumping, anomaly.SlowPumping, anomaly.TargetedPumping,
 	anomaly.Wangiri, anomaly.Robocalling, anomaly.SimultaneousCalls,
+	anomaly.TheftOfService,
 }
 
-const numPatterns = 6
+const numPatterns = 7
 
 // patternRules are the rule ids, built once so decisions do not build them.
 var patternRules = func() map[anomaly.Pattern]string {
 	m := map[anomaly.Pattern]string{
-		anomaly.WangiriCallback: "pattern." + string(anomaly.WangiriCallback),
-		anomaly.TheftOfService:  "pattern." + string(anomaly.TheftOfService),
+		anomaly.WangiriCallback: "pattern." + string(anomaly.Wangiri),
 	}
 	for _, p := range PatternNames {
 		m[p] = "pattern." + string(p)
@@ -70,6 +69,9 @@ func isPatternRule(rule string) bool {
 // Action returns what a detection of p at level l gets.
 func (p *Patterns) Action(pat anomaly.Pattern, l anomaly.Level) event.Verdict {
 	a := PatternActions{event.Challenge, event.Deny}
+	if pat == anomaly.WangiriCallback {
+		pat = anomaly.Wangiri
+	}
 	for i, n := range PatternNames {
 		if n == pat {
 			a = p.Actions[i]
@@ -91,6 +93,7 @@ type patternsYAML struct {
 	Wangiri           *patternYAML `yaml:"wangiri"`
 	Robocalling       *patternYAML `yaml:"robocalling"`
 	SimultaneousCalls *patternYAML `yaml:"simultaneous_calls"`
+	TheftOfService    *patternYAML `yaml:"theft_of_service"`
 }
 
 type patternYAML struct {
@@ -129,10 +132,11 @@ func (c *compiler) patterns(path string, y *patternsYAML) *Patterns {
 		{y.Wangiri, &d.Wangiri.Window, &d.Wangiri.Levels},
 		{y.Robocalling, &d.Robocall.Window, &d.Robocall.Levels},
 		{y.SimultaneousCalls, nil, &d.Simultaneous.Levels},
+		// Its levels count night-time international calls to countries
+		// the account's baseline does not know; its rate part uses the
+		// detector's deviation levels (6σ, 12σ).
+		{y.TheftOfService, &d.Theft.Window, &d.Theft.NewCountry},
 	}
-	// Theft of service is off: it needs a baseline the engine does not
-	// keep yet (see PatternNames).
-	d.Theft = anomaly.TheftConfig{}
 	for i, k := range all {
 		pp := path + "." + string(PatternNames[i])
 		a := &p.Actions[i]
@@ -163,7 +167,7 @@ func (c *compiler) patterns(path string, y *patternsYAML) *Patterns {
 			c.fail(pp+".critical", "critical (%v) is below warning (%v)", l.Critical, l.Warning)
 		}
 	}
-	for _, w := range []time.Duration{d.Fast.Window, d.Slow.Window, d.Targeted.Window, d.Wangiri.Window, d.Robocall.Window} {
+	for _, w := range []time.Duration{d.Fast.Window, d.Slow.Window, d.Targeted.Window, d.Wangiri.Window, d.Robocall.Window, d.Theft.Window} {
 		p.Horizon = max(p.Horizon, w)
 	}
 	return p

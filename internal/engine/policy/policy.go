@@ -43,6 +43,8 @@ type Tenant struct {
 	ConcurrentPrefixLens uint16
 	SIP                  *SIP
 	Patterns             *Patterns
+	Baselines            *Baselines
+	Score                *Score
 	ruleModes            map[string]event.Mode
 	exact                map[string]*Group
 	patterns             []groupPattern

@@ -35,6 +35,8 @@ type tenantYAML struct {
 	MaxCallDuration *Duration            `yaml:"max_call_duration"`
 	SIP             *sipYAML             `yaml:"sip"`
 	Patterns        *patternsYAML        `yaml:"patterns"`
+	Baselines       *baselinesYAML       `yaml:"baselines"`
+	AnomalyScore    *scoreYAML           `yaml:"anomaly_score"`
 }
 
 type sipYAML struct {

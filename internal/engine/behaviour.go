@@ -1,0 +1,438 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/telguard/telguard/internal/engine/anomaly"
+	"github.com/telguard/telguard/internal/engine/policy"
+	"github.com/telguard/telguard/internal/event"
+	"github.com/telguard/telguard/internal/numbering"
+)
+
+// behaviour is what the engine learns of a tenant's calling: a baseline per
+// account, the group baselines accounts are judged by while they warm up,
+// and the source networks the tenant calls from. All of it is learned in
+// event time from calls that end, never from attempts: an attack that is
+// blocked teaches nothing.
+type behaviour struct {
+	accounts map[string]*anomaly.Baseline
+	groups   map[string]*anomaly.Baseline // rebuilt from the accounts at most hourly
+	built    time.Time                    // event time the group baselines were built
+	nets     *anomaly.Networks
+}
+
+// groupRebuild is how much event time passes between rebuilds of the
+// group baselines.
+const groupRebuild = time.Hour
+
+// learn folds a call that ended into the account's baseline and, when it
+// was answered, its source network into the tenant's.
+func (s *tenantState) learn(f *flight, t *policy.Tenant, end time.Time, billed time.Duration) {
+	if t == nil || t.Baselines == nil || !t.Baselines.Enabled || f.Account == "" {
+		return
+	}
+	bh := &s.behaviour
+	if bh.accounts == nil {
+		bh.accounts = map[string]*anomaly.Baseline{}
+		bh.nets = anomaly.NewNetworks()
+	}
+	b := bh.accounts[f.Account]
+	if b == nil {
+		b = anomaly.NewBaseline(t.Baselines.Config)
+		bh.accounts[f.Account] = b
+	}
+	answered := !f.Answered.IsZero()
+	b.Observe(anomaly.Call{
+		ID: f.CallID, Time: f.Started.In(t.Location), E164: f.E164, Country: f.Country,
+		International: f.International, RatePerMinute: f.RatePerMinute,
+		Ended: true, Answered: answered, Billed: billed, End: end,
+	})
+	if answered {
+		bh.nets.Observe(f.ip, f.Started)
+	}
+}
+
+// baselineFor returns what an account is judged by: its own baseline once
+// warm, else its group's once that is warm, else nil (nothing to judge by).
+func (s *tenantState) baselineFor(t *policy.Tenant, g *policy.Group, account string, now time.Time) *anomaly.Baseline {
+	bh := &s.behaviour
+	if bh.accounts == nil {
+		return nil
+	}
+	if b := bh.accounts[account]; b != nil && b.Warm() {
+		b.Advance(now)
+		return b
+	}
+	if bh.groups == nil || now.Sub(bh.built) >= groupRebuild || now.Before(bh.built) {
+		bh.rebuildGroups(t)
+		bh.built = now
+	}
+	if b := bh.groups[g.Name]; b != nil && b.Warm() {
+		return b
+	}
+	return nil
+}
+
+// rebuildGroups merges the warm accounts of each group: the behaviour of an
+// average member, which a new account is measured against.
+func (bh *behaviour) rebuildGroups(t *policy.Tenant) {
+	bh.groups = map[string]*anomaly.Baseline{}
+	names := make([]string, 0, len(bh.accounts))
+	for a, b := range bh.accounts {
+		if b.Warm() {
+			names = append(names, a)
+		}
+	}
+	slices.Sort(names) // merge order changes the floating-point sums
+	for _, a := range names {
+		g := t.GroupFor(a)
+		m := bh.groups[g.Name]
+		if m == nil {
+			m = anomaly.NewBaseline(t.Baselines.Config)
+			bh.groups[g.Name] = m
+		}
+		m.Merge(bh.accounts[a])
+	}
+}
+
+// newNetwork runs rule baseline.new_network on an outbound attempt.
+func (e *Engine) newNetwork(b *verdictBuilder, t *policy.Tenant, g *policy.Group, s *tenantState, ev event.Event, num numbering.Number, numErr error) {
+	bl := t.Baselines
+	nets := s.behaviour.nets
+	if bl == nil || !bl.Enabled || !bl.NewNetwork || !ev.SourceIP.IsValid() || nets == nil {
+		return
+	}
+	if nets.History(ev.Time) < bl.Config.WarmUp || nets.Known(ev.SourceIP, bl.NetworkCalls, bl.NetworkSpan) {
+		return
+	}
+	now := ev.Time.In(t.Location)
+	level, action, why := "warning", bl.NewNetworkActions.Warning, ""
+	switch {
+	case numErr == nil && num.International:
+		level, action, why = "critical", bl.NewNetworkActions.Critical, ", calling abroad"
+	default:
+		if base := s.baselineFor(t, g, ev.Account, now); base != nil && base.Expected(now).CallsPerHour < quietHour {
+			level, action, why = "critical", bl.NewNetworkActions.Critical, ", at an hour this account does not call"
+		}
+	}
+	if action == event.Allow {
+		return
+	}
+	rule := policy.RuleBaselineNewNetwork
+	b.hit(rule, t.ModeOf(rule, bl.Mode), action, level, patternSIP(action),
+		"call from a network this tenant has not used before ("+anomaly.NetworkOf(ev.SourceIP).String()+")"+why)
+}
+
+// quietHour is the expected calls in an hour below which the account
+// "does not call" at that hour.
+const quietHour = 0.1
+
+// behaviourRules runs the baseline deviation rule and the anomaly score on
+// an attempt recorded in rc.
+func (e *Engine) behaviourRules(b *verdictBuilder, t *policy.Tenant, base *anomaly.Baseline, rc *recentCalls, now time.Time) {
+	if bl := t.Baselines; bl != nil && bl.Enabled && base != nil && bl.Deviation != (anomaly.Levels{}) {
+		f := rc.r.Features(now, anomaly.FeatureConfig{Window: bl.DeviationWindow}, nil)
+		z := base.Deviation(f, now)
+		var level string
+		var action event.Verdict
+		var th float64
+		switch {
+		case bl.Deviation.Critical > 0 && z >= bl.Deviation.Critical:
+			level, action, th = "critical", bl.DeviationActions.Critical, bl.Deviation.Critical
+		case bl.Deviation.Warning > 0 && z >= bl.Deviation.Warning:
+			level, action, th = "warning", bl.DeviationActions.Warning, bl.Deviation.Warning
+		}
+		if level != "" && action != event.Allow {
+			rule := policy.RuleBaselineDeviation
+			b.hit(rule, t.ModeOf(rule, bl.Mode), action, level, patternSIP(action), fmt.Sprintf(
+				"%.0f calls, %.0f destinations, %.2f %s in the last %s: %.1fσ above this account's usual for the hour (%s at %gσ)",
+				f.CallsPerMin*f.Window.Minutes(), f.DistinctDest, f.CostRate*f.Window.Minutes(), t.Currency,
+				shortDuration(bl.DeviationWindow), z, level, th))
+		}
+	}
+	sc := t.Score
+	m := e.model.Load()
+	if m == nil || sc == nil || !sc.Enabled {
+		return
+	}
+	var buf [anomaly.NumFeatures]float64
+	f := rc.r.Features(now, anomaly.FeatureConfig{}, base)
+	score := m.Score(f.AppendVector(buf[:0]))
+	b.d.AnomalyScore = score
+	var level string
+	var action event.Verdict
+	var th float64
+	switch {
+	case sc.Levels.Critical > 0 && score >= sc.Levels.Critical:
+		level, action, th = "critical", sc.Actions.Critical, sc.Levels.Critical
+	case sc.Levels.Warning > 0 && score >= sc.Levels.Warning:
+		level, action, th = "warning", sc.Actions.Warning, sc.Levels.Warning
+	}
+	if level == "" || action == event.Allow {
+		return
+	}
+	rule := policy.RuleAnomalyScore
+	b.hit(rule, t.ModeOf(rule, sc.Mode), action, level, patternSIP(action),
+		"anomaly score "+strconv.FormatFloat(score, 'f', 2, 64)+" of this account's last 10 minutes ("+level+" at "+strconv.FormatFloat(th, 'f', -1, 64)+")")
+}
+
+// inboundCall is an inbound call the engine was asked about, kept until it
+// ends so that a one-ring call can be told from a conversation.
+type inboundCall struct {
+	account string
+	from    string // E.164
+	intl    bool
+	started time.Time
+	answer  time.Time
+}
+
+// maxInbound bounds the inbound calls kept per tenant; the oldest go first.
+const maxInbound = 4096
+
+// decideInbound judges an inbound call attempt. The tenant pays no toll for
+// a call it receives, so destination rules, quotas, schedules and limits do
+// not apply: only the source (banned, scanner, allow and deny lists). A
+// call from a premium or high-risk number is remembered against the
+// account it rang, so that calling it back is caught as a Wangiri
+// callback; so is any international call that ends unanswered within
+// seconds.
+func (e *Engine) decideInbound(b *verdictBuilder, t *policy.Tenant, ev event.Event) {
+	mode := func(rule string) event.Mode { return t.ModeOf(rule, event.Enforce) }
+	g := t.GroupFor(ev.Account)
+	s := e.state(ev.Tenant)
+	s.mu.Lock()
+	changes := s.expire(t, ev.Time, nil)
+	if ban := s.banned(ev.SourceIP, ev.Time, &changes); ban != nil {
+		b.hit("source_ip.banned", mode("source_ip.banned"), event.Ban, "", sipDecline,
+			fmt.Sprintf("source banned until %s (%s)", ban.Until.UTC().Format(time.RFC3339), ban.Reason))
+		if b.d.Verdict == event.Ban {
+			b.d.BanSeconds = int64(ban.Until.Sub(ev.Time).Seconds() + 0.5)
+			b.d.Silent = ev.SIP != nil
+		}
+	}
+	if ev.SIP != nil || ev.UserAgent != "" {
+		e.scanner(b, t, s, ev, &changes)
+	}
+	for _, list := range []policy.IPList{t.SourceIPs, g.SourceIPs} {
+		if list.Empty() {
+			continue
+		}
+		ip := ev.SourceIP
+		if ip.IsValid() && contains(list.Deny, ip) {
+			b.hit("source_ip.denied", mode("source_ip.denied"), event.Deny, "", sipForbidden, "source address is on a deny list")
+		} else if len(list.Allow) > 0 && (!ip.IsValid() || !contains(list.Allow, ip)) {
+			b.hit("source_ip.not_allowed", mode("source_ip.not_allowed"), event.Deny, "", sipForbidden, "source address is not on the allow list")
+		}
+	}
+	if num, err := t.Numbers.Normalize(ev.From); err == nil && ev.Account != "" && !b.d.Verdict.Blocks() {
+		_, risky := t.HighRisk.Match(num)
+		risky = risky || num.Type == numbering.PremiumRate
+		if risky {
+			s.rang(t, ev.Account, num.E164, ev.Time)
+		}
+		if ev.CallID != "" && num.International {
+			if s.inbound == nil {
+				s.inbound = map[string]*inboundCall{}
+			}
+			if len(s.inbound) >= maxInbound {
+				s.dropOldestInbound()
+			}
+			s.inbound[ev.CallID] = &inboundCall{account: ev.Account, from: num.E164, intl: true, started: ev.Time}
+		}
+	}
+	s.mu.Unlock()
+	e.finish(b, t)
+	dc := *b.d
+	changes = append(changes, event.Change{Op: event.OpDecision, Decision: &dc})
+	e.sink.Emit(changes...)
+}
+
+// rang records that number rang account at t.
+func (s *tenantState) rang(t *policy.Tenant, account, number string, at time.Time) {
+	rc := s.recent[account]
+	if rc == nil {
+		rc = &recentCalls{r: anomaly.NewRecent(recentCapacity)}
+		s.recent[account] = rc
+	}
+	rc.r.MissedInbound(number, at)
+	if at.After(rc.last) {
+		rc.last = at
+	}
+	// Keep the account's recent calls as long as a callback counts.
+	if t.Patterns != nil {
+		win := t.Patterns.Detectors.Wangiri.CallbackWindow
+		if win <= 0 {
+			win = 72 * time.Hour
+		}
+		if k := at.Add(win); k.After(rc.keep) {
+			rc.keep = k
+		}
+	}
+}
+
+func (s *tenantState) dropOldestInbound() {
+	var oldest string
+	var at time.Time
+	for id, c := range s.inbound {
+		if oldest == "" || c.started.Before(at) || c.started.Equal(at) && id < oldest {
+			oldest, at = id, c.started
+		}
+	}
+	delete(s.inbound, oldest)
+}
+
+// observeInbound takes the answer or end of an inbound call; it reports
+// false for a call that is not a known inbound one.
+func (s *tenantState) observeInbound(t *policy.Tenant, ev event.Event) bool {
+	c := s.inbound[ev.CallID]
+	if c == nil {
+		return false
+	}
+	switch ev.Kind {
+	case event.CallAnswered:
+		if c.answer.IsZero() {
+			c.answer = ev.Time
+		}
+	case event.CallEnded:
+		delete(s.inbound, ev.CallID)
+		billed := ev.Duration
+		if billed == 0 && !c.answer.IsZero() {
+			billed = ev.Time.Sub(c.answer)
+		}
+		ring := oneRing
+		if t.Patterns != nil && t.Patterns.Detectors.Wangiri.MaxRing > 0 {
+			ring = t.Patterns.Detectors.Wangiri.MaxRing
+		}
+		if c.intl && (c.answer.IsZero() && ev.Time.Sub(c.started) <= ring+time.Second || !c.answer.IsZero() && billed < shortInbound) {
+			s.rang(t, c.account, c.from, c.started)
+		}
+	}
+	return true
+}
+
+// oneRing is the Wangiri detector's default longest one-ring call; an
+// answered inbound call shorter than shortInbound is a one-ring call too
+// (voicemail or an auto-answer picked it up).
+const (
+	oneRing      = 5 * time.Second
+	shortInbound = 5 * time.Second
+)
+
+// sweepInbound forgets inbound calls whose end never came.
+func (s *tenantState) sweepInbound(now time.Time, maxDur time.Duration) {
+	for id, c := range s.inbound {
+		if now.Sub(c.started) > maxDur {
+			delete(s.inbound, id)
+		}
+	}
+}
+
+// ExportBaselines returns a snapshot of every tenant's learned behaviour
+// (account baselines and source networks), for the daemon to persist. It
+// copies each tenant's state under its lock and encodes outside it.
+func (e *Engine) ExportBaselines() ([]byte, error) {
+	e.mu.Lock()
+	ids := make([]string, 0, len(e.tenants))
+	for id := range e.tenants {
+		ids = append(ids, id)
+	}
+	e.mu.Unlock()
+	slices.Sort(ids)
+	var out []anomaly.TenantBaselines
+	for _, id := range ids {
+		s := e.state(id)
+		s.mu.Lock()
+		bh := &s.behaviour
+		if bh.accounts == nil {
+			s.mu.Unlock()
+			continue
+		}
+		tb := anomaly.TenantBaselines{Tenant: id, Networks: bh.nets.Clone()}
+		accts := make([]string, 0, len(bh.accounts))
+		for a := range bh.accounts {
+			accts = append(accts, a)
+		}
+		slices.Sort(accts)
+		for _, a := range accts {
+			tb.Accounts = append(tb.Accounts, anomaly.AccountBaseline{Account: a, Baseline: bh.accounts[a].Clone()})
+		}
+		s.mu.Unlock()
+		out = append(out, tb)
+	}
+	data, err := anomaly.MarshalSnapshot(out)
+	if err != nil {
+		return nil, fmt.Errorf("export baselines: %w", err)
+	}
+	return data, nil
+}
+
+// ImportBaselines loads a snapshot ExportBaselines made, at start-up before
+// the first decision. Baselines in the snapshot replace what the engine
+// has for the same accounts. A damaged snapshot changes nothing and is an
+// error wrapping anomaly.ErrCorrupt.
+func (e *Engine) ImportBaselines(data []byte) error {
+	tenants, err := anomaly.UnmarshalSnapshot(data)
+	if err != nil {
+		return fmt.Errorf("import baselines: %w", err)
+	}
+	for _, tb := range tenants {
+		s := e.state(tb.Tenant)
+		s.mu.Lock()
+		bh := &s.behaviour
+		if bh.accounts == nil {
+			bh.accounts = map[string]*anomaly.Baseline{}
+		}
+		if tb.Networks != nil {
+			bh.nets = tb.Networks
+		} else if bh.nets == nil {
+			bh.nets = anomaly.NewNetworks()
+		}
+		for _, a := range tb.Accounts {
+			bh.accounts[a.Account] = a.Baseline
+		}
+		bh.groups = nil
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// SetModel puts an anomaly model (an isolation forest trained by
+// `telguard anomaly train`) in force; nil stops scoring. Decisions running
+// finish on the model they started with. A model over other features than
+// the engine computes is ErrModel, and the old model stays.
+func (e *Engine) SetModel(m *anomaly.Forest) error {
+	if m != nil && m.Dims() != anomaly.NumFeatures {
+		return fmt.Errorf("%w: it reads %d features, the engine computes %d", ErrModel, m.Dims(), anomaly.NumFeatures)
+	}
+	e.model.Store(m)
+	return nil
+}
+
+// Model returns the anomaly model in force, or nil.
+func (e *Engine) Model() *anomaly.Forest { return e.model.Load() }
+
+// BaselineStats counts what the engine has learned of a tenant.
+type BaselineStats struct {
+	Accounts, Warm, Networks int
+}
+
+// Baselines reports what the engine has learned of tenant.
+func (e *Engine) Baselines(tenant string) BaselineStats {
+	s := e.state(tenant)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var st BaselineStats
+	for _, b := range s.behaviour.accounts {
+		st.Accounts++
+		if b.Warm() {
+			st.Warm++
+		}
+	}
+	if s.behaviour.nets != nil {
+		st.Networks = s.behaviour.nets.Len()
+	}
+	return st
+}
