@@ -42,6 +42,15 @@ type SIP struct {
 	FloodBan      time.Duration `yaml:"flood_ban"`
 	// MaxPacketBytes drops larger packets unparsed. Default 8192.
 	MaxPacketBytes int `yaml:"max_packet_bytes"`
+	// GeoIPDB is a MaxMind DB (mmdb) file with countries: GeoLite2 or
+	// GeoIP2 Country or City, or DB-IP's country database. Read at start.
+	GeoIPDB string `yaml:"geoip_db"`
+	// DenyCountries (ISO 3166-1 alpha-2 codes) are dropped before any
+	// parsing; AllowCountries, when set, drops every country not in it.
+	// Addresses the database cannot place (private, loopback) pass. Both
+	// need GeoIPDB. Trusted peers and the upstream are never geo-filtered.
+	DenyCountries  []string `yaml:"deny_countries"`
+	AllowCountries []string `yaml:"allow_countries"`
 }
 
 // Enabled reports whether the SIP edge is configured.
@@ -89,8 +98,36 @@ func (s SIP) validate() error {
 			return bad(fmt.Sprintf("sip.listen[%d]", i), "a tls listener needs sip.tls_cert and sip.tls_key")
 		}
 	}
+	for _, list := range []struct {
+		field string
+		codes []string
+	}{{"sip.deny_countries", s.DenyCountries}, {"sip.allow_countries", s.AllowCountries}} {
+		field, codes := list.field, list.codes
+		if len(codes) > 0 && s.GeoIPDB == "" {
+			return bad(field, "needs sip.geoip_db, a MaxMind DB file of countries")
+		}
+		for i, c := range codes {
+			if !isCountryCode(c) {
+				return bad(fmt.Sprintf("%s[%d]", field, i), "want a two-letter ISO 3166-1 code such as BR, got %q", c)
+			}
+		}
+	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		return bad("sip.tls_cert", "give both sip.tls_cert and sip.tls_key, or neither")
 	}
 	return nil
+}
+
+// isCountryCode reports a two-letter code, either case.
+func isCountryCode(c string) bool {
+	if len(c) != 2 {
+		return false
+	}
+	for i := range 2 {
+		b := c[i] | 0x20 // lower case
+		if b < 'a' || b > 'z' {
+			return false
+		}
+	}
+	return true
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/telguard/telguard/internal/event"
+	"github.com/telguard/telguard/internal/geoip"
 	"github.com/telguard/telguard/internal/sipedge"
 	"github.com/telguard/telguard/internal/sipedge/prefilter"
 	"golang.org/x/sync/errgroup"
@@ -48,6 +49,17 @@ func (d *Daemon) newSIPEdge() error {
 	}
 	d.filter.OnBan(handOff)
 	d.filter.OnUnban(handOff)
+	if sc.GeoIPDB != "" {
+		// The reader's mapping is released with the filter that holds it
+		// (maxminddb unmaps on garbage collection): the filter runs as
+		// long as the process.
+		geo, err := geoip.Open(sc.GeoIPDB)
+		if err != nil {
+			return fmt.Errorf("sip: %w", err)
+		}
+		d.filter.SetCountryFilter(geo.Lookup, sc.DenyCountries, sc.AllowCountries)
+		d.log.Info("sip country filter on", "db", sc.GeoIPDB, "deny", sc.DenyCountries, "allow", sc.AllowCountries)
+	}
 	d.registry.MustRegister(prefilter.NewCollector(d.filter))
 	key, err := d.secretFile("sip-stamp-key", 32)
 	if err != nil {

@@ -113,15 +113,23 @@ func (r *sippRun) exit(t *testing.T) int {
 }
 
 // received counts the SIP messages SIPp received whose start line begins
-// with prefix.
+// with prefix ("" counts them all). SIPp's message log has a line
+// "UDP message received [N] bytes :", a blank line, then the message.
 func (r *sippRun) received(prefix string) int {
 	b, _ := os.ReadFile(r.messages)
 	n := 0
 	lines := strings.Split(string(b), "\n")
 	for i, l := range lines {
-		if strings.HasPrefix(l, "----") && strings.Contains(l, "message received") && i+1 < len(lines) &&
-			strings.HasPrefix(strings.TrimSpace(lines[i+1]), prefix) {
-			n++
+		if !strings.Contains(l, "message received") {
+			continue
+		}
+		for _, next := range lines[i+1:] {
+			if next = strings.TrimSpace(next); next != "" {
+				if strings.HasPrefix(next, prefix) {
+					n++
+				}
+				break
+			}
 		}
 	}
 	return n

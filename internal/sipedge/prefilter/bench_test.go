@@ -2,9 +2,13 @@ package prefilter
 
 import (
 	"net/netip"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/telguard/telguard/internal/geoip"
+	"github.com/telguard/telguard/internal/geoip/geoiptest"
 )
 
 var farFuture = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -102,5 +106,45 @@ func BenchmarkClassify(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		classify(pkt, DefaultMaxPacketBytes)
+	}
+}
+
+// BenchmarkCheckCountry: the country filter on, with a GeoIP database of
+// 4,096 networks: packets from a denied country, and from an allowed one
+// (which also pays the flood count).
+func BenchmarkCheckCountry(b *testing.B) {
+	nets := map[string]string{}
+	for i := range 4096 {
+		nets[netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(i >> 8), byte(i), 0, 0}), 16).String()] = []string{"BR", "DE", "US", "KP"}[i%4]
+	}
+	path := filepath.Join(b.TempDir(), "country.mmdb")
+	geoiptest.Write(b, path, nets)
+	geo, err := geoip.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer geo.Close()
+	f, err := New(Config{FloodRequests: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.SetCountryFilter(geo.Lookup, []string{"KP"}, nil)
+	for _, bc := range []struct {
+		name string
+		src  netip.Addr
+		want Verdict
+	}{
+		{"denied", netip.MustParseAddr("0.3.1.1"), DropCountry},
+		{"allowed", netip.MustParseAddr("0.1.1.1"), Pass},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			pkt := []byte(invite)
+			b.ReportAllocs()
+			for b.Loop() {
+				if f.Check(bc.src, pkt) != bc.want {
+					b.Fatal("wrong verdict")
+				}
+			}
+		})
 	}
 }

@@ -9,8 +9,9 @@
 //     sockets never produce one).
 //  2. DropBanned: the source is covered by a ban in force, of a single
 //     address or a CIDR (Ban, or the flood detector).
-//  3. DropCountry: a country filter is set, it knows the source's country,
-//     and that country is denied. An unknown country is not denied.
+//  3. DropCountry: a country filter is set (SetCountryFilter), it knows the
+//     source's country, and that country is denied or not allowed. An
+//     unknown country is never dropped.
 //  4. DropFlood: the source sent more than FloodRequests packets within
 //     FloodWindow (every packet counts, keep-alives and garbage included).
 //     The packet that crosses the limit gets DropFlood and the source is
@@ -217,8 +218,9 @@ type banEntry struct {
 }
 
 type countryFilter struct {
-	lookup func(netip.Addr) (string, bool)
-	denied map[string]struct{} // upper case
+	lookup  func(netip.Addr) (string, bool)
+	denied  map[string]struct{} // upper case; nil when none
+	allowed map[string]struct{} // upper case; nil: every country not denied
 }
 
 // New returns a Filter for cfg.
@@ -412,33 +414,40 @@ func (f *Filter) reportUnban(b Ban, why string) {
 	}
 }
 
-// SetCountryFilter drops packets from sources that lookup places in one of
-// the denied countries (ISO 3166-1 codes, compared case-insensitively). A
-// source lookup cannot place is let through. A nil lookup or an empty denied
-// list turns the filter off.
-func (f *Filter) SetCountryFilter(lookup func(netip.Addr) (country string, ok bool), denied []string) {
-	if lookup == nil || len(denied) == 0 {
+// SetCountryFilter drops packets from sources that lookup places in a
+// denied country: one in denied, or, when allowed is not empty, one not in
+// allowed. Codes are ISO 3166-1 alpha-2, compared case-insensitively. A
+// source lookup cannot place (private and loopback addresses, unassigned
+// space) is let through either way. A nil lookup, or empty denied and
+// allowed lists, turns the filter off. lookup is called for every packet
+// of an unbanned, untrusted source, outside the filter's locks: it must be
+// cheap and safe for concurrent use (*geoip.Reader's Lookup is).
+func (f *Filter) SetCountryFilter(lookup func(netip.Addr) (country string, ok bool), denied, allowed []string) {
+	if lookup == nil || len(denied)+len(allowed) == 0 {
 		f.country.Store(nil)
 		return
 	}
-	cf := &countryFilter{lookup: lookup, denied: make(map[string]struct{}, len(denied))}
-	for _, c := range denied {
-		cf.denied[strings.ToUpper(strings.TrimSpace(c))] = struct{}{}
+	set := func(codes []string) map[string]struct{} {
+		if len(codes) == 0 {
+			return nil
+		}
+		m := make(map[string]struct{}, len(codes))
+		for _, c := range codes {
+			m[strings.ToUpper(strings.TrimSpace(c))] = struct{}{}
+		}
+		return m
 	}
-	f.country.Store(cf)
+	f.country.Store(&countryFilter{lookup: lookup, denied: set(denied), allowed: set(allowed)})
 }
 
 func (cf *countryFilter) denies(a netip.Addr) bool {
 	c, ok := cf.lookup(a)
-	if !ok {
+	if !ok || c == "" {
 		return false
-	}
-	if _, ok := cf.denied[c]; ok {
-		return true
 	}
 	var buf [8]byte
 	if len(c) > len(buf) {
-		return false
+		return cf.allowed != nil
 	}
 	for i := 0; i < len(c); i++ {
 		b := c[i]
@@ -447,8 +456,15 @@ func (cf *countryFilter) denies(a netip.Addr) bool {
 		}
 		buf[i] = b
 	}
-	_, ok = cf.denied[string(buf[:len(c)])] // no allocation: map index by converted bytes
-	return ok
+	// Map index by converted bytes: no allocation.
+	if _, ok := cf.denied[string(buf[:len(c)])]; ok {
+		return true
+	}
+	if cf.allowed == nil {
+		return false
+	}
+	_, ok = cf.allowed[string(buf[:len(c)])]
+	return !ok
 }
 
 // Stats returns the counters. It takes each shard's lock briefly.

@@ -322,7 +322,7 @@ func TestTrusted(t *testing.T) {
 	})
 	f.Ban(prefix("10.1.2.3/32"), t0.Add(time.Hour), "engine")
 	f.Ban(prefix("0.0.0.0/0"), t0.Add(time.Hour), "everything")
-	f.SetCountryFilter(func(netip.Addr) (string, bool) { return "XX", true }, []string{"XX"})
+	f.SetCountryFilter(func(netip.Addr) (string, bool) { return "XX", true }, []string{"XX"}, nil)
 	for _, src := range []string{"10.1.2.3", "::ffff:10.1.2.3", "2001:db8:1::1"} {
 		for i := range 10 {
 			if got := f.Check(addr(src), []byte(invite)); got != Pass {
@@ -348,7 +348,7 @@ func TestTrusted(t *testing.T) {
 func TestCountry(t *testing.T) {
 	f, _ := newFilter(t, Config{})
 	geo := map[netip.Addr]string{addr("192.0.2.1"): "ru", addr("192.0.2.2"): "DE", addr("192.0.2.3"): "KP"}
-	f.SetCountryFilter(func(a netip.Addr) (string, bool) { c, ok := geo[a]; return c, ok }, []string{"RU", "kp"})
+	f.SetCountryFilter(func(a netip.Addr) (string, bool) { c, ok := geo[a]; return c, ok }, []string{"RU", "kp"}, nil)
 	for _, tc := range []struct {
 		src  string
 		want Verdict
@@ -363,9 +363,20 @@ func TestCountry(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.src, got, tc.want)
 		}
 	}
-	f.SetCountryFilter(nil, []string{"RU"})
+	f.SetCountryFilter(nil, []string{"RU"}, nil)
 	if got := f.Check(addr("192.0.2.1"), []byte(invite)); got != Pass {
 		t.Fatalf("filter off: %v", got)
+	}
+
+	// An allow list: every placed country not on it is dropped.
+	f.SetCountryFilter(func(a netip.Addr) (string, bool) { c, ok := geo[a]; return c, ok }, nil, []string{" de "})
+	for src, want := range map[string]Verdict{"192.0.2.1": DropCountry, "192.0.2.2": Pass, "192.0.2.3": DropCountry, "192.0.2.4": Pass} {
+		if got := f.Check(addr(src), []byte(invite)); got != want {
+			t.Errorf("allow DE: %s: %v, want %v", src, got, want)
+		}
+	}
+	if s := f.Stats(); s.Packets[DropCountry] != 5 {
+		t.Errorf("country drops counted %d, want 5", s.Packets[DropCountry])
 	}
 }
 
@@ -554,7 +565,7 @@ func TestConcurrent(t *testing.T) {
 	f, clk := newFilter(t, Config{FloodRequests: 50, MaxSources: 256, Trusted: []netip.Prefix{prefix("10.0.0.0/24")}})
 	var bans sync.Map
 	f.OnBan(func(b Ban) { bans.Store(b.Prefix, b) })
-	f.SetCountryFilter(func(a netip.Addr) (string, bool) { return "ZZ", a.As4()[3] == 13 }, []string{"ZZ"})
+	f.SetCountryFilter(func(a netip.Addr) (string, bool) { return "ZZ", a.As4()[3] == 13 }, []string{"ZZ"}, nil)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {

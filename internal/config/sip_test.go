@@ -1,0 +1,37 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestSIPValidation(t *testing.T) {
+	const base = "sip:\n  listen: [\"udp:127.0.0.1:5060\"]\n  upstream: \"udp:127.0.0.1:5070\"\n"
+	for _, tc := range []struct {
+		name, extra, wantErr string
+	}{
+		{"geoip deny", "  geoip_db: /var/lib/GeoIP/GeoLite2-Country.mmdb\n  deny_countries: [KP, ir]\n", ""},
+		{"geoip allow", "  geoip_db: country.mmdb\n  allow_countries: [BR, PT]\n", ""},
+		{"countries without a database", "  deny_countries: [KP]\n", "sip.deny_countries: needs sip.geoip_db"},
+		{"allow without a database", "  allow_countries: [BR]\n", "sip.allow_countries: needs sip.geoip_db"},
+		{"country name", "  geoip_db: c.mmdb\n  deny_countries: [KP, Iran]\n", `sip.deny_countries[1]: want a two-letter ISO 3166-1 code such as BR, got "Iran"`},
+		{"digits", "  geoip_db: c.mmdb\n  allow_countries: [\"B1\"]\n", "sip.allow_countries[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse("c.yaml", []byte(base+tc.extra))
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.SIP.GeoIPDB == "" || len(c.SIP.DenyCountries)+len(c.SIP.AllowCountries) == 0 {
+					t.Fatalf("geoip settings lost: %+v", c.SIP)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
