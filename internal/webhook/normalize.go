@@ -69,19 +69,25 @@ type CallEvent struct {
 	Recording string        `json:"recording,omitempty"`
 }
 
-// Event converts c to the engine's event. Direction and the recording
-// reference have no place in event.Event and are left out.
+// Event converts c to the engine's event. An inbound call is marked
+// inbound; outbound and unknown ones are left outbound (event.Event's
+// default). The recording reference has no place in event.Event.
 func (c CallEvent) Event() event.Event {
+	var dir event.Direction
+	if c.Direction == DirectionInbound {
+		dir = event.Inbound
+	}
 	return event.Event{
-		Kind:     c.Kind,
-		Time:     c.Time,
-		Tenant:   c.Tenant,
-		Account:  c.Account,
-		CallID:   c.CallID,
-		From:     c.From,
-		To:       c.To,
-		Duration: c.Duration,
-		Sensor:   "webhook",
+		Direction: dir,
+		Kind:      c.Kind,
+		Time:      c.Time,
+		Tenant:    c.Tenant,
+		Account:   c.Account,
+		CallID:    c.CallID,
+		From:      c.From,
+		To:        c.To,
+		Duration:  c.Duration,
+		Sensor:    "webhook",
 	}
 }
 
@@ -106,6 +112,15 @@ type Mapping struct {
 	// States maps further state values (compared case-insensitively) to
 	// call_attempt, call_answered or call_ended, before DefaultStates.
 	States map[string]event.Kind `json:"states,omitempty" yaml:"states"`
+	// Directions maps further direction values (compared
+	// case-insensitively) to inbound or outbound, before the built-in
+	// reading (a value starting with "in" is inbound, "out" outbound:
+	// inbound, incoming, outbound-api, outgoing…).
+	Directions map[string]event.Direction `json:"directions,omitempty" yaml:"directions"`
+	// DefaultDirection is the direction of a call whose payload has none
+	// the mapping recognises: inbound for a source that only reports
+	// calls to your numbers. "" leaves it unknown (outbound to the engine).
+	DefaultDirection event.Direction `json:"default_direction,omitempty" yaml:"default_direction"`
 }
 
 // Presets are field paths for common shapes of telephony webhooks. They
@@ -171,6 +186,8 @@ type Normalizer struct {
 	callID, state, direction, from, to, duration, recording, account, time []string
 	millis                                                                 bool
 	states                                                                 map[string]event.Kind
+	directions                                                             map[string]Direction
+	defaultDirection                                                       Direction
 }
 
 // NewNormalizer checks m and compiles its pointers.
@@ -221,6 +238,18 @@ func NewNormalizer(m Mapping) (*Normalizer, error) {
 		n.millis = true
 	default:
 		return nil, fmt.Errorf("mapping: duration_unit %q: want s or ms", m.DurationUnit)
+	}
+	n.directions = make(map[string]Direction, len(m.Directions))
+	for v, d := range m.Directions {
+		dd, err := checkDirection(d)
+		if err != nil || dd == DirectionUnknown {
+			return nil, fmt.Errorf("mapping: directions %q: want inbound or outbound, got %q", v, d)
+		}
+		n.directions[strings.ToLower(strings.TrimSpace(v))] = dd
+	}
+	var err error
+	if n.defaultDirection, err = checkDirection(m.DefaultDirection); err != nil {
+		return nil, fmt.Errorf("mapping: default_direction: %w", err)
 	}
 	for v, k := range m.States {
 		if k != event.CallAttempt && k != event.CallAnswered && k != event.CallEnded {
@@ -278,7 +307,7 @@ func (n *Normalizer) Normalize(env Envelope) (CallEvent, error) {
 	if ev.Kind, ok = n.kind(ev.State); !ok {
 		return CallEvent{}, fmt.Errorf("%w: state not mapped to a call kind", ErrUnmapped)
 	}
-	ev.Direction = direction(dir)
+	ev.Direction = n.readDirection(dir)
 	if n.duration != nil {
 		if ev.Duration, err = n.durationAt(doc); err != nil {
 			return CallEvent{}, err
@@ -329,15 +358,33 @@ func foldState(s string) string {
 	}, strings.TrimSpace(s))
 }
 
-func direction(s string) Direction {
-	s = strings.ToLower(s)
+// readDirection reads a payload's direction value: the mapping's own values
+// first, then any value starting with "in" or "out", then the default.
+func (n *Normalizer) readDirection(s string) Direction {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if d, ok := n.directions[s]; ok {
+		return d
+	}
 	switch {
+	case s == "":
 	case strings.HasPrefix(s, "in"):
 		return DirectionInbound
 	case strings.HasPrefix(s, "out"):
 		return DirectionOutbound
 	}
-	return DirectionUnknown
+	return n.defaultDirection
+}
+
+func checkDirection(d event.Direction) (Direction, error) {
+	switch d {
+	case "":
+		return DirectionUnknown, nil
+	case event.Inbound:
+		return DirectionInbound, nil
+	case event.Outbound:
+		return DirectionOutbound, nil
+	}
+	return DirectionUnknown, fmt.Errorf("want inbound or outbound, got %q", d)
 }
 
 // stringAt reads a string (or a number, as written) at toks. Absent and
