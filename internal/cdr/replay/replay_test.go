@@ -1,0 +1,143 @@
+package replay
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/telguard/telguard/internal/cdr"
+	"github.com/telguard/telguard/internal/engine/policy"
+	"github.com/telguard/telguard/internal/event"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden reports")
+
+// replayDir runs testdata/<name>/Master.csv through its policy.yaml.
+func replayDir(t *testing.T, name string, o Options) *Report {
+	t.Helper()
+	dir := filepath.Join("testdata", name)
+	pol, err := policy.Load(filepath.Join(dir, "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(dir, "Master.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := cdr.NewReader(f, cdr.Options{Tenant: o.Tenant, Location: pol.Tenants[o.Tenant].Location})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(t.Context(), pol, rd, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := rd.Stats(); st.Skipped != 0 || st.Format != cdr.Asterisk {
+		t.Fatalf("reading the sample: %+v", st)
+	}
+	return rep
+}
+
+// golden compares got with testdata/<name>/<file>, or rewrites it with
+// -update.
+func golden(t *testing.T, name, file string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name, file)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the report (go test -update to accept):\n%s", path, got)
+	}
+}
+
+func TestNightPumpingGolden(t *testing.T) {
+	rep := replayDir(t, "night-pumping", Options{Tenant: "demo"})
+	var text bytes.Buffer
+	if err := rep.WriteText(&text, true); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "night-pumping", "report.txt", text.Bytes())
+
+	// What the fraud team reads off the report, asserted apart from the
+	// golden file so that a regenerated golden cannot hide a regression.
+	var first *FirstBlock
+	for i := range rep.FirstBlocks {
+		if rep.FirstBlocks[i].Account == "1001" {
+			first = &rep.FirstBlocks[i]
+		}
+	}
+	if first == nil {
+		t.Fatal("the pumping extension 1001 was never blocked")
+	}
+	attackStart := time.Date(2026, 3, 3, 1, 2, 0, 0, time.FixedZone("-03", -3*3600))
+	if first.Time.Before(attackStart) || first.Time.After(attackStart.Add(time.Minute)) || first.Before.Calls > 3 {
+		t.Errorf("1001 first blocked at %s after %d calls got through; want within the attack's first minute, ≤ 3 through", first.Time, first.Before.Calls)
+	}
+	if rep.Blocked.Money <= rep.Allowed.Money || first.Before.Money != 0 {
+		t.Errorf("money saved %.2f, let through %.2f (1001 before its first block %.2f): the attack's cost is not what was saved",
+			rep.Blocked.Money, rep.Allowed.Money, first.Before.Money)
+	}
+	if rep.Would.Calls == 0 || len(rep.WouldByRule) == 0 || rep.WouldByRule[0].Rule != "schedule" {
+		t.Errorf("the monitored schedule shows no would-block hits: %+v", rep.WouldByRule)
+	}
+	honestBlocked := 0
+	for _, l := range rep.Listed {
+		if l.Mode == event.Enforce && l.Time.Hour() >= 9 && l.Time.In(attackStart.Location()).Hour() < 20 {
+			honestBlocked++
+		}
+		if strings.Contains(l.To, "2079460555") {
+			t.Fatalf("a listed number is not masked: %s", l.To)
+		}
+	}
+	if honestBlocked != 1 {
+		t.Errorf("%d daytime calls blocked, want 1 (2001 calling London)", honestBlocked)
+	}
+	if rep.Late != 0 || rep.ObserveErrors != 0 {
+		t.Errorf("late %d, observe errors %d: the file is in end order within the window", rep.Late, rep.ObserveErrors)
+	}
+}
+
+// TestDeterministic: the same file gives the same report, byte for byte.
+func TestDeterministic(t *testing.T) {
+	a, _ := json.Marshal(replayDir(t, "night-pumping", Options{Tenant: "demo"}))
+	b, _ := json.Marshal(replayDir(t, "night-pumping", Options{Tenant: "demo"}))
+	if !bytes.Equal(a, b) {
+		t.Fatal("two replays of one file differ")
+	}
+}
+
+// TestWindow: a record further out of start order than the window is
+// counted late and not replayed, never decided in the past.
+func TestWindow(t *testing.T) {
+	rep := replayDir(t, "night-pumping", Options{Tenant: "demo", Window: time.Second})
+	if rep.Late == 0 {
+		t.Fatal("with a 1 s window an end-ordered file must have late records")
+	}
+	if rep.Calls.Calls+rep.Late != 233 {
+		t.Fatalf("%d replayed + %d late, want 233", rep.Calls.Calls, rep.Late)
+	}
+}
+
+func TestUnknownTenant(t *testing.T) {
+	pol, err := policy.Load("testdata/night-pumping/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, _ := cdr.NewReader(strings.NewReader(""), cdr.Options{Format: cdr.Asterisk})
+	if _, err := Run(t.Context(), pol, rd, Options{Tenant: "nope"}); err == nil {
+		t.Fatal("a tenant the policy lacks was accepted")
+	}
+}
