@@ -11,8 +11,8 @@ import (
 // off unless Listen is set.
 type SIP struct {
 	// Listen lists "network:host:port" addresses, e.g. "udp:0.0.0.0:5060",
-	// "tcp:[::]:5060", "tls:0.0.0.0:5061". At least one UDP listener of
-	// the PBX's address family: the PBX is reached over UDP from it.
+	// "tcp:[::]:5060", "tls:0.0.0.0:5061". At least one listener of the
+	// PBX's transport and address family: the PBX is reached from it.
 	Listen []string `yaml:"listen"`
 	// TLSCert and TLSKey are the PEM certificate chain and key of the tls
 	// listeners; required when there is one.
@@ -21,7 +21,8 @@ type SIP struct {
 	// TLSClientCAs is a PEM file of CAs; when set, TLS clients must
 	// present a certificate one of them issued (mutual TLS for trunks).
 	TLSClientCAs string `yaml:"tls_client_cas"`
-	// Upstream is the PBX, "udp:host:port".
+	// Upstream is the PBX, "udp:host:port" or "tcp:host:port" (which
+	// needs a tcp listener of the PBX's address family).
 	Upstream string `yaml:"upstream"`
 	// Advertise is the host the guard puts in Via and Record-Route;
 	// required when a listener is on a wildcard address.

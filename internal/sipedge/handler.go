@@ -49,7 +49,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 	}
 	stampReceived(req.Via(), src, in.stream())
 	now := s.cfg.Clock()
-	fromUp := src == s.upstream
+	fromUp := s.fromUpstream(in, src)
 	trusted := fromUp || s.trusted(src.Addr())
 	branch := s.branchFor(req, src, in.idx)
 	callID := string(*req.CallID())
@@ -222,7 +222,7 @@ func (s *Server) onResponse(ctx context.Context, l *listener, res *sip.Response,
 		s.metrics.drop(dropStray)
 		return
 	}
-	if src != s.upstream {
+	if !s.fromUpstream(l, src) {
 		// A caller answers only requests the upstream sent through the
 		// guard. Anything else is a forged response that would make the
 		// guard reflect it to whatever its next Via names.
@@ -419,7 +419,11 @@ func (s *Server) forward(in *listener, req *sip.Request, branch string, followRo
 	}
 	if rr != 0 && req.Method != sip.REGISTER {
 		stamp := s.stamp(rr, callID)
-		if in != out {
+		// Two entries when the request changes listener (RFC 5658), or
+		// stays on a TCP or TLS listener but changes connection: each
+		// names its side's flow, and the guard follows the one nearer
+		// the request's recipient (see popRoutes).
+		if in != out || (in.stream() && src != dst) {
 			req.PrependHeader(s.recordRoute(in, stamp, src))
 		}
 		req.PrependHeader(s.recordRoute(out, stamp, dst))
@@ -449,7 +453,7 @@ func (s *Server) udpFor(a netip.Addr, prefer *listener) *listener {
 	if prefer != nil && !prefer.stream() && prefer.canReach(a) {
 		return prefer
 	}
-	if s.up.canReach(a) {
+	if !s.up.stream() && s.up.canReach(a) {
 		return s.up
 	}
 	for _, l := range s.listeners {
@@ -516,6 +520,9 @@ func (s *Server) popRoutes(req *sip.Request, callID string) route {
 		if tg, ok := r.Address.UriParams.Get("tg"); ok && rt.flag == 0 {
 			rt.flag = s.checkStamp(tg, callID)
 		}
+		// Only the last of the guard's entries counts: it names the side
+		// the request goes on to (the first names the side it came from).
+		rt.flowL = nil
 		if fl, ok := r.Address.UriParams.Get("fl"); ok && l.stream() {
 			if ap, err := netip.ParseAddrPort(fl); err == nil {
 				rt.flowL, rt.flow = l, ap
@@ -642,10 +649,16 @@ func (s *Server) fail(l *listener, req *sip.Request, err error) {
 }
 
 // write sends msg to dst from listener l. Over TCP and TLS it uses the
-// connection dst opened to the guard: the guard dials no caller.
+// connection dst opened to the guard: the guard dials no caller. It dials
+// only a TCP upstream, when it has no connection to it.
 func (s *Server) write(l *listener, msg sip.Message, dst netip.AddrPort) error {
 	if l.stream() {
 		conn, err := l.tp.GetConnection(l.network, dst.String())
+		if err != nil && l == s.up && dst == s.upstream {
+			if req, ok := msg.(*sip.Request); ok {
+				conn, err = s.dialUpstream(l, req)
+			}
+		}
 		if err != nil {
 			s.metrics.drop(dropSend)
 			return fmt.Errorf("%w: no %s connection from %s", ErrUnroutable, l.network, dst)
@@ -667,6 +680,32 @@ func (s *Server) write(l *listener, msg sip.Message, dst netip.AddrPort) error {
 		return fmt.Errorf("%w: %w", ErrSend, err)
 	}
 	return nil
+}
+
+// upstreamDialTimeout bounds a TCP connection attempt to the upstream.
+const upstreamDialTimeout = 5 * time.Second
+
+// dialUpstream opens a connection to a TCP upstream for req. sipgo's
+// transport layer reads it like an accepted one, so the upstream's
+// answers and requests on it reach onStreamMessage; the connection is
+// kept until the upstream closes it.
+func (s *Server) dialUpstream(l *listener, req *sip.Request) (sip.Connection, error) {
+	req.SetTransport("TCP")
+	req.SetDestination(s.upstream.String())
+	ctx, cancel := context.WithTimeout(context.Background(), upstreamDialTimeout)
+	defer cancel()
+	conn, err := l.tp.ClientRequestConnection(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("dial upstream: %w", err)
+	}
+	return conn, nil
+}
+
+// fromUpstream reports a message from the upstream: from its address, or,
+// with a TCP upstream, on any connection from its IP (a PBX may open its
+// own connection to the guard's listener for its requests).
+func (s *Server) fromUpstream(in *listener, src netip.AddrPort) bool {
+	return src == s.upstream || (s.upNet == "tcp" && in.stream() && src.Addr() == s.upstream.Addr())
 }
 
 // trusted reports a source that bypasses screening.

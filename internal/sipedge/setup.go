@@ -40,6 +40,7 @@ type Server struct {
 	metrics  *metrics
 	parser   *sip.Parser
 	upstream netip.AddrPort
+	upNet    string // the upstream's transport: "udp" or "tcp"
 	stampKey []byte
 	tlsConf  *tls.Config // for tls listeners; nil without any
 
@@ -118,13 +119,14 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 		}
 	}
 	network, hostport, err := splitNetAddr(cfg.Upstream)
-	if err == nil && !strings.HasPrefix(network, "udp") {
-		err = fmt.Errorf("%w %q for the upstream (only udp so far)", ErrUnsupportedTransport, network)
+	if err == nil && strings.HasPrefix(network, "tls") {
+		err = fmt.Errorf("%w %q for the upstream (udp or tcp)", ErrUnsupportedTransport, network)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("new sip edge: upstream %q: %w", cfg.Upstream, err)
 	}
-	ua, err := net.ResolveUDPAddr(network, hostport)
+	// Resolved once: the guard's idea of "from the upstream" is this address.
+	ua, err := net.ResolveUDPAddr("udp"+network[3:], hostport)
 	if err != nil {
 		return nil, fmt.Errorf("new sip edge: resolve upstream %q: %w", cfg.Upstream, err)
 	}
@@ -159,6 +161,7 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 		metrics:  m,
 		parser:   sip.NewParser(),
 		upstream: netip.AddrPortFrom(unmap(ua.AddrPort().Addr()), ua.AddrPort().Port()),
+		upNet:    network[:3],
 		stampKey: key,
 		tlsConf:  tlsConf,
 		txs:      newFIFOCache[string, *txState](cfg.MaxTransactions, txTTL),
@@ -230,16 +233,19 @@ func (s *Server) Listen() error {
 			l.host = l.addr.Addr().String()
 		}
 	}
-	// The upstream is reached from the first listener of its address family.
+	// The upstream is reached from the first listener of its transport
+	// and address family: over UDP from its socket; over TCP on a
+	// connection the guard dials, which names that listener in Via and
+	// Record-Route so the upstream's in-dialog requests come back to it.
 	for _, l := range ls {
-		if l.network == "udp" && l.canReach(s.upstream.Addr()) {
+		if l.network == s.upNet && l.canReach(s.upstream.Addr()) {
 			s.up = l
 			break
 		}
 	}
 	if s.up == nil {
 		closeAll()
-		return fmt.Errorf("listen: no udp listener of the upstream's address family (%s)", s.upstream)
+		return fmt.Errorf("listen: no %s listener of the upstream's address family (%s)", s.upNet, s.upstream)
 	}
 	s.listeners = ls
 	return nil

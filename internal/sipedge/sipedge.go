@@ -34,8 +34,9 @@
 // Sources in Config.TrustedCIDRs bypass screening entirely.
 //
 // Callers reach the guard over UDP, TCP or TLS (optionally with client
-// certificates), IPv4 or IPv6; the upstream is reached over UDP. An optional PacketFilter (the prefilter subpackage) sees every packet
-// before the parser and receives the engine's bans.
+// certificates), IPv4 or IPv6; the upstream over UDP or TCP. An optional
+// PacketFilter (the prefilter subpackage) sees every packet before the
+// parser and receives the engine's bans.
 package sipedge
 
 import (
@@ -78,9 +79,9 @@ type Config struct {
 	// Listen lists "network:host:port" addresses, e.g. "udp:127.0.0.1:5060",
 	// "tcp:[::1]:5060" or "tls:0.0.0.0:5061" (udp, tcp and tls, each also
 	// with a 4 or 6 suffix). Port 0 picks a free port; see Server.Addrs.
-	// At least one udp listener of the upstream's address family is
-	// needed: the upstream is reached over UDP from the first one. Callers
-	// of the other family reach it too, through that listener.
+	// At least one listener of the upstream's transport and address
+	// family is needed: the upstream is reached from the first one.
+	// Callers of the other family reach it too, through that listener.
 	Listen []string
 	// TLSCert and TLSKey are the PEM certificate (chain) and key files of
 	// the tls listeners, read once by New; TLSConfig, when set, is used
@@ -97,9 +98,13 @@ type Config struct {
 	// TLSHandshakeTimeout closes a TLS connection whose handshake has not
 	// finished in time. 0 → 10 s.
 	TLSHandshakeTimeout time.Duration
-	// Upstream is the PBX, "udp:host:port" (UDP only so far). Requests
-	// from callers go here, whatever transport they came in on. A request
-	// is "from the upstream" when it comes from exactly this address.
+	// Upstream is the PBX, "udp:host:port" or "tcp:host:port". Requests
+	// from callers go here, whatever transport they came in on. A TCP
+	// upstream needs a tcp listener of its address family: the guard
+	// dials the upstream (once, keeping the connection) and names that
+	// listener in its Via and Record-Route. A message is "from the
+	// upstream" when it comes from exactly this address or, with a TCP
+	// upstream, on any TCP connection from its IP.
 	Upstream string
 	// Advertise is the host put in the guard's Via and Record-Route. ""
 	// means the listener's own IP, which must then be a specific address.
