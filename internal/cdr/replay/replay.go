@@ -66,11 +66,11 @@ type Report struct {
 	From     time.Time `json:"from"` // earliest call start
 	To       time.Time `json:"to"`   // latest call start
 
-	Calls    Totals `json:"calls"`     // every call replayed
-	Blocked  Totals `json:"blocked"`   // blocked by an enforced rule: would have been saved
-	Would    Totals `json:"would"`     // let through, but a rule in monitor would have blocked it
-	Allowed  Totals `json:"allowed"`   // let through: what the policy would have cost
-	Challenged int  `json:"challenged"` // let through with a challenge verdict
+	Calls      Totals `json:"calls"`      // every call replayed
+	Blocked    Totals `json:"blocked"`    // blocked by an enforced rule: would have been saved
+	Would      Totals `json:"would"`      // let through, but a rule in monitor would have blocked it
+	Allowed    Totals `json:"allowed"`    // let through: what the policy would have cost
+	Challenged int    `json:"challenged"` // let through with a challenge verdict
 
 	BlockedByRule []RuleCount `json:"blocked_by_rule"`
 	WouldByRule   []RuleCount `json:"would_by_rule"`
