@@ -73,6 +73,13 @@ type inLine struct {
 	Every    string  `json:"every"`
 	ToStep   int64   `json:"to_step"`
 	Policy   string  `json:"policy"`
+	// Direction "inbound" makes a call_attempt an inbound call (from
+	// "from" to the account).
+	Direction string `json:"direction"`
+	Seed      int64  `json:"seed"`
+	// Cold on a restart line forgets the learned baselines and model, to
+	// show what the snapshot brings back.
+	Cold bool `json:"cold"`
 	// For SIP kinds (sip_request, sip_auth_failure, sip_auth_success).
 	UserAgent string         `json:"user_agent"`
 	SIP       *event.SIPInfo `json:"sip"`
@@ -95,6 +102,7 @@ type output struct {
 	Escalation   *string  `json:"escalation,omitempty"`
 	Silent       *bool    `json:"silent,omitempty"`
 	E164         *string  `json:"e164,omitempty"`
+	Score        *float64 `json:"anomaly_score,omitempty"`
 	Stats        *stats   `json:"stats,omitempty"`
 }
 
@@ -221,6 +229,7 @@ func runScenario(t *testing.T, dir string) []output {
 	ctx := context.Background()
 	var out []output
 	var now time.Time
+	var history []event.CallRecord // calls of history lines, for train
 	sc := bufio.NewScanner(f)
 	for lineNo := 1; sc.Scan(); lineNo++ {
 		text := strings.TrimSpace(sc.Text())
@@ -275,7 +284,7 @@ func runScenario(t *testing.T, dir string) []output {
 					Kind: event.Kind(in.Kind), Time: now, Tenant: in.Tenant, Account: in.Account,
 					CallID: in.CallID, From: in.From, To: in.To, SourceIP: ip,
 					Duration:  time.Duration(in.Duration * float64(time.Second)),
-					UserAgent: in.UserAgent, SIP: in.SIP,
+					UserAgent: in.UserAgent, SIP: in.SIP, Direction: event.Direction(in.Direction),
 				}
 				if in.Repeat > 0 {
 					ev.CallID = fmt.Sprintf("%s-%d", in.CallID, i)
@@ -294,12 +303,70 @@ func runScenario(t *testing.T, dir string) []output {
 			if in.Repeat > 0 {
 				now = now.Add(time.Duration(n-1) * every)
 			}
+		case "history":
+			// A finished call repeated: attempt, answer 5 s later, end
+			// after duration_s. Decisions are not output; a blocked one
+			// shows as an observe error.
+			n := max(in.Repeat, 1)
+			every := time.Hour
+			if in.Every != "" {
+				if every, err = time.ParseDuration(in.Every); err != nil {
+					fail("every: %v", err)
+				}
+			}
+			ip, _ := netip.ParseAddr(in.SourceIP)
+			dur := time.Duration(in.Duration * float64(time.Second))
+			for i := 1; i <= n; i++ {
+				rec := event.CallRecord{Tenant: in.Tenant, Account: in.Account, CallID: fmt.Sprintf("%s-%d", in.CallID, i),
+					To: in.To, SourceIP: ip, Start: now.Add(time.Duration(i-1) * every)}
+				if in.ToStep != 0 {
+					rec.To = stepNumber(t, in.To, in.ToStep*int64(i-1))
+				}
+				rec.End = rec.Start.Add(5 * time.Second)
+				if dur > 0 {
+					rec.Answer, rec.Billsec = rec.End, dur
+					rec.End = rec.Answer.Add(dur)
+				}
+				for _, ev := range rec.Events("test") {
+					clk.Set(ev.Time)
+					if ev.Kind == event.CallAttempt {
+						eng.Decide(ctx, ev)
+					} else if err := eng.Observe(ctx, ev); err != nil {
+						out = append(out, output{Line: lineNo, Kind: in.Kind, Error: fmt.Sprintf("%s: %v", ev.CallID, err)})
+					}
+				}
+				history = append(history, rec)
+				now = rec.End
+			}
+		case "train":
+			// Trains the anomaly model on the history lines so far and
+			// puts it in force.
+			tr := engine.NewTrainer(eng.Policy(), engine.TrainOptions{Seed: in.Seed})
+			for _, r := range history {
+				tr.Add(r)
+			}
+			m, err := tr.Forest()
+			if err == nil {
+				err = eng.SetModel(m)
+			}
+			errOut(err)
 		case "restart":
+			// Durable state comes back from the store, and the learned
+			// baselines from a snapshot, as the daemon does.
 			p := eng.Policy()
 			states := store.states()
+			snap, err := eng.ExportBaselines()
+			if err != nil {
+				fail("export baselines: %v", err)
+			}
+			model := eng.Model()
 			eng = engine.New(p, engine.Options{Clock: clk, Sink: store})
 			for _, id := range sortedKeys(states) {
 				eng.Restore(id, states[id])
+			}
+			if !in.Cold {
+				errOut(eng.ImportBaselines(snap))
+				errOut(eng.SetModel(model))
 			}
 		case "reload":
 			p, err := loadPolicy(dir, in.Policy)
@@ -381,6 +448,10 @@ func decisionOutput(d event.Decision) output {
 	}
 	if d.Destination.E164 != "" {
 		o.E164 = &d.Destination.E164
+	}
+	if d.AnomalyScore != 0 {
+		sc := round2(d.AnomalyScore)
+		o.Score = &sc
 	}
 	return o
 }
@@ -502,6 +573,9 @@ func compareOutputs(t *testing.T, want, got []output) {
 		}
 		if w.E164 == nil {
 			g.E164 = nil
+		}
+		if w.Score == nil {
+			g.Score = nil
 		}
 		if w.Line == 0 {
 			g.Line = 0 // decisions are matched by call id, not line

@@ -94,7 +94,11 @@ func NewForest(samples [][]float64, cfg ForestConfig) (*Forest, error) {
 			b.perm[i], b.perm[j] = b.perm[j], b.perm[i]
 		}
 		idx := append([]int(nil), b.perm[:psi]...)
-		f.roots = append(f.roots, b.grow(idx, 0, limit))
+		b.constant = 0
+		if len(idx) > 1 {
+			b.constant = b.constantDims(idx)
+		}
+		f.roots = append(f.roots, b.grow(idx, 0, limit, 0))
 	}
 	return f, nil
 }
@@ -105,16 +109,23 @@ type builder struct {
 	forest  *Forest
 	spread  []int32
 	perm    []int
+	// constant has bit d set when dimension d is the same in every sample
+	// of the tree being grown.
+	constant uint64
 }
 
-func (b *builder) grow(idx []int, depth, limit int) int32 {
+func (b *builder) grow(idx []int, depth, limit int, used uint64) int32 {
 	at := int32(len(b.forest.nodes))
 	b.forest.nodes = append(b.forest.nodes, node{feature: -1, split: pathAdjust(len(idx))})
 	if depth >= limit || len(idx) <= 1 {
 		return at
 	}
 	// Choose among the features that still separate these points, so that
-	// duplicates end in a leaf instead of a chain of empty splits.
+	// duplicates end in a leaf instead of a chain of empty splits, and the
+	// features constant in the whole tree sample not yet split on along
+	// this path: a value the training data never varied (a new country,
+	// night calls, in honest history) must still isolate a point that has
+	// it, or the forest is blind to exactly what never happened.
 	b.spread = b.spread[:0]
 	for d := range b.forest.dims {
 		lo, hi := b.samples[idx[0]][d], b.samples[idx[0]][d]
@@ -122,7 +133,7 @@ func (b *builder) grow(idx []int, depth, limit int) int32 {
 			v := b.samples[i][d]
 			lo, hi = min(lo, v), max(hi, v)
 		}
-		if hi > lo {
+		if hi > lo || b.constant&(1<<d) != 0 && used&(1<<d) == 0 {
 			b.spread = append(b.spread, int32(d))
 		}
 	}
@@ -130,6 +141,23 @@ func (b *builder) grow(idx []int, depth, limit int) int32 {
 		return at
 	}
 	d := b.spread[b.rng.IntN(len(b.spread))]
+	if b.constant&(1<<d) != 0 {
+		// A split that leaves every sample on one side and an empty leaf
+		// on the other, for values below or above the constant.
+		v := b.samples[idx[0]][d]
+		used |= 1 << d
+		if b.rng.IntN(2) == 0 {
+			b.forest.nodes = append(b.forest.nodes, node{feature: -1}) // at+1: x < v
+			right := b.grow(idx, depth+1, limit, used)
+			b.forest.nodes[at] = node{feature: d, split: v, right: right}
+			return at
+		}
+		b.grow(idx, depth+1, limit, used) // at+1: x ≤ v
+		right := int32(len(b.forest.nodes))
+		b.forest.nodes = append(b.forest.nodes, node{feature: -1})
+		b.forest.nodes[at] = node{feature: d, split: math.Nextafter(v, math.Inf(1)), right: right}
+		return at
+	}
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, i := range idx {
 		v := b.samples[i][d]
@@ -147,10 +175,29 @@ func (b *builder) grow(idx []int, depth, limit int) int32 {
 			n++
 		}
 	}
-	b.grow(idx[:n], depth+1, limit) // at+1
-	right := b.grow(idx[n:], depth+1, limit)
+	b.grow(idx[:n], depth+1, limit, used) // at+1
+	right := b.grow(idx[n:], depth+1, limit, used)
 	b.forest.nodes[at] = node{feature: d, split: split, right: right}
 	return at
+}
+
+// constantDims returns a mask of the dimensions on which every sample of
+// idx has the same value.
+func (b *builder) constantDims(idx []int) uint64 {
+	var mask uint64
+	for d := range min(b.forest.dims, 64) {
+		v, same := b.samples[idx[0]][d], true
+		for _, i := range idx[1:] {
+			if b.samples[i][d] != v {
+				same = false
+				break
+			}
+		}
+		if same {
+			mask |= 1 << d
+		}
+	}
+	return mask
 }
 
 // Dims returns the number of features the forest was trained on.

@@ -185,3 +185,28 @@ func BenchmarkNewForest(b *testing.B) {
 		}
 	}
 }
+
+// A feature that never varied in training (no honest call ever went to a
+// new country) must still make a point that has it stand out: the forest
+// splits on training constants too.
+func TestForestIsolatesWhatNeverVaried(t *testing.T) {
+	data := cluster(1000, NumFeatures, 0, 11)
+	for _, x := range data {
+		x[2] = 0 // never seen in training
+	}
+	f, err := NewForest(data, ForestConfig{Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	usual := make([]float64, NumFeatures)
+	odd := make([]float64, NumFeatures)
+	odd[2] = 1
+	if su, so := f.Score(usual), f.Score(odd); so < su+0.05 {
+		t.Errorf("a value never seen in training scores %.3f, an ordinary point %.3f; want clearly higher", so, su)
+	}
+	below := make([]float64, NumFeatures)
+	below[2] = -1
+	if s := f.Score(below); s < f.Score(usual)+0.05 {
+		t.Errorf("below the training constant scores %.3f", s)
+	}
+}
