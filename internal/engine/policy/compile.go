@@ -202,7 +202,7 @@ func (c *compiler) tenant(path, id string, ty *tenantYAML) *Tenant {
 	for _, rule := range sortedKeys(ty.RuleModes) {
 		m := ty.RuleModes[rule]
 		if !slices.Contains(builtinRules, rule) && !isPatternRule(rule) && !slices.Contains(behaviourRules, rule) {
-			c.fail(path+".rule_modes."+rule, "unknown rule %q (limits set their mode inline; known: %s)", rule, strings.Join(builtinRules, ", "))
+			c.fail(path+".rule_modes."+rule, "unknown rule %q (limits set their mode inline; known: %s, %s and pattern.<name>)", rule, strings.Join(builtinRules, ", "), strings.Join(behaviourRules, ", "))
 			continue
 		}
 		t.ruleModes[rule] = c.mode(path+".rule_modes."+rule, m, event.Enforce)
