@@ -29,6 +29,7 @@ const branchPrefix = sip.RFC3261BranchMagicCookie + "-tg"
 const (
 	stampScreened = 's' // a call the engine decided: report its end
 	stampPlain    = 't' // a dialog the guard only relays
+	stampPath     = 'p' // a Path entry: signs the flow (fl) it names, not a Call-ID
 )
 
 // verdictFollowUp labels requests that belong to something already
@@ -51,6 +52,14 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 	now := s.cfg.Clock()
 	fromUp := s.fromUpstream(in, src)
 	trusted := fromUp || s.trusted(src.Addr())
+	if req.Method == sip.REGISTER && !trusted {
+		// The guard is the edge: a Path from outside would make the PBX
+		// route calls wherever the caller said (RFC 3327 §5.1 lets a
+		// proxy decide what it adds; nothing before the guard is trusted).
+		for _, h := range req.GetHeaders("Path") {
+			req.RemoveHeader(h.Name())
+		}
+	}
 	branch := s.branchFor(req, src, in.idx)
 	callID := string(*req.CallID())
 	if fromUp && !req.IsAck() {
@@ -417,6 +426,9 @@ func (s *Server) forward(in *listener, req *sip.Request, branch string, followRo
 			}
 		}
 	}
+	if req.Method == sip.REGISTER && !followRoute {
+		s.addPath(req, in, out, src)
+	}
 	if rr != 0 && req.Method != sip.REGISTER {
 		stamp := s.stamp(rr, callID)
 		// Two entries when the request changes listener (RFC 5658), or
@@ -476,6 +488,29 @@ func (s *Server) recordRoute(l *listener, stamp string, peer netip.AddrPort) *si
 	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: l.host, Port: l.port, UriParams: params}}
 }
 
+// addPath adds the guard's Path (RFC 3327) to a REGISTER on its way to the
+// upstream, so that requests the upstream later sends to the registered
+// phone (its incoming calls) come through the guard. The entry on the
+// phone's side names the flow the REGISTER came in on, signed: the guard
+// sends those requests to where the phone really is (its source, through
+// any NAT), whatever its Contact says. Two entries when the REGISTER
+// changes listener, as with Record-Route.
+func (s *Server) addPath(req *sip.Request, in, out *listener, src netip.AddrPort) {
+	fl := src.String()
+	entry := func(l *listener, flow bool) sip.Header {
+		params := sip.HeaderParams{{K: "transport", V: l.network}, {K: "lr", V: ""}}
+		if flow {
+			params = append(params, sip.HeaderKV{K: "tg", V: s.stamp(stampPath, fl)}, sip.HeaderKV{K: "fl", V: fl})
+		}
+		u := sip.Uri{Scheme: "sip", Host: l.host, Port: l.port, UriParams: params}
+		return sip.NewHeader("Path", "<"+u.String()+">")
+	}
+	req.PrependHeader(entry(in, true))
+	if in != out {
+		req.PrependHeader(entry(out, false))
+	}
+}
+
 // stamp signs a Call-ID: only dialogs that passed the guard carry it.
 func (s *Server) stamp(flag byte, callID string) string {
 	m := hmac.New(sha256.New, s.stampKey)
@@ -517,15 +552,21 @@ func (s *Server) popRoutes(req *sip.Request, callID string) route {
 		if l == nil {
 			break
 		}
-		if tg, ok := r.Address.UriParams.Get("tg"); ok && rt.flag == 0 {
+		tg, _ := r.Address.UriParams.Get("tg")
+		fl, hasFlow := r.Address.UriParams.Get("fl")
+		if tg != "" && tg[0] != stampPath && rt.flag == 0 {
 			rt.flag = s.checkStamp(tg, callID)
 		}
 		// Only the last of the guard's entries counts: it names the side
 		// the request goes on to (the first names the side it came from).
+		// A flow is followed on a TCP or TLS listener (a connection the
+		// peer opened: the guard dials none), or anywhere when a Path
+		// stamp signs it.
 		rt.flowL = nil
-		if fl, ok := r.Address.UriParams.Get("fl"); ok && l.stream() {
+		signed := tg != "" && tg[0] == stampPath && hasFlow && s.checkStamp(tg, fl) == stampPath
+		if hasFlow && (l.stream() || signed) {
 			if ap, err := netip.ParseAddrPort(fl); err == nil {
-				rt.flowL, rt.flow = l, ap
+				rt.flowL, rt.flow = l, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 			}
 		}
 		rt.last = l
