@@ -101,8 +101,12 @@ type Config struct {
 	// engine's baselines have history before the first attack. Their
 	// calls are marked WarmUp and left out of the report.
 	WarmUpDays int
-	Tenants    []Tenant
-	Scenarios  []string // attack scenarios, one instance each; nil means none
+	// Rings adds the inbound calls of the scenarios that have them (the
+	// Wangiri rings before the callbacks), for a decider that takes
+	// inbound calls; without them the callbacks come out of the blue.
+	Rings     bool
+	Tenants   []Tenant
+	Scenarios []string // attack scenarios, one instance each; nil means none
 	// Rates prices calls; nil means numbering.DefaultRateDeck().
 	Rates *numbering.RateDeck
 }

@@ -82,7 +82,14 @@ func TestCompromisedExtensionIsThePublishedAttack(t *testing.T) {
 func TestScenarioCountsAndLabels(t *testing.T) {
 	want := map[string]int{"compromised-extension": 111, "fast-pumping": 80, "slow-pumping": 48, "wangiri": 165,
 		"enumeration": 110, "stolen-api-key": 90, "distributed": 240}
-	calls, _ := generate(t, 5, 3, 5, 20, ScenarioNames()...)
+	world, _, err := World(examplePolicy(t), 5, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls, err := Generate(Config{Seed: 5, Days: 3, Tenants: world, Scenarios: ScenarioNames(), Rings: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := map[string]int{}
 	inbound := 0
 	for _, c := range calls {

@@ -32,7 +32,7 @@ func Simulate(ctx context.Context, o Options) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	calls, err := Generate(Config{Seed: o.Seed, Start: o.Start, Days: o.Days, WarmUpDays: o.WarmUpDays, Tenants: tenants, Scenarios: o.Scenarios})
+	calls, err := Generate(Config{Seed: o.Seed, Start: o.Start, Days: o.Days, WarmUpDays: o.WarmUpDays, Rings: true, Tenants: tenants, Scenarios: o.Scenarios})
 	if err != nil {
 		return Report{}, err
 	}
