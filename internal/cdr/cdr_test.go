@@ -369,3 +369,13 @@ func TestParseTime(t *testing.T) {
 		}
 	}
 }
+
+func TestSwitchTime(t *testing.T) {
+	for _, s := range []string{"2026-03-02 14:05:09", "2024-02-29 00:00:00", "2026-12-31 23:59:59", "2026-04-31 10:00:00", "2026-13-01 00:00:00", "2026-03-02 24:00:00", "2026-03-02 14:05:60", "2026-03-02T14:05:09", "2026-3-2 14:05:09", "+026-03-02 14:05:09", "2025-02-29 00:00:00"} {
+		want, wantErr := time.ParseInLocation(switchLayout, s, saoPaulo)
+		got, err := parseSwitchTime(s, saoPaulo)
+		if (err != nil) != (wantErr != nil) || !got.Equal(want) {
+			t.Errorf("parseSwitchTime(%q) = %v, %v; time.ParseInLocation says %v, %v", s, got, err, want, wantErr)
+		}
+	}
+}

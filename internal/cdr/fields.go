@@ -28,13 +28,44 @@ var autoLayouts = []string{
 	"2006-01-02 15:04:05.999999999",
 }
 
-// parseSwitchTime reads an Asterisk or FreeSWITCH timestamp in loc.
+// parseSwitchTime reads an Asterisk or FreeSWITCH timestamp in loc. The
+// fixed layout is read by hand: time.Parse was a third of the parsing cost.
 func parseSwitchTime(s string, loc *time.Location) (time.Time, error) {
+	if t, ok := fastSwitchTime(s, loc); ok {
+		return t, nil
+	}
 	t, err := time.ParseInLocation(switchLayout, s, loc)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%q is not a time like 2026-03-02 14:05:09", s)
 	}
 	return t, nil
+}
+
+// fastSwitchTime reads exactly "YYYY-MM-DD HH:MM:SS" with every field in
+// range; anything else is left to time.ParseInLocation.
+func fastSwitchTime(s string, loc *time.Location) (time.Time, bool) {
+	if len(s) != len(switchLayout) || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	num := func(i, n int) int {
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	y, mo, d, h, mi, sec := num(0, 4), num(5, 2), num(8, 2), num(11, 2), num(14, 2), num(17, 2)
+	if y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(y, time.Month(mo), d, h, mi, sec, 0, loc)
+	if t.Day() != d { // 31 April rolled over into May
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 // parseTime reads a generic CSV time: with layout "" any of autoLayouts or

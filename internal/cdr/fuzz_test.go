@@ -121,3 +121,18 @@ func BenchmarkAsteriskRecords(b *testing.B) {
 	}
 	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
 }
+
+// FuzzSwitchTime: the hand-written reader of "2006-01-02 15:04:05" agrees
+// with time.ParseInLocation on every input.
+func FuzzSwitchTime(f *testing.F) {
+	for _, s := range []string{"2026-03-02 14:05:09", "2026-04-31 10:00:00", "0000-01-01 00:00:00", "2026-03-02 24:00:00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, wantErr := time.ParseInLocation(switchLayout, s, saoPaulo)
+		got, err := parseSwitchTime(s, saoPaulo)
+		if (err != nil) != (wantErr != nil) || !got.Equal(want) {
+			t.Fatalf("parseSwitchTime(%q) = %v, %v; time.ParseInLocation says %v, %v", s, got, err, want, wantErr)
+		}
+	})
+}

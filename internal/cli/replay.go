@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sort"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/telguard/telguard/examples"
 	"github.com/telguard/telguard/internal/cdr/replay"
+	"github.com/telguard/telguard/internal/engine/anomaly"
 	"github.com/telguard/telguard/internal/engine/policy"
 )
 
@@ -37,7 +39,8 @@ CDR files are written as calls end, so records come out of start order by
 up to a call's length; --window bounds how far (records further out are
 counted as late and not replayed; sort the file by start to avoid them).
 Zone-less timestamps are read in the tenant's timezone unless --timezone
-says otherwise.
+says otherwise. Baselines are learned during the replay, from the calls
+that end; --model scores calls with a model from telguard anomaly train.
 
 Exit status: 0 when a report was printed; 1 when reading failed; 2 on bad
 flags, a bad policy or a file of no known format.
@@ -56,6 +59,7 @@ func (e *env) replay(args []string) error {
 	list := fs.Bool("list", false, "list every blocked and would-block call (numbers masked)")
 	asJSON := fs.Bool("json", false, "print the report as JSON (always with the list)")
 	window := fs.Duration("window", replay.DefaultWindow, "how far out of start order records may come")
+	modelFile := fs.String("model", "", "anomaly model `file` (from telguard anomaly train) to score calls with, as the daemon does")
 	cf := addCDRFlags(fs, "IANA time `zone` of timestamps without one (default: the tenant's timezone)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -99,6 +103,12 @@ func (e *env) replay(args []string) error {
 	if err != nil {
 		return err
 	}
+	var model *anomaly.Forest
+	if *modelFile != "" {
+		if model, err = readModel(*modelFile); err != nil {
+			return usagef("%s: --model: %v", cmd, err)
+		}
+	}
 	file := fs.Arg(0)
 	rd, closeFile, err := e.openCDR(cmd, file, o)
 	if err != nil {
@@ -107,7 +117,7 @@ func (e *env) replay(args []string) error {
 	defer closeFile()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	rep, err := replay.Run(ctx, pol, rd, replay.Options{Tenant: *tenant, Window: *window})
+	rep, err := replay.Run(ctx, pol, rd, replay.Options{Tenant: *tenant, Window: *window, Model: model})
 	if err != nil {
 		return fmt.Errorf("%s: %s: %w", cmd, file, err)
 	}
@@ -126,4 +136,29 @@ func (e *env) replay(args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "%s (%s): %d lines, %d calls, %d bad lines skipped\n", file, st.Format, st.Lines, st.Records, st.Skipped)
 	return rep.WriteText(e.stdout, *list)
+}
+
+// maxModelBytes bounds what is read of a model file: far above a trained
+// forest (a few MB).
+const maxModelBytes = 256 << 20
+
+// readModel loads an anomaly model written by anomaly train.
+func readModel(path string) (*anomaly.Forest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxModelBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > maxModelBytes {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxModelBytes)
+	}
+	var m anomaly.Forest
+	if err := m.UnmarshalBinary(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &m, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/telguard/telguard/internal/audit"
 	"github.com/telguard/telguard/internal/clock"
 	"github.com/telguard/telguard/internal/engine"
+	"github.com/telguard/telguard/internal/engine/anomaly"
 	"github.com/telguard/telguard/internal/engine/policy"
 	"github.com/telguard/telguard/internal/event"
 )
@@ -45,6 +46,9 @@ type Options struct {
 	// Top is how many accounts and destinations the top lists hold; 0
 	// means 10.
 	Top int
+	// Model, when set, is the anomaly model (from `telguard anomaly
+	// train`) the engine scores calls with, as a daemon would.
+	Model *anomaly.Forest
 }
 
 // Defaults of Options.
@@ -227,9 +231,15 @@ func Run(ctx context.Context, pol *policy.Policy, src Source, o Options) (*Repor
 		o.Top = 10
 	}
 	clk := clock.NewManual(time.Time{})
+	eng := engine.New(pol, engine.Options{Clock: clk})
+	if o.Model != nil {
+		if err := eng.SetModel(o.Model); err != nil {
+			return nil, fmt.Errorf("replay: %w", err)
+		}
+	}
 	r := &run{
 		o: o, pol: pol, ten: ten, clk: clk,
-		eng: engine.New(pol, engine.Options{Clock: clk}),
+		eng: eng,
 		rep: &Report{Tenant: o.Tenant, Currency: ten.Currency, Timezone: ten.Location.String(),
 			BlockedByRule: []RuleCount{}, WouldByRule: []RuleCount{}, FirstBlocks: []FirstBlock{},
 			TopAccounts: []Top{}, TopDestinations: []Top{}, Listed: []Listed{}},

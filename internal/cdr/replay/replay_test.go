@@ -141,3 +141,29 @@ func TestUnknownTenant(t *testing.T) {
 		t.Fatal("a tenant the policy lacks was accepted")
 	}
 }
+
+// BenchmarkReplay measures calls replayed per second through the example
+// policy, parsing included.
+func BenchmarkReplay(b *testing.B) {
+	data, err := os.ReadFile("testdata/night-pumping/Master.csv")
+	if err != nil {
+		b.Fatal(err)
+	}
+	pol, err := policy.Load("testdata/night-pumping/policy.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	calls := 0
+	for b.Loop() {
+		rd, err := cdr.NewReader(bytes.NewReader(data), cdr.Options{Tenant: "demo", Location: pol.Tenants["demo"].Location})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rep, err := Run(b.Context(), pol, rd, Options{Tenant: "demo"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		calls += rep.Calls.Calls
+	}
+	b.ReportMetric(float64(calls)/b.Elapsed().Seconds(), "calls/s")
+}
