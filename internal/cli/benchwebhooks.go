@@ -226,6 +226,7 @@ func (b *benchHooks) run(ctx context.Context, workers, delivConc int, syncAll bo
 	if err != nil {
 		return err
 	}
+	defer dl.Close()
 	var sunk atomic.Int64
 	worker, err := webhook.NewWorker(webhook.WorkerConfig{
 		Sources:     map[string]webhook.Mapping{"bench": {Preset: "flat"}},

@@ -34,6 +34,9 @@ func (d *Daemon) newWebhooks(ctx context.Context, getenv func(string) string) er
 		return err
 	}
 	fail := func(err error) error {
+		if d.deliverer != nil {
+			d.deliverer.Close()
+		}
 		d.queue.Close()
 		return err
 	}
@@ -126,8 +129,8 @@ func (d *Daemon) WebhookAddr() string {
 }
 
 // runWebhooks starts the ingress, the workers and delivery in g, when
-// webhooks are configured. The returned func closes the queue; call it once
-// g has finished.
+// webhooks are configured. The returned func closes the delivery outbox
+// and the queue; call it once g has finished.
 func (d *Daemon) runWebhooks(ctx context.Context, g *errgroup.Group) (closeQueue func()) {
 	if d.hooks == nil {
 		return func() {}
@@ -137,5 +140,10 @@ func (d *Daemon) runWebhooks(ctx context.Context, g *errgroup.Group) (closeQueue
 	if d.deliverer != nil {
 		g.Go(func() error { return d.deliverer.Run(ctx) })
 	}
-	return func() { d.queue.Close() }
+	return func() {
+		if d.deliverer != nil {
+			d.deliverer.Close()
+		}
+		d.queue.Close()
+	}
 }

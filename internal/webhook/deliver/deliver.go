@@ -23,22 +23,28 @@
 //
 // # Where pending deliveries live
 //
-// In a spool directory (Config.Dir/outbox), one file per pending delivery,
-// like a mail server's queue: Forward writes the file before it returns,
+// In an append-only log of segment files (Config.Dir/log, see outbox.go),
+// group-committed: Forward returns once the delivery's record is written,
 // so the webhook worker acknowledges the queued event only once its
-// deliveries are stored. A failed attempt rewrites the file with its next
-// time. Deliveries that exhausted the schedule, or whose destination
-// answered 410, move to Config.Dir/dead, which List and Replay serve
-// (`telguard webhooks dlq list|replay`).
+// deliveries are stored; concurrent writers share one write (and one
+// fsync with Sync). A failed attempt appends the delivery with its next
+// time; a delivered one appends a "done" record; segments are deleted
+// once nothing pending lives in them, and the few deliveries that retry
+// for hours are copied forward so that they do not pin old segments. (The
+// first versions kept one file per delivery in Config.Dir/outbox, which
+// cost a create, a rename and an unlink per event; such a directory is
+// moved into the log on open.) Deliveries that exhausted the schedule, or
+// whose destination answered 410, move to Config.Dir/dead, one file each,
+// which List and Replay serve (`telguard webhooks dlq list|replay`).
 //
 // The spool is local rather than a second JetStream stream because
 // retries wait for hours at individual times and the dead letters must be
 // listed and replayed by id; a work-queue stream consumed in order gives
 // neither without holding messages unacknowledged. The price: with an
 // external NATS cluster, each node's pending and dead deliveries stay on
-// that node. Files are written whole and renamed into place, so a process
-// crash loses nothing; with Config.Sync they are fsynced, for machine
-// crashes too.
+// that node. A record is written before the call that stored it returns,
+// so a process crash loses nothing; with Config.Sync each group commit is
+// fsynced, for machine crashes too.
 package deliver
 
 import (
@@ -159,7 +165,7 @@ type Deliverer struct {
 	cfg     Config
 	dests   map[string]*destination
 	order   []*destination
-	outbox  *spool
+	outbox  *outbox
 	dead    *spool
 	client  *http.Client
 	logger  *slog.Logger
@@ -192,10 +198,11 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Deliverer
 		d.order = append(d.order, dest)
 	}
 	var err error
-	if d.outbox, err = openSpool(filepath.Join(cfg.Dir, "outbox"), cfg.MaxPending, cfg.Sync); err != nil {
+	if d.outbox, err = openOutbox(filepath.Join(cfg.Dir, "log"), cfg.MaxPending, cfg.Sync, filepath.Join(cfg.Dir, "outbox")); err != nil {
 		return nil, fmt.Errorf("new deliverer: %w", err)
 	}
 	if d.dead, err = openSpool(filepath.Join(cfg.Dir, "dead"), cfg.MaxDead, cfg.Sync); err != nil {
+		d.outbox.close()
 		return nil, fmt.Errorf("new deliverer: %w", err)
 	}
 	d.client = Guard{Allow: cfg.Allow}.Client(cfg.Timeout, cfg.Resolver)
@@ -203,10 +210,15 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Deliverer
 		reg = prometheus.NewRegistry()
 	}
 	if d.metrics, err = newMetrics(reg, d); err != nil {
+		d.outbox.close()
 		return nil, fmt.Errorf("new deliverer: %w", err)
 	}
 	return d, nil
 }
+
+// Close writes what the outbox has pending and closes its files; call it
+// once Run and every Forward have returned.
+func (d *Deliverer) Close() { d.outbox.close() }
 
 func (c *Config) defaults() error {
 	if c.Dir == "" {
@@ -429,7 +441,7 @@ func (d *Deliverer) attempt(ctx context.Context, id string) {
 	case code >= 200 && code < 300:
 		dest.breaker.result(true, now)
 		d.count(dest.Name, "delivered")
-		if err := d.outbox.remove(id); err != nil {
+		if err := d.outbox.delivered(id); err != nil {
 			d.logger.Error("delivered but not removed from the outbox", "id", id, "err", err)
 		}
 	case code == http.StatusGone:

@@ -1,0 +1,654 @@
+package deliver
+
+import (
+	"container/heap"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The outbox is an append-only log of segment files (Config.Dir/log),
+// with its index in memory. Every change is a record appended to the
+// newest segment: "put" stores a delivery whole (a new one, a rescheduled
+// one, or one moved by compaction), "done" ends one (delivered or
+// dead-lettered). Replaying the segments in order rebuilds the outbox.
+//
+// Writes are group-committed: whoever appends while no write is under way
+// writes everything appended so far in one write(2) (and one fsync with
+// Sync) and then applies it to the index; whoever appends meanwhile waits
+// for that batch or the next. A put returns once its record is written —
+// in the page cache, which a process crash does not lose; fsynced with
+// Sync — so Forward still stores a delivery before the queue forgets its
+// event. A "done" for a delivered event does not wait: lost in a crash,
+// it costs one redelivery under the same webhook-id, which receivers
+// deduplicate; a "done" for a dead letter waits, like the put into the
+// dead-letter spool before it.
+//
+// Segments are closed at segmentSize and deleted from the oldest on once
+// no pending delivery lives in them (only the oldest may go: its puts
+// are what the "done" records of later segments cancel). A few deliveries
+// retrying for hours would pin old segments, so when one is closed the
+// oldest segment holding few live deliveries, or any when too many
+// segments are kept, has them copied forward (as puts) and is deleted.
+//
+// A record is [length u32][crc32c u32][type u8][payload]; the payload is a
+// put's JSON or a done's id. A record cut short by a crash fails its
+// length or checksum, and reading that segment stops there: the write it
+// belonged to never returned. After a restart new records go to a new
+// segment, never after a torn tail.
+const (
+	segmentSize       = 8 << 20
+	maxSegmentsKept   = 8   // beyond this the oldest is compacted whatever its live share
+	compactLiveShare  = 0.2 // …or when at most this share of its records is live
+	maxRecord         = 4 << 20
+	recordHeader      = 9
+	recPut       byte = 1
+	recDone      byte = 2
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// errOutboxClosed means the outbox was closed.
+var errOutboxClosed = errors.New("outbox closed")
+
+type segment struct {
+	id    uint64
+	f     *os.File
+	size  int64
+	live  int // pending deliveries whose current record is here
+	total int // put records written here
+}
+
+// loc is where a delivery's current record is.
+type loc struct {
+	seg uint64
+	off int64
+	n   int
+}
+
+type outboxEntry struct {
+	loc loc
+	at  time.Time // not before
+}
+
+// logOp is one record on its way to the log.
+type logOp struct {
+	kind byte // recPut or recDone
+	id   string
+	rec  []byte    // the framed record
+	at   time.Time // put: not before
+	// move: a compaction copy of the record at from, written only if the
+	// delivery is still there and nothing else touched it first.
+	move bool
+	from loc
+
+	seq  uint64
+	skip bool
+	at2  loc // where it was written
+	err  error
+}
+
+type outbox struct {
+	dir    string
+	max    int
+	sync   bool
+	segMax int64 // segmentSize; smaller in tests
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	index    map[string]*outboxEntry
+	busy     map[string]bool // claimed, or reserved by add
+	writing  map[string]bool // reserved by add, record not written yet
+	due      dueHeap
+	segs     []*segment // oldest first; the last is the one written
+	pending  []*logOp
+	flushing bool
+	seq      uint64 // ops submitted
+	applied  uint64 // ops written (or failed) and applied
+	closed   bool
+	wbuf     []byte
+}
+
+// openOutbox replays the log in dir (creating it) and starts a new
+// segment. Deliveries left by the file-per-delivery outbox of earlier
+// versions (legacy, "" for none) are moved into the log.
+func openOutbox(dir string, max int, syncWrites bool, legacy string) (*outbox, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
+	o := &outbox{dir: dir, max: max, sync: syncWrites, segMax: segmentSize, index: map[string]*outboxEntry{}, busy: map[string]bool{}, writing: map[string]bool{}}
+	o.cond = sync.NewCond(&o.mu)
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
+	var ids []uint64
+	for _, de := range names {
+		if n, ok := strings.CutSuffix(de.Name(), ".seg"); ok {
+			if id, err := strconv.ParseUint(n, 10, 64); err == nil {
+				ids = append(ids, id)
+			}
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if err := o.replay(id); err != nil {
+			o.close()
+			return nil, fmt.Errorf("open outbox: %w", err)
+		}
+	}
+	next := uint64(1)
+	if len(ids) > 0 {
+		next = ids[len(ids)-1] + 1
+	}
+	if err := o.newSegment(next); err != nil {
+		o.close()
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
+	o.mu.Lock()
+	o.dropOldLocked()
+	for id, e := range o.index {
+		heap.Push(&o.due, dueEntry{at: e.at, id: id})
+	}
+	o.mu.Unlock()
+	if legacy != "" {
+		if err := o.importLegacy(legacy); err != nil {
+			o.close()
+			return nil, fmt.Errorf("open outbox: %w", err)
+		}
+	}
+	return o, nil
+}
+
+func (o *outbox) segPath(id uint64) string {
+	return filepath.Join(o.dir, fmt.Sprintf("%016d.seg", id))
+}
+
+// replay reads segment id into the index, up to its first bad record.
+func (o *outbox) replay(id uint64) error {
+	f, err := os.Open(o.segPath(id))
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(o.segPath(id))
+	if err != nil {
+		f.Close()
+		return err
+	}
+	seg := &segment{id: id, f: f, size: int64(len(data))}
+	o.segs = append(o.segs, seg)
+	for off := 0; off+recordHeader <= len(data); {
+		n := int(binary.LittleEndian.Uint32(data[off:]))
+		sum := binary.LittleEndian.Uint32(data[off+4:])
+		if n < 1 || n > maxRecord || off+8+n > len(data) || crc32.Checksum(data[off+8:off+8+n], crcTable) != sum {
+			break // a torn tail: the write it belonged to never returned
+		}
+		kind, payload := data[off+8], data[off+9:off+8+n]
+		switch kind {
+		case recPut:
+			var j job
+			if err := json.Unmarshal(payload, (*logJob)(&j)); err != nil || !entryID.MatchString(j.ID) {
+				break
+			}
+			seg.total++
+			o.applyPut(j.ID, loc{seg: id, off: int64(off), n: 8 + n}, j.NotBefore)
+		case recDone:
+			o.applyDone(string(payload))
+		}
+		off += 8 + n
+	}
+	return nil
+}
+
+// importLegacy moves the JSON files of an old outbox directory into the
+// log, then removes them.
+func (o *outbox) importLegacy(dir string) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	old, err := openSpool(dir, 1<<30, false)
+	if err != nil {
+		return err
+	}
+	for id := range old.index {
+		j, err := old.read(id)
+		if err != nil {
+			return err
+		}
+		if _, err := o.add(j); err != nil {
+			return err
+		}
+		if err := old.remove(id); err != nil {
+			return err
+		}
+	}
+	_ = os.Remove(dir) // only if empty
+	return nil
+}
+
+func (o *outbox) newSegment(id uint64) error {
+	f, err := os.OpenFile(o.segPath(id), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	if o.sync {
+		syncDir(o.dir)
+	}
+	o.segs = append(o.segs, &segment{id: id, f: f})
+	return nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+func (o *outbox) segByID(id uint64) *segment {
+	for i := len(o.segs) - 1; i >= 0; i-- {
+		if o.segs[i].id == id {
+			return o.segs[i]
+		}
+	}
+	return nil
+}
+
+// applyPut points id at l. Callers hold mu (or are replaying).
+func (o *outbox) applyPut(id string, l loc, at time.Time) {
+	if e := o.index[id]; e != nil {
+		if s := o.segByID(e.loc.seg); s != nil && e.loc.n > 0 {
+			s.live--
+		}
+		e.loc, e.at = l, at
+	} else {
+		o.index[id] = &outboxEntry{loc: l, at: at}
+	}
+	if s := o.segByID(l.seg); s != nil {
+		s.live++
+	}
+}
+
+func (o *outbox) applyDone(id string) {
+	e := o.index[id]
+	if e == nil {
+		return
+	}
+	if s := o.segByID(e.loc.seg); s != nil && e.loc.n > 0 {
+		s.live--
+	}
+	delete(o.index, id)
+	delete(o.busy, id)
+}
+
+// dropOldLocked deletes the oldest segments while no delivery lives in
+// them. Callers hold mu.
+func (o *outbox) dropOldLocked() {
+	for len(o.segs) > 1 && o.segs[0].live <= 0 {
+		s := o.segs[0]
+		s.f.Close()
+		_ = os.Remove(o.segPath(s.id))
+		o.segs = o.segs[1:]
+	}
+}
+
+func frame(kind byte, payload []byte) []byte {
+	rec := make([]byte, recordHeader+len(payload))
+	binary.LittleEndian.PutUint32(rec, uint32(1+len(payload)))
+	rec[8] = kind
+	copy(rec[9:], payload)
+	binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(rec[8:], crcTable))
+	return rec
+}
+
+// logJob is a job as the log stores it: the body, JSON already, embedded
+// as is rather than base64.
+type logJob job
+
+func (j *logJob) MarshalJSON() ([]byte, error) {
+	type plain job
+	return json.Marshal(struct {
+		*plain
+		Body json.RawMessage `json:"body"`
+	}{(*plain)(j), json.RawMessage(j.Body)})
+}
+
+func (j *logJob) UnmarshalJSON(b []byte) error {
+	type plain job
+	v := struct {
+		*plain
+		Body json.RawMessage `json:"body"`
+	}{plain: (*plain)(j)}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	j.Body = []byte(v.Body)
+	return nil
+}
+
+func putRecord(j job) ([]byte, error) {
+	if !json.Valid(j.Body) {
+		return nil, errors.New("outbox: delivery body is not JSON")
+	}
+	p, err := json.Marshal((*logJob)(&j))
+	if err != nil {
+		return nil, fmt.Errorf("outbox write: %w", err)
+	}
+	return frame(recPut, p), nil
+}
+
+// submit appends op and, unless wait is false and a write is already
+// under way, returns once it is written and applied.
+func (o *outbox) submit(op *logOp, wait bool) error {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return errOutboxClosed
+	}
+	o.seq++
+	op.seq = o.seq
+	o.pending = append(o.pending, op)
+	if o.flushing {
+		if !wait {
+			o.mu.Unlock()
+			return nil
+		}
+		for o.applied < op.seq {
+			o.cond.Wait()
+		}
+		err := op.err
+		o.mu.Unlock()
+		return err
+	}
+	o.flushing = true
+	o.flushLocked()
+	o.flushing = false
+	err := op.err
+	o.mu.Unlock()
+	return err
+}
+
+// flushLocked writes and applies batches until nothing is pending, then
+// compacts if a segment was closed. Called with mu held and flushing set;
+// mu is released during each write.
+func (o *outbox) flushLocked() {
+	rotated := false
+	for len(o.pending) > 0 {
+		batch := o.pending
+		o.pending = nil
+		seg := o.segs[len(o.segs)-1]
+		if seg.size >= o.segMax {
+			if err := o.newSegment(seg.id + 1); err == nil {
+				seg, rotated = o.segs[len(o.segs)-1], true
+			}
+		}
+		buf := o.wbuf[:0]
+		// A compaction copy is written only if nothing before it in the
+		// log touched its delivery since it was taken: earlier batches are
+		// applied already, earlier ops of this one are tracked here.
+		var touched map[string]bool
+		if slices.ContainsFunc(batch, func(op *logOp) bool { return op.move }) {
+			touched = map[string]bool{}
+		}
+		for _, op := range batch {
+			if op.move {
+				e := o.index[op.id]
+				if e == nil || e.loc != op.from || touched[op.id] {
+					op.skip = true
+					continue
+				}
+			}
+			if touched != nil {
+				touched[op.id] = true
+			}
+			op.at2 = loc{seg: seg.id, off: seg.size + int64(len(buf)), n: len(op.rec)}
+			buf = append(buf, op.rec...)
+		}
+		o.mu.Unlock()
+		n, err := seg.f.WriteAt(buf, seg.size)
+		if err == nil && o.sync {
+			err = seg.f.Sync()
+		}
+		o.mu.Lock()
+		seg.size += int64(n)
+		if cap(buf) <= 1<<20 {
+			o.wbuf = buf[:0]
+		}
+		if err != nil {
+			err = fmt.Errorf("outbox write: %w", err)
+			// Nothing more goes after what may be a torn record.
+			if nerr := o.newSegment(seg.id + 1); nerr == nil {
+				rotated = true
+			}
+		}
+		for _, op := range batch {
+			o.apply(op, err)
+		}
+		o.applied = batch[len(batch)-1].seq
+		o.dropOldLocked()
+		o.cond.Broadcast()
+		if len(o.pending) == 0 && rotated {
+			rotated = false
+			o.compactLocked()
+		}
+	}
+}
+
+func (o *outbox) apply(op *logOp, err error) {
+	if op.skip {
+		return
+	}
+	if err != nil {
+		op.err = err
+		if op.kind == recPut && o.writing[op.id] {
+			delete(o.index, op.id)
+			delete(o.writing, op.id)
+			delete(o.busy, op.id)
+		}
+		return
+	}
+	switch op.kind {
+	case recPut:
+		if op.move {
+			if e := o.index[op.id]; e != nil {
+				o.applyPut(op.id, op.at2, e.at)
+			}
+			return
+		}
+		if o.writing[op.id] {
+			delete(o.index, op.id) // the reservation
+			delete(o.writing, op.id)
+			delete(o.busy, op.id)
+		}
+		o.applyPut(op.id, op.at2, op.at)
+		if s := o.segByID(op.at2.seg); s != nil {
+			s.total++
+		}
+		heap.Push(&o.due, dueEntry{at: op.at, id: op.id})
+	case recDone:
+		o.applyDone(op.id)
+	}
+}
+
+// compactLocked copies the live deliveries of the oldest segment forward
+// when few of its records are live, or when too many segments are kept.
+// The copies are appended to pending; the flush loop writes them.
+func (o *outbox) compactLocked() {
+	if len(o.segs) < 3 { // the oldest, at least one more closed, the one written
+		return
+	}
+	old := o.segs[0]
+	if old.live <= 0 || (len(o.segs) <= maxSegmentsKept && float64(old.live) > compactLiveShare*float64(max(old.total, 1))) {
+		return
+	}
+	for id, e := range o.index {
+		if e.loc.seg != old.id || e.loc.n == 0 {
+			continue
+		}
+		rec := make([]byte, e.loc.n)
+		if _, err := old.f.ReadAt(rec, e.loc.off); err != nil {
+			return // tried again at the next rotation
+		}
+		o.seq++
+		o.pending = append(o.pending, &logOp{kind: recPut, id: id, rec: rec, move: true, from: e.loc, seq: o.seq})
+	}
+}
+
+// add stores j unless a delivery with its id is pending; added reports
+// which.
+func (o *outbox) add(j job) (added bool, err error) {
+	rec, err := putRecord(j)
+	if err != nil {
+		return false, err
+	}
+	o.mu.Lock()
+	if _, ok := o.index[j.ID]; ok {
+		o.mu.Unlock()
+		return false, nil
+	}
+	if len(o.index) >= o.max {
+		o.mu.Unlock()
+		return false, ErrSpoolFull
+	}
+	o.index[j.ID] = &outboxEntry{at: time.Time{}.Add(1<<63 - 1)} // reserved until written
+	o.busy[j.ID] = true
+	o.writing[j.ID] = true
+	o.mu.Unlock()
+	if err := o.submit(&logOp{kind: recPut, id: j.ID, rec: rec, at: j.NotBefore}, true); err != nil {
+		o.mu.Lock()
+		if o.writing[j.ID] {
+			delete(o.index, j.ID)
+			delete(o.writing, j.ID)
+			delete(o.busy, j.ID)
+		}
+		o.mu.Unlock()
+		return false, err
+	}
+	return true, nil
+}
+
+// put stores j over the pending delivery with its id (a retry
+// rescheduled). The caller holds the claim and releases it afterwards.
+func (o *outbox) put(j job) error {
+	rec, err := putRecord(j)
+	if err != nil {
+		return err
+	}
+	return o.submit(&logOp{kind: recPut, id: j.ID, rec: rec, at: j.NotBefore}, true)
+}
+
+// read returns the pending delivery id.
+func (o *outbox) read(id string) (job, error) {
+	o.mu.Lock()
+	e := o.index[id]
+	var (
+		rec []byte
+		err error
+	)
+	switch s := (*segment)(nil); {
+	case e == nil || e.loc.n == 0:
+		err = fmt.Errorf("outbox read %s: %w", id, os.ErrNotExist)
+	default:
+		if s = o.segByID(e.loc.seg); s == nil {
+			err = fmt.Errorf("outbox read %s: segment %d gone", id, e.loc.seg)
+			break
+		}
+		rec = make([]byte, e.loc.n)
+		_, err = s.f.ReadAt(rec, e.loc.off)
+	}
+	o.mu.Unlock()
+	if err != nil {
+		return job{}, err
+	}
+	var j job
+	if len(rec) < recordHeader || rec[8] != recPut {
+		return job{}, fmt.Errorf("outbox read %s: not a delivery record", id)
+	}
+	if err := json.Unmarshal(rec[recordHeader:], (*logJob)(&j)); err != nil {
+		return job{}, fmt.Errorf("outbox read %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// remove ends the pending delivery id once the record saying so is
+// written (a dead-lettered delivery).
+func (o *outbox) remove(id string) error {
+	return o.submit(&logOp{kind: recDone, id: id, rec: frame(recDone, []byte(id))}, true)
+}
+
+// delivered ends the pending delivery id without waiting for the record
+// (see the top of this file); it stays claimed until then.
+func (o *outbox) delivered(id string) error {
+	return o.submit(&logOp{kind: recDone, id: id, rec: frame(recDone, []byte(id))}, false)
+}
+
+// claim returns up to limit ids due at now, oldest first, and marks them
+// busy until release, remove or delivered.
+func (o *outbox) claim(now time.Time, limit int) []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var ids []string
+	for len(ids) < limit && len(o.due) > 0 && !o.due[0].at.After(now) {
+		e := heap.Pop(&o.due).(dueEntry)
+		ent, ok := o.index[e.id]
+		if !ok || o.busy[e.id] || !ent.at.Equal(e.at) {
+			continue // stale: removed, rescheduled, or already claimed
+		}
+		o.busy[e.id] = true
+		ids = append(ids, e.id)
+	}
+	return ids
+}
+
+// release ends an attempt that left the delivery pending; it is due again
+// at its (possibly new) not-before time.
+func (o *outbox) release(id string) {
+	o.mu.Lock()
+	delete(o.busy, id)
+	if e, ok := o.index[id]; ok {
+		heap.Push(&o.due, dueEntry{at: e.at, id: id})
+	}
+	o.mu.Unlock()
+}
+
+// len counts the pending deliveries whose records are written.
+func (o *outbox) len() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.index) - len(o.writing)
+}
+
+// segments counts the segment files kept.
+func (o *outbox) segments() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.segs)
+}
+
+// close writes what is pending and closes the segment files. Later
+// writes fail.
+func (o *outbox) close() {
+	o.mu.Lock()
+	for o.flushing {
+		o.cond.Wait()
+	}
+	if len(o.pending) > 0 && !o.closed && len(o.segs) > 0 {
+		o.flushing = true
+		o.flushLocked()
+		o.flushing = false
+	}
+	o.closed = true
+	for _, s := range o.segs {
+		s.f.Close()
+	}
+	o.mu.Unlock()
+}

@@ -1,0 +1,302 @@
+package deliver
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+func testJob(i int, at time.Time) job {
+	id := fmt.Sprintf("crm-msg_%032x", i)
+	return job{ID: id, Destination: "crm", MsgID: id[4:], Type: "call.ended",
+		Body: []byte(fmt.Sprintf(`{"type":"call.ended","data":{"n":%d,"pad":"%0200d"}}`, i, i)), NotBefore: at, Created: at}
+}
+
+func openTestOutbox(t testing.TB, dir string, segMax int64) *outbox {
+	t.Helper()
+	o, err := openOutbox(dir, 1<<20, false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if segMax > 0 {
+		o.segMax = segMax
+	}
+	t.Cleanup(o.close)
+	return o
+}
+
+func pendingIDs(o *outbox) []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var ids []string
+	for id, e := range o.index {
+		if e.loc.n > 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// What was added, rescheduled, delivered and dead-lettered before a
+// restart is what the outbox holds after it: the pending deliveries whole,
+// at their latest not-before time, and nothing delivered.
+func TestOutboxReplay(t *testing.T) {
+	dir := t.TempDir()
+	o := openTestOutbox(t, dir, 0)
+	at := time.Unix(1_700_000_000, 0).UTC()
+	for i := range 10 {
+		if added, err := o.add(testJob(i, at)); err != nil || !added {
+			t.Fatalf("add %d: %v %v", i, added, err)
+		}
+	}
+	if added, _ := o.add(testJob(3, at)); added {
+		t.Fatal("a pending delivery was added twice")
+	}
+	ids := o.claim(at, 10)
+	if len(ids) != 10 {
+		t.Fatalf("claimed %d", len(ids))
+	}
+	for _, i := range []int{0, 1, 2} {
+		if err := o.delivered(testJob(i, at).ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := o.remove(testJob(3, at).ID); err != nil {
+		t.Fatal(err)
+	}
+	later := testJob(4, at)
+	later.Attempts, later.NotBefore, later.LastError = 1, at.Add(time.Hour), "503 Service Unavailable"
+	if err := o.put(later); err != nil {
+		t.Fatal(err)
+	}
+	o.close()
+
+	o2 := openTestOutbox(t, dir, 0)
+	want := []string{}
+	for i := 4; i < 10; i++ {
+		want = append(want, testJob(i, at).ID)
+	}
+	if got := pendingIDs(o2); !slices.Equal(got, want) {
+		t.Fatalf("after restart: %v\nwant %v", got, want)
+	}
+	j, err := o2.read(later.ID)
+	if err != nil || j.Attempts != 1 || !j.NotBefore.Equal(later.NotBefore) || j.LastError != later.LastError || string(j.Body) != string(later.Body) {
+		t.Fatalf("rescheduled delivery after restart: %+v, %v", j, err)
+	}
+	if ids := o2.claim(at, 100); len(ids) != 5 || slices.Contains(ids, later.ID) {
+		t.Fatalf("due after restart: %v (the rescheduled one is not due)", ids)
+	}
+}
+
+// A record cut short by a crash in the middle of a write ends its segment:
+// everything before it is kept, and new records go to a new segment.
+func TestOutboxTornTail(t *testing.T) {
+	dir := t.TempDir()
+	o := openTestOutbox(t, dir, 0)
+	at := time.Unix(1_700_000_000, 0)
+	for i := range 3 {
+		if _, err := o.add(testJob(i, at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.close()
+	seg := filepath.Join(dir, fmt.Sprintf("%016d.seg", 1))
+	rec, _ := putRecord(testJob(3, at))
+	f, err := os.OpenFile(seg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(rec[:len(rec)/2])
+	f.Close()
+	o2 := openTestOutbox(t, dir, 0)
+	if n := len(pendingIDs(o2)); n != 3 {
+		t.Fatalf("%d pending after a torn tail, want 3", n)
+	}
+	if _, err := o2.add(testJob(4, at)); err != nil {
+		t.Fatal(err)
+	}
+	o2.close()
+	if n := len(pendingIDs(openTestOutbox(t, dir, 0))); n != 4 {
+		t.Fatalf("%d pending after a write past the torn tail, want 4", n)
+	}
+}
+
+// Segments go once their deliveries are done; one delivery retrying for
+// hours does not pin its segment: it is copied forward, and after a
+// restart it is still there, once.
+func TestOutboxSegmentsAreReclaimed(t *testing.T) {
+	dir := t.TempDir()
+	o := openTestOutbox(t, dir, 4<<10) // a few records per segment
+	at := time.Unix(1_700_000_000, 0)
+	stuck := testJob(0, at)
+	if _, err := o.add(stuck); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 2000; i++ {
+		j := testJob(i, at)
+		if _, err := o.add(j); err != nil {
+			t.Fatal(err)
+		}
+		if ids := o.claim(at, 10); len(ids) > 0 {
+			for _, id := range ids {
+				if id == stuck.ID {
+					stuck.Attempts++
+					stuck.NotBefore = at.Add(time.Hour)
+					if err := o.put(stuck); err != nil {
+						t.Fatal(err)
+					}
+					o.release(id)
+					continue
+				}
+				if err := o.delivered(id); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if n := o.segments(); n > maxSegmentsKept+1 {
+		t.Fatalf("%d segments kept for one pending delivery", n)
+	}
+	files, _ := os.ReadDir(dir)
+	if len(files) != o.segments() {
+		t.Fatalf("%d files for %d segments", len(files), o.segments())
+	}
+	got, err := o.read(stuck.ID)
+	if err != nil || got.Attempts != stuck.Attempts {
+		t.Fatalf("stuck delivery: %+v %v", got, err)
+	}
+	pending := pendingIDs(o)
+	o.close()
+	o2 := openTestOutbox(t, dir, 0)
+	if after := pendingIDs(o2); !slices.Equal(after, pending) || !slices.Contains(after, stuck.ID) {
+		t.Fatalf("after restart %v, before %v", after, pending)
+	}
+}
+
+// Concurrent adders and deliverers (the workers and the senders): what
+// was added and not delivered is exactly what a reopened outbox holds.
+func TestOutboxConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	o := openTestOutbox(t, dir, 64<<10)
+	at := time.Unix(1_700_000_000, 0)
+	const writers, per = 4, 300
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range per {
+				if _, err := o.add(testJob(w*per+i, at)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	var mu sync.Mutex
+	delivered := map[string]bool{}
+	stop := make(chan struct{})
+	var senders sync.WaitGroup
+	for range 3 {
+		senders.Go(func() {
+			for {
+				ids := o.claim(at, 8)
+				for n, id := range ids {
+					if n%3 == 2 {
+						o.release(id)
+						continue
+					}
+					if err := o.delivered(id); err != nil {
+						t.Error(err)
+					}
+					mu.Lock()
+					delivered[id] = true
+					mu.Unlock()
+				}
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	senders.Wait()
+	o.close()
+	o2 := openTestOutbox(t, dir, 0)
+	got := pendingIDs(o2)
+	if len(got)+len(delivered) != writers*per {
+		t.Fatalf("%d pending + %d delivered, want %d", len(got), len(delivered), writers*per)
+	}
+	for _, id := range got {
+		if delivered[id] {
+			t.Fatalf("%s delivered and pending again", id)
+		}
+	}
+}
+
+// An outbox of the first versions (one JSON file per delivery) is moved
+// into the log.
+func TestOutboxImportsFileSpool(t *testing.T) {
+	dir := t.TempDir()
+	old, err := openSpool(filepath.Join(dir, "outbox"), 100, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1_700_000_000, 0)
+	for i := range 5 {
+		if _, err := old.add(testJob(i, at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, err := openOutbox(filepath.Join(dir, "log"), 100, false, filepath.Join(dir, "outbox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.close()
+	if n := o.len(); n != 5 {
+		t.Fatalf("%d imported, want 5", n)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "outbox")); !os.IsNotExist(err) {
+		t.Fatalf("old outbox left behind: %v", err)
+	}
+	if j, err := o.read(testJob(2, at).ID); err != nil || string(j.Body) != string(testJob(2, at).Body) {
+		t.Fatalf("imported delivery: %+v %v", j, err)
+	}
+}
+
+// BenchmarkOutboxForwardDeliver is one delivery's life in the outbox as
+// the pipeline does it from several goroutines: stored, claimed, read,
+// done.
+func BenchmarkOutboxForwardDeliver(b *testing.B) {
+	o := openTestOutbox(b, b.TempDir(), 0)
+	at := time.Unix(1_700_000_000, 0)
+	var n sync.Mutex
+	i := 0
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n.Lock()
+			i++
+			k := i
+			n.Unlock()
+			if _, err := o.add(testJob(k, at)); err != nil {
+				b.Fatal(err)
+			}
+			for _, id := range o.claim(at, 1) {
+				if _, err := o.read(id); err != nil {
+					b.Fatal(err)
+				}
+				if err := o.delivered(id); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
