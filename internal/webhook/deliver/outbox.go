@@ -46,13 +46,13 @@ import (
 // belonged to never returned. After a restart new records go to a new
 // segment, never after a torn tail.
 const (
-	segmentSize       = 8 << 20
-	maxSegmentsKept   = 8   // beyond this the oldest is compacted whatever its live share
-	compactLiveShare  = 0.2 // …or when at most this share of its records is live
-	maxRecord         = 4 << 20
-	recordHeader      = 9
-	recPut       byte = 1
-	recDone      byte = 2
+	segmentSize           = 8 << 20
+	maxSegmentsKept       = 8   // beyond this the oldest is compacted whatever its live share
+	compactLiveShare      = 0.2 // …or when at most this share of its records is live
+	maxRecord             = 4 << 20
+	recordHeader          = 9
+	recPut           byte = 1
+	recDone          byte = 2
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
