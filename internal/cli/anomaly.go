@@ -43,7 +43,7 @@ rate deck.
 import; the file is read whole and sorted by start, up to --max-calls).
 
 The model is written to --out (default DIR/anomaly.model), atomically. A
-running daemon with the same data directory loads it within ten seconds
+running daemon with the same data directory loads it within two seconds
 (and at once on SIGHUP); rule anomaly.score in the policy decides what a
 high score gets (docs/policy.md). Train on history you trust: the forest
 learns what ordinary looks like, so fraud in the history looks ordinary.

@@ -33,7 +33,7 @@ const (
 const SnapshotEvery = time.Minute
 
 // modelPoll is how often the model file is checked for a new version.
-const modelPoll = 10 * time.Second
+const modelPoll = 2 * time.Second
 
 // maxStateFile bounds what is read of the baselines or the model: far
 // above a large install (about 5 KB an account, a few MB a model), and a
@@ -162,7 +162,7 @@ func (d *Daemon) saveBaselines() error {
 }
 
 // runAnomaly snapshots the baselines every SnapshotEvery and once more at
-// shutdown, and reloads the model when its file changes (checked every ten
+// shutdown, and reloads the model when its file changes (checked every two
 // seconds, and at once on SIGHUP when the daemon handles signals).
 func (d *Daemon) runAnomaly(ctx context.Context, g *errgroup.Group) {
 	g.Go(func() error {
