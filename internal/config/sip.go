@@ -52,6 +52,10 @@ type SIP struct {
 	// need GeoIPDB. Trusted peers and the upstream are never geo-filtered.
 	DenyCountries  []string `yaml:"deny_countries"`
 	AllowCountries []string `yaml:"allow_countries"`
+	// NATContact: "rewrite" (default) puts the source address in place of
+	// a caller's private or CGNAT Contact, so the PBX reaches phones
+	// behind NAT; "keep" leaves Contacts alone.
+	NATContact string `yaml:"nat_contact"`
 }
 
 // Enabled reports whether the SIP edge is configured.
@@ -92,6 +96,11 @@ func (s SIP) validate() error {
 	}
 	if _, err := s.TrustedPrefixes(); err != nil {
 		return err
+	}
+	switch s.NATContact {
+	case "", "rewrite", "keep":
+	default:
+		return bad("sip.nat_contact", "want rewrite or keep, got %q", s.NATContact)
 	}
 	for i, l := range s.Listen {
 		network, _, _ := strings.Cut(strings.ToLower(l), ":")

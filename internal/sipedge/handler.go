@@ -52,6 +52,9 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 	now := s.cfg.Clock()
 	fromUp := s.fromUpstream(in, src)
 	trusted := fromUp || s.trusted(src.Addr())
+	if !trusted && !s.cfg.KeepNATContact && s.fixNATContact(req, src) {
+		s.metrics.natContact.Inc()
+	}
 	if req.Method == sip.REGISTER && !trusted {
 		// The guard is the edge: a Path from outside would make the PBX
 		// route calls wherever the caller said (RFC 3327 §5.1 lets a
@@ -239,6 +242,9 @@ func (s *Server) onResponse(ctx context.Context, l *listener, res *sip.Response,
 			s.metrics.drop(dropStray)
 			return
 		}
+	}
+	if !s.fromUpstream(l, src) && !s.cfg.KeepNATContact && s.fixNATContact(res, src) {
+		s.metrics.natContact.Inc()
 	}
 	res.RemoveHeader("Via")
 	next := res.Via()
@@ -721,6 +727,57 @@ func (s *Server) write(l *listener, msg sip.Message, dst netip.AddrPort) error {
 		return fmt.Errorf("%w: %w", ErrSend, err)
 	}
 	return nil
+}
+
+// natPrefixes are the addresses a Contact names from behind a NAT: RFC
+// 1918 private networks and RFC 6598 carrier-grade NAT space.
+var natPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+}
+
+// fixNATContact does what Kamailio's fix_nated_contact does: a Contact
+// that names a private or CGNAT address other than where the message came
+// from is a phone behind NAT, which nobody outside can reach there. Its
+// host and port become the message's source, the NAT binding the phone
+// keeps open, so the PBX's requests to it (in-dialog ones, and calls to
+// the registration) find it. Parameters (transport, ob, …) stay. It
+// reports whether it changed anything.
+func (s *Server) fixNATContact(msg sip.Message, src netip.AddrPort) bool {
+	fixed := false
+	for _, h := range msg.GetHeaders("Contact") {
+		c, ok := h.(*sip.ContactHeader)
+		if !ok || c.Address.Wildcard || (c.Address.Scheme != "sip" && c.Address.Scheme != "sips") {
+			continue
+		}
+		ip, err := netip.ParseAddr(strings.Trim(c.Address.Host, "[]"))
+		if err != nil {
+			continue // a name: not a NAT address
+		}
+		ip = ip.Unmap()
+		port := c.Address.Port
+		if port == 0 {
+			port = sip.DefaultUdpPort
+		}
+		if netip.AddrPortFrom(ip, uint16(port)) == src || !private(ip) {
+			continue
+		}
+		c.Address.Host = src.Addr().String()
+		c.Address.Port = int(src.Port())
+		fixed = true
+	}
+	return fixed
+}
+
+func private(a netip.Addr) bool {
+	for _, p := range natPrefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // upstreamDialTimeout bounds a TCP connection attempt to the upstream.

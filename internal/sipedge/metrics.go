@@ -44,6 +44,8 @@ type metrics struct {
 	requests *prometheus.CounterVec // method, verdict
 	forward  prometheus.Histogram
 	dropped  *prometheus.CounterVec // reason
+
+	natContact prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -62,7 +64,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "SIP messages dropped without being forwarded, by reason.",
 		}, []string{"reason"}),
 	}
+	m.natContact = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "telguard_sip_nat_contacts_fixed_total",
+		Help: "Messages from callers whose private (NATed) Contact was rewritten to their source address.",
+	})
 	var err error
+	if m.natContact, err = prom.Register(reg, m.natContact); err != nil {
+		return nil, err
+	}
 	if m.requests, err = prom.Register(reg, m.requests); err != nil {
 		return nil, err
 	}

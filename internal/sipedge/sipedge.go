@@ -138,6 +138,11 @@ type Config struct {
 	// MaxTCPConns caps open connections per TCP or TLS listener. 0 →
 	// 10000. An idle connection is closed after 5 minutes.
 	MaxTCPConns int
+	// KeepNATContact leaves Contacts alone. By default a caller's Contact
+	// naming a private (RFC 1918) or CGNAT (RFC 6598) address other than
+	// the message's source is rewritten to the source, as Kamailio's
+	// fix_nated_contact does, so the PBX can reach a phone behind NAT.
+	KeepNATContact bool
 	// Filter, when set, checks every UDP datagram before it is parsed and
 	// every TCP and TLS connection when it is accepted, and receives the engine's
 	// bans. The daemon runs its Run (sweeping) alongside the guard.
