@@ -88,10 +88,12 @@ type Report struct {
 	Listed    []Listed `json:"listed"`
 	Truncated bool     `json:"truncated,omitempty"`
 
-	// Late counts records further out of start order than the window:
-	// not replayed. ObserveErrors counts answers and ends the engine
-	// refused (a call it had already expired).
+	// Late counts records further out of start order than the window,
+	// and Duplicates records whose call id came already (a file
+	// concatenated twice): neither is replayed. ObserveErrors counts
+	// answers and ends the engine refused (a call it had already expired).
 	Late          int `json:"late"`
+	Duplicates    int `json:"duplicates"`
 	ObserveErrors int `json:"observe_errors"`
 }
 
@@ -199,15 +201,20 @@ type accountState struct {
 }
 
 type run struct {
-	o        Options
-	pol      *policy.Policy
-	ten      *policy.Tenant
-	eng      *engine.Engine
-	clk      *clock.Manual
-	rep      *Report
-	q        queue
-	seq      int64
-	last     time.Time // event time of the latest event run
+	o    Options
+	pol  *policy.Policy
+	ten  *policy.Tenant
+	eng  *engine.Engine
+	clk  *clock.Manual
+	rep  *Report
+	q    queue
+	seq  int64
+	last time.Time // event time of the latest event run
+	// seen holds the call ids of records that started at or after last,
+	// the only ones a duplicate can still be told from; older ids are
+	// pruned, so it stays as small as the window.
+	seen     map[string]time.Time
+	pruneAt  int
 	accounts map[string]*accountState
 	dests    map[string]*Top
 	blocked  map[string]*RuleCount
@@ -243,6 +250,7 @@ func Run(ctx context.Context, pol *policy.Policy, src Source, o Options) (*Repor
 		rep: &Report{Tenant: o.Tenant, Currency: ten.Currency, Timezone: ten.Location.String(),
 			BlockedByRule: []RuleCount{}, WouldByRule: []RuleCount{}, FirstBlocks: []FirstBlock{},
 			TopAccounts: []Top{}, TopDestinations: []Top{}, Listed: []Listed{}},
+		seen: map[string]time.Time{}, pruneAt: 1024,
 		accounts: map[string]*accountState{}, dests: map[string]*Top{},
 		blocked: map[string]*RuleCount{}, would: map[string]*RuleCount{},
 	}
@@ -268,11 +276,24 @@ func Run(ctx context.Context, pol *policy.Policy, src Source, o Options) (*Repor
 			r.rep.Late++
 			continue
 		}
+		if _, dup := r.seen[rec.CallID]; dup {
+			r.rep.Duplicates++
+			continue
+		}
+		r.seen[rec.CallID] = rec.Start
 		r.push(&item{at: rec.Start, attempt: true, rec: rec})
 		if rec.Start.After(maxStart) {
 			maxStart = rec.Start
 		}
 		r.drain(ctx, maxStart.Add(-o.Window))
+		if len(r.seen) >= r.pruneAt {
+			for id, start := range r.seen {
+				if start.Before(r.last) {
+					delete(r.seen, id)
+				}
+			}
+			r.pruneAt = max(1024, 2*len(r.seen))
+		}
 	}
 	r.drain(ctx, time.Time{})
 	r.finish()

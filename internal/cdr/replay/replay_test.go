@@ -167,3 +167,29 @@ func BenchmarkReplay(b *testing.B) {
 	}
 	b.ReportMetric(float64(calls)/b.Elapsed().Seconds(), "calls/s")
 }
+
+// TestDuplicates: a file concatenated twice replays each call once.
+func TestDuplicates(t *testing.T) {
+	data, err := os.ReadFile("testdata/night-pumping/Master.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Load("testdata/night-pumping/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice := append(append([]byte{}, data...), data...)
+	rd, err := cdr.NewReader(bytes.NewReader(twice), cdr.Options{Tenant: "demo", Location: pol.Tenants["demo"].Location})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(t.Context(), pol, rd, Options{Tenant: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	once := replayDir(t, "night-pumping", Options{Tenant: "demo"})
+	if rep.Calls != once.Calls || rep.Blocked != once.Blocked || rep.Late+rep.Duplicates != 233 || rep.ObserveErrors != 0 {
+		t.Fatalf("twice: calls %+v blocked %+v late %d duplicates %d observe errors %d; once: calls %+v blocked %+v",
+			rep.Calls, rep.Blocked, rep.Late, rep.Duplicates, rep.ObserveErrors, once.Calls, once.Blocked)
+	}
+}

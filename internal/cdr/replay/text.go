@@ -42,8 +42,9 @@ func (rep *Report) WriteText(w io.Writer, list bool) error {
 		rep.Would.Calls, pct(rep.Would.Calls, rep.Calls.Calls), rep.Would.Minutes, cur, rep.Would.Money)
 	fmt.Fprintf(tw, "let through\t%d\t%.1f min, %s %.2f (%d challenged)\n",
 		rep.Allowed.Calls, rep.Allowed.Minutes, cur, rep.Allowed.Money, rep.Challenged)
-	if rep.Late > 0 || rep.ObserveErrors > 0 {
-		fmt.Fprintf(tw, "not replayed\t%d\tlate records (out of start order past the window); %d answers/ends refused\n", rep.Late, rep.ObserveErrors)
+	if rep.Late > 0 || rep.Duplicates > 0 || rep.ObserveErrors > 0 {
+		fmt.Fprintf(tw, "not replayed\t%d\t%d late records (out of start order past the window), %d duplicate call ids; %d answers/ends refused\n",
+			rep.Late+rep.Duplicates, rep.Late, rep.Duplicates, rep.ObserveErrors)
 	}
 	tw.Flush()
 
