@@ -183,13 +183,14 @@ func (e *Engine) behaviourRules(b *verdictBuilder, t *policy.Tenant, base *anoma
 // ends so that a one-ring call can be told from a conversation.
 type inboundCall struct {
 	account string
-	from    string // E.164
-	intl    bool
+	from    string // E.164; "" when the caller's number could not be read
+	intl    bool   // from abroad
 	started time.Time
 	answer  time.Time
 }
 
-// maxInbound bounds the inbound calls kept per tenant; the oldest go first.
+// maxInbound bounds the inbound calls kept per tenant; past it the oldest
+// is forgotten (its end is then refused as an unknown call).
 const maxInbound = 4096
 
 // decideInbound judges an inbound call attempt. The tenant pays no toll for
@@ -227,20 +228,26 @@ func (e *Engine) decideInbound(b *verdictBuilder, t *policy.Tenant, ev event.Eve
 			b.hit("source_ip.not_allowed", mode("source_ip.not_allowed"), event.Deny, "", sipForbidden, "source address is not on the allow list")
 		}
 	}
-	if num, err := t.Numbers.Normalize(ev.From); err == nil && ev.Account != "" && !b.d.Verdict.Blocks() {
-		_, risky := t.HighRisk.Match(num)
-		risky = risky || num.Type == numbering.PremiumRate
-		if risky {
-			s.rang(t, ev.Account, num.E164, ev.Time)
+	if ev.Account != "" && !b.d.Verdict.Blocks() {
+		// Every inbound call is kept until it ends, so that its answer and
+		// end are taken (not refused as unknown); only one from abroad can
+		// turn out to be a one-ring call.
+		c := &inboundCall{account: ev.Account, started: ev.Time}
+		if num, err := t.Numbers.Normalize(ev.From); err == nil {
+			_, risky := t.HighRisk.Match(num)
+			if risky || num.Type == numbering.PremiumRate {
+				s.rang(t, ev.Account, num.E164, ev.Time)
+			}
+			c.from, c.intl = num.E164, num.International
 		}
-		if ev.CallID != "" && num.International {
+		if ev.CallID != "" {
 			if s.inbound == nil {
 				s.inbound = map[string]*inboundCall{}
 			}
-			if len(s.inbound) >= maxInbound {
+			if len(s.inbound) >= maxInbound && s.inbound[ev.CallID] == nil {
 				s.dropOldestInbound()
 			}
-			s.inbound[ev.CallID] = &inboundCall{account: ev.Account, from: num.E164, intl: true, started: ev.Time}
+			s.inbound[ev.CallID] = c
 		}
 	}
 	s.mu.Unlock()
@@ -306,7 +313,7 @@ func (s *tenantState) observeInbound(t *policy.Tenant, ev event.Event) bool {
 		if t.Patterns != nil && t.Patterns.Detectors.Wangiri.MaxRing > 0 {
 			ring = t.Patterns.Detectors.Wangiri.MaxRing
 		}
-		if c.intl && (c.answer.IsZero() && ev.Time.Sub(c.started) <= ring+time.Second || !c.answer.IsZero() && billed < shortInbound) {
+		if c.intl && c.from != "" && (c.answer.IsZero() && ev.Time.Sub(c.started) <= ring+time.Second || !c.answer.IsZero() && billed < shortInbound) {
 			s.rang(t, c.account, c.from, c.started)
 		}
 	}
