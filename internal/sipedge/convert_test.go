@@ -97,7 +97,7 @@ func TestBound(t *testing.T) {
 // FuzzToEvent feeds arbitrary bytes through sipgo's parser and, when they
 // parse as a request, through everything the guard does with a request
 // before it touches the network: validation, the event conversion, Via
-// stamping and the branch. None may panic, and every event string must
+// stamping, the branch, the route and the NAT Contact fix. None may panic, and every event string must
 // come out bounded and printable.
 func FuzzToEvent(f *testing.F) {
 	seeds, _ := filepath.Glob(filepath.Join("testdata", "torture", "*.dat"))
@@ -141,5 +141,10 @@ func FuzzToEvent(f *testing.F) {
 			t.Fatalf("branch %q", b)
 		}
 		s.popRoutes(req, string(*req.CallID()))
+		if s.fixNATContact(req, src) {
+			if _, err := sip.NewParser().ParseSIP([]byte(req.String())); err != nil {
+				t.Fatalf("a fixed Contact does not parse: %v", err)
+			}
+		}
 	})
 }
