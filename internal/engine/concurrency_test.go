@@ -46,6 +46,14 @@ func TestConcurrentUse(t *testing.T) {
 			e.SetPolicy(p)
 			_ = e.Unsuspend(ctx, "t0", "intl-0", "test")
 			_ = e.Observe(ctx, event.Event{Kind: event.CallEnded, Tenant: "t1", CallID: "nope", Time: now})
+			if i%20 == 0 {
+				// The daemon snapshots baselines while decisions run.
+				if snap, err := e.ExportBaselines(); err != nil {
+					t.Error(err)
+				} else if err := e.ImportBaselines(snap); err != nil {
+					t.Error(err)
+				}
+			}
 		}
 	}()
 	wg.Wait()
