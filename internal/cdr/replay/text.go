@@ -53,10 +53,10 @@ func (rep *Report) WriteText(w io.Writer, list bool) error {
 			return
 		}
 		fmt.Fprintf(&b, "\n%s\n", title)
-		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "  rule\tcalls\tmin\t%s\t\n", cur)
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "  rule\tcalls\tmin\t%s\n", cur)
 		for _, r := range rs {
-			fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.2f\t\n", r.Rule, r.Calls, r.Minutes, r.Money)
+			fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.2f\n", r.Rule, r.Calls, r.Minutes, r.Money)
 		}
 		tw.Flush()
 	}
@@ -78,10 +78,10 @@ func (rep *Report) WriteText(w io.Writer, list bool) error {
 			return
 		}
 		fmt.Fprintf(&b, "\n%s\n", title)
-		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "  %s\tblocked\tmin\t%s saved\t\n", key, cur)
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "  %s\tblocked\tmin\t%s saved\n", key, cur)
 		for _, t := range ts {
-			fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.2f\t\n", t.Key, t.Blocked, t.Minutes, t.Money)
+			fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.2f\n", t.Key, t.Blocked, t.Minutes, t.Money)
 		}
 		tw.Flush()
 	}
