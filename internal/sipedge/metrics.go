@@ -46,6 +46,7 @@ type metrics struct {
 	dropped  *prometheus.CounterVec // reason
 
 	natContact prometheus.Counter
+	kernelBans *prometheus.GaugeVec // listener
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -68,7 +69,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "telguard_sip_nat_contacts_fixed_total",
 		Help: "Messages from callers whose private (NATed) Contact was rewritten to their source address.",
 	})
+	m.kernelBans = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "telguard_sip_kernel_bans",
+		Help: "Bans held in a UDP listener's kernel socket filter, whose datagrams the kernel drops before the guard reads them.",
+	}, []string{"listener"})
 	var err error
+	if m.kernelBans, err = prom.Register(reg, m.kernelBans); err != nil {
+		return nil, err
+	}
 	if m.natContact, err = prom.Register(reg, m.natContact); err != nil {
 		return nil, err
 	}

@@ -405,6 +405,9 @@ func (s *Server) readUDP(ctx context.Context, l *listener) {
 		}
 		workers.Wait()
 	}()
+	if bl, ok := s.cfg.Filter.(BanLister); ok {
+		workers.Go(func() { s.syncKernelBans(ctx, l, bl) })
+	}
 	seed := maphash.MakeSeed()
 	for {
 		buf := pool.Get().(*[]byte)

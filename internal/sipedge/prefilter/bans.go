@@ -33,6 +33,7 @@ func (f *Filter) Ban(p netip.Prefix, until time.Time, reason string) {
 			f.deleteBan(sh, key, old)
 		}
 		sh.bans[key] = b
+		f.version.Add(1)
 		sh.mu.Unlock()
 		return
 	}
@@ -100,6 +101,11 @@ func (f *Filter) Banned(src netip.Addr) (until time.Time, reason string, ok bool
 	return time.Unix(0, b.until), b.reason, true
 }
 
+// BanVersion changes whenever a ban is made, lifted or removed after it
+// ended, so a copy of Bans (the guard's kernel socket filter) knows when
+// to refresh itself.
+func (f *Filter) BanVersion() uint64 { return f.version.Load() }
+
 // Bans returns the bans in force, ordered by prefix.
 func (f *Filter) Bans() []Ban {
 	now := f.now().UnixNano()
@@ -154,6 +160,7 @@ func (f *Filter) shardOf(key [16]byte) *shard {
 // deleteBan removes key's ban b from sh; sh.mu must be held.
 func (f *Filter) deleteBan(sh *shard, key [16]byte, b banEntry) {
 	delete(sh.bans, key)
+	f.version.Add(1)
 	if b.flood {
 		f.floodBansHeld.Add(-1)
 	}
@@ -165,6 +172,7 @@ func (f *Filter) storeCIDRs(t *prefixTable) {
 		t = nil
 	}
 	f.cidrs.Store(t)
+	f.version.Add(1)
 }
 
 // normalize returns p masked, zone-free and, when it covers IPv4-mapped

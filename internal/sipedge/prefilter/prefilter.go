@@ -198,6 +198,7 @@ type Filter struct {
 	floodBansHeld atomic.Int64 // flood bans in the shards' maps
 	floodBans     atomic.Uint64
 	floodRefused  atomic.Uint64
+	version       atomic.Uint64 // see BanVersion
 }
 
 // shard holds the state of the sources whose hash falls in it. Padding keeps
@@ -366,6 +367,7 @@ func (f *Filter) screen(sh *shard, h uint64, a netip.Addr, key [16]byte) Verdict
 	if f.floodBansHeld.Load() < f.maxFloodBans {
 		until := t.Add(f.banFor)
 		sh.bans[key] = banEntry{until: unixNano(until), reason: f.floodReason, flood: true}
+		f.version.Add(1)
 		f.floodBansHeld.Add(1)
 		f.floodBans.Add(1)
 		sh.table.forget(set, key) // the ban takes over; start afresh when it ends

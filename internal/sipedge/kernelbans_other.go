@@ -1,0 +1,13 @@
+//go:build !linux
+
+package sipedge
+
+import (
+	"errors"
+	"net"
+)
+
+// attachSocketFilter: classic BPF socket filters are Linux's.
+func attachSocketFilter(*net.UDPConn, []bpfInsn) error {
+	return errors.New("socket filters need Linux")
+}
