@@ -196,4 +196,3 @@ func (s *Server) syncKernelBans(ctx context.Context, l *listener, bl BanLister) 
 		}
 	}
 }
-
