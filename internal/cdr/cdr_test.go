@@ -379,3 +379,23 @@ func TestSwitchTime(t *testing.T) {
 		}
 	}
 }
+
+func TestBackslashEscapedQuote(t *testing.T) {
+	in := `"Bob \"The Boss\" Smith","1002","01133334444","default","2026-03-02 09:20:00","","2026-03-02 09:20:31","31","0","NO_ANSWER","uuid-1","","1002","PCMA","PCMA"` + "\n" +
+		`"C:\","1003","01133334444","default","2026-03-02 09:21:00","","2026-03-02 09:21:31","31","0","NO_ANSWER","uuid-2","","1003","PCMA","PCMA"` + "\n"
+	rd, err := NewReader(strings.NewReader(in), Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"1002", "1003"} {
+		r, err := rd.Next()
+		if err != nil || r.Account != want {
+			t.Fatalf("got %+v, %v; want account %s", r, err, want)
+		}
+	}
+	s := newScanner(strings.NewReader(`"Bob \"The Boss\" Smith","C:\"`+"\n"), 1024)
+	f, _, err := s.next()
+	if err != nil || len(f) != 2 || f[0] != `Bob "The Boss" Smith` || f[1] != `C:\` {
+		t.Fatalf("fields %q, %v", f, err)
+	}
+}

@@ -11,7 +11,7 @@ import (
 // scanner splits CSV into records with bounded memory: a record longer than
 // max bytes or with more than MaxFields fields is a bad line, skipped
 // without being held. Quoted fields may hold commas, doubled quotes and
-// newlines. encoding/csv is not used because it holds a record of any size
+// newlines; a quote escaped as \" is read too. encoding/csv is not used because it holds a record of any size
 // and does not tell the physical line a record started on.
 type scanner struct {
 	br     *bufio.Reader
@@ -145,6 +145,13 @@ func (s *scanner) split(line []byte) error {
 				if i < len(line) && line[i] == '"' { // "" is a quote
 					s.buf = append(s.buf, '"')
 					i++
+					continue
+				}
+				// Some writers escape a quote as \" instead. Taken as one
+				// only where a closing quote could not be: before neither
+				// a comma nor the end of the line.
+				if j > 0 && line[i-2] == '\\' && i < len(line) && line[i] != ',' {
+					s.buf[len(s.buf)-1] = '"'
 					continue
 				}
 				break
