@@ -62,15 +62,19 @@ SIPVicious OPTIONS (User-Agent: friendly-scanner) and is banned by the
 policy's scanner rule; then it floods the guard with valid OPTIONS at
 --flood-rate (0: as fast as one goroutine can) for --flood, while SIPp
 places --flood-cps calls a second through the guard from 127.0.0.2.
-Reported: packets sent and dropped as banned per second (the pre-filter's
-counter), datagrams the kernel dropped at the guard's socket, the calls'
-success rate, and the guard process's RSS before, at peak (VmHWM, reset
-when the flood starts) and after.
+Reported: packets sent and dropped as banned per second (by the kernel,
+through the guard's socket filter of bans, and by the pre-filter after
+reading), datagrams lost to full receive buffers, the calls' success rate,
+the guard process's RSS before, at peak (VmHWM, reset when the flood
+starts) and after, and every --sample its RSS and the sizes of its call
+state tables (transactions, calls up, ended calls), to show where memory
+levels off.
 
 Examples:
   telguard bench-sip
   telguard bench-sip --rates 500,1000 --step 5s --flood 10s
   telguard bench-sip --flood 0 --keep /tmp/sipbench   # keep SIPp's files
+  telguard bench-sip --rates "" --flood 300s --sample 20s   # a flood soak
 `
 
 type benchSIP struct {
@@ -84,6 +88,7 @@ type benchSIP struct {
 	uasPort   int
 	guardPID  int
 	runs      int
+	sample    time.Duration // phase 2's timeline interval
 }
 
 func (e *env) benchSIP(args []string) error {
@@ -95,6 +100,7 @@ func (e *env) benchSIP(args []string) error {
 	flood := fs.Duration("flood", 60*time.Second, "how long phase 2 floods (0 skips phase 2)")
 	floodRate := fs.Int("flood-rate", 0, "flood packets/s from the banned source (0: as fast as possible)")
 	floodCPS := fs.Int("flood-cps", 200, "legitimate calls/s through the guard during the flood")
+	sample := fs.Duration("sample", 10*time.Second, "how often phase 2 samples the guard's RSS and call state")
 	floodLimit := fs.Int("flood-limit", 40000, "the guard's per-source flood limit (packets per 2 s), above the callers' rate")
 	policyFile := fs.String("policy", "examples/bench/sip-policy.yaml", "policy `file` for the guard")
 	sippBin := fs.String("sipp", "sipp", "SIPp `binary`")
@@ -127,6 +133,8 @@ func (e *env) benchSIP(args []string) error {
 		return usagef("bench-sip: keep --flood-rate ≥ 0, 1 ≤ --flood-cps ≤ 10000, 0 ≤ --probe-rate ≤ 200")
 	case *floodLimit < 1:
 		return usagef("bench-sip: --flood-limit must be positive")
+	case *sample < time.Second:
+		return usagef("bench-sip: --sample must be at least 1s")
 	}
 	bin, err := exec.LookPath(*sippBin)
 	if err != nil {
@@ -151,7 +159,7 @@ func (e *env) benchSIP(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	b := &benchSIP{e: e, sipp: bin, work: work, hold: *hold, probeRate: *probeRate}
+	b := &benchSIP{e: e, sipp: bin, work: work, hold: *hold, probeRate: *probeRate, sample: *sample}
 	if err := sipload.WriteScenarios(work); err != nil {
 		return fmt.Errorf("bench-sip: %w", err)
 	}
@@ -597,17 +605,30 @@ func (b *benchSIP) phaseFlood(ctx context.Context, d time.Duration, rate, cps in
 	}
 	kdropsBefore, kerr := sipload.UDPDrops(b.guard.Port())
 
-	// Sample RSS while the flood runs, as a check on VmHWM and for
-	// systems where it cannot be reset.
+	rcvbufBefore, rerr := sipload.UDPRcvbufErrors()
+
+	// Sample RSS and the edge's tables while the flood runs: a check on
+	// VmHWM, and the timeline that shows call state levelling off.
 	var sampledPeak int64
+	var timeline []floodSample
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	floodStart := time.Now()
 	wg.Go(func() {
 		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
+		nextSample := time.Duration(0)
 		for {
 			if m, err := sipload.ReadProcMemory(b.guardPID); err == nil {
 				sampledPeak = max(sampledPeak, m.RSS)
+				if el := time.Since(floodStart); el >= nextSample {
+					if mt, err := b.scrape(); err == nil {
+						timeline = append(timeline, floodSample{at: el, rss: m.RSS, txs: mt.Sum("telguard_sip_transactions"),
+							calls: mt.Sum("telguard_sip_calls"), ended: mt.Sum("telguard_sip_ended_calls"),
+							kernelBans: mt.Sum("telguard_sip_kernel_bans")})
+					}
+					nextSample += b.sample
+				}
 			}
 			select {
 			case <-sampleCtx.Done():
@@ -643,18 +664,36 @@ func (b *benchSIP) phaseFlood(ctx context.Context, d time.Duration, rate, cps in
 	if err != nil {
 		return err
 	}
-	kdrops := "unknown"
-	if kdropsAfter, err := sipload.UDPDrops(b.guard.Port()); err == nil && kerr == nil {
-		kdrops = fmt.Sprint(kdropsAfter - kdropsBefore)
+	// The socket's drop counter holds both what its ban filter refused
+	// and what a full receive buffer lost; the system's RcvbufErrors
+	// counts the latter alone (every socket's: an upper bound of ours).
+	var sockDrops, overflows float64
+	known := kerr == nil && rerr == nil
+	if kdropsAfter, err := sipload.UDPDrops(b.guard.Port()); err == nil && known {
+		sockDrops = float64(kdropsAfter - kdropsBefore)
+	} else {
+		known = false
 	}
+	if rcvbufAfter, err := sipload.UDPRcvbufErrors(); err == nil && known {
+		overflows = float64(rcvbufAfter - rcvbufBefore)
+	} else {
+		known = false
+	}
+	kernelDropped := max(sockDrops-overflows, 0)
 	dropped := after.Sum("telguard_sip_prefilter_packets_total", `verdict="drop_banned"`) - before.Sum("telguard_sip_prefilter_packets_total", `verdict="drop_banned"`)
 	secs := flood.Elapsed.Seconds()
 
 	out := b.e.stdout
 	fmt.Fprintf(out, "\n== Phase 2: flood from banned %s for %s while SIPp calls through the guard at %d calls/s\n\n", banned, d, cps)
 	fmt.Fprintf(out, "flood sent:                %d packets, %.0f packets/s (%d write errors)\n", flood.Sent, flood.PPS(), flood.Errors)
-	fmt.Fprintf(out, "dropped as banned (guard): %.0f packets, %.0f packets/s (%.1f%% of sent)\n", dropped, dropped/secs, 100*dropped/float64(max(flood.Sent, 1)))
-	fmt.Fprintf(out, "dropped by the kernel at the guard's socket (buffer full): %s datagrams\n", kdrops)
+	if known {
+		total := kernelDropped + dropped
+		fmt.Fprintf(out, "dropped as banned:         %.0f packets, %.0f packets/s (%.1f%% of sent): %.0f by the kernel (the socket's ban filter), %.0f by the pre-filter after reading\n",
+			total, total/secs, 100*total/float64(max(flood.Sent, 1)), kernelDropped, dropped)
+		fmt.Fprintf(out, "lost to full receive buffers (system-wide RcvbufErrors): %.0f datagrams\n", overflows)
+	} else {
+		fmt.Fprintf(out, "dropped as banned (pre-filter): %.0f packets, %.0f packets/s; kernel counters unavailable\n", dropped, dropped/secs)
+	}
 	s := res.stats
 	fmt.Fprintf(out, "legitimate calls:          %d placed, %d ok, %d failed, %d unfinished, %d retransmissions, success %.3f%%; SIPp rtd p50/p99 %s/%s ms\n",
 		res.planned, s.Successful, s.Failed, res.planned-s.Successful-s.Failed, s.Retransmissions, 100*float64(s.Successful)/float64(max(res.planned, 1)),
@@ -665,5 +704,19 @@ func (b *benchSIP) phaseFlood(ctx context.Context, d time.Duration, rate, cps in
 	}
 	fmt.Fprintf(out, "guard RSS:                 %s before, peak %s, sampled peak %s, %s after (lifetime VmHWM %s)\n",
 		mib(memBefore.RSS), peak, mib(sampledPeak), mib(memAfter.RSS), mib(max(memAfter.Peak, memBefore.Peak)))
+	fmt.Fprintf(out, "\nGuard memory and call state during the flood (every %s):\n\n", b.sample)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "t\tRSS\ttransactions\tcalls up\tended calls\tkernel bans\t")
+	for _, x := range timeline {
+		fmt.Fprintf(tw, "%ds\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t\n", int(x.at.Round(time.Second).Seconds()), mib(x.rss), x.txs, x.calls, x.ended, x.kernelBans)
+	}
+	tw.Flush()
 	return nil
+}
+
+// floodSample is the guard's state at one moment of the flood.
+type floodSample struct {
+	at                            time.Duration
+	rss                           int64
+	txs, calls, ended, kernelBans float64
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/telguard/telguard/internal/prom"
 	"github.com/telguard/telguard/internal/sipedge/prefilter"
 )
 
@@ -154,7 +155,7 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 	if err != nil {
 		return nil, fmt.Errorf("new sip edge: %w", err)
 	}
-	return &Server{
+	s := &Server{
 		cfg:      cfg,
 		eng:      eng,
 		log:      logger,
@@ -168,7 +169,30 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 		calls:    newFIFOCache[string, callState](cfg.MaxCalls, cfg.CallTTL),
 		ended:    newFIFOCache[string, struct{}](cfg.MaxCalls, endedTTL),
 		trusts:   cfg.TrustedCIDRs,
-	}, nil
+	}
+	if err := s.registerTableGauges(reg); err != nil {
+		return nil, fmt.Errorf("new sip edge: %w", err)
+	}
+	return s, nil
+}
+
+// registerTableGauges reports the sizes of the guard's bounded tables, so
+// an operator (and bench-sip) can see call state level off.
+func (s *Server) registerTableGauges(reg prometheus.Registerer) error {
+	for _, g := range []struct {
+		name, help string
+		size       func() int
+	}{
+		{"telguard_sip_transactions", "Transactions the SIP edge remembers (bounded by max transactions, 4 minutes each).", s.txs.len},
+		{"telguard_sip_calls", "Calls the SIP edge holds as up (bounded by max calls).", s.calls.len},
+		{"telguard_sip_ended_calls", "Ended calls the SIP edge remembers for 32 s, so late messages are not reported twice.", s.ended.len},
+	} {
+		if _, err := prom.Register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help},
+			func() float64 { return float64(g.size()) })); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func setDefault[T comparable](v *T, def T) {

@@ -164,9 +164,9 @@ func ResetPeak(pid int) error {
 	return nil
 }
 
-// UDPDrops returns the kernel's drop counter (datagrams lost because the
-// socket's receive buffer was full) of the IPv4 UDP sockets bound to port,
-// from /proc/net/udp.
+// UDPDrops returns the kernel's drop counter of the IPv4 UDP sockets bound
+// to port, from /proc/net/udp: datagrams lost because the socket's receive
+// buffer was full, and those its socket filter refused.
 func UDPDrops(port uint16) (uint64, error) {
 	f, err := os.Open("/proc/net/udp")
 	if err != nil {
@@ -200,4 +200,43 @@ func parseUDPDrops(r io.Reader, port uint16) (uint64, error) {
 		return 0, fmt.Errorf("read udp drops: no socket on port %d", port)
 	}
 	return drops, nil
+}
+
+// UDPRcvbufErrors returns the system's count of UDP datagrams lost because
+// a socket's receive buffer was full (RcvbufErrors in /proc/net/snmp):
+// every socket's, so on a quiet machine an upper bound of one socket's.
+func UDPRcvbufErrors() (uint64, error) {
+	f, err := os.Open("/proc/net/snmp")
+	if err != nil {
+		return 0, fmt.Errorf("read udp receive buffer errors: %w", err)
+	}
+	defer f.Close()
+	return parseSNMP(f, "Udp:", "RcvbufErrors")
+}
+
+// parseSNMP reads one counter of /proc/net/snmp: a header line of names
+// and a line of values, both starting with prefix.
+func parseSNMP(r io.Reader, prefix, name string) (uint64, error) {
+	sc := bufio.NewScanner(r)
+	var names []string
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || f[0] != prefix {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == name && i < len(f) {
+				return strconv.ParseUint(f[i], 10, 64)
+			}
+		}
+		break
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no %s %s counter", prefix, name)
 }

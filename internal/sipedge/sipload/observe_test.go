@@ -77,3 +77,19 @@ func TestUDPDropsOfABoundSocket(t *testing.T) {
 		t.Fatalf("got %d, %v", n, err)
 	}
 }
+
+func TestParseSNMP(t *testing.T) {
+	const snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n" +
+		"Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n" +
+		"Udp: 71554260 41 13160010 84721119 13156166 0\n"
+	n, err := parseSNMP(strings.NewReader(snmp), "Udp:", "RcvbufErrors")
+	if err != nil || n != 13156166 {
+		t.Fatalf("RcvbufErrors = %d, %v", n, err)
+	}
+	if _, err := parseSNMP(strings.NewReader(snmp), "Udp:", "Nope"); err == nil {
+		t.Fatal("a missing counter was found")
+	}
+	if _, err := UDPRcvbufErrors(); err != nil {
+		t.Fatalf("this system: %v", err)
+	}
+}
