@@ -62,7 +62,8 @@ const (
 var ErrTenant = errors.New("tenant not in policy")
 
 // Report is the outcome of a replay. Money is in the tenant's currency,
-// priced by the policy's rate deck per second of answered time.
+// priced by the policy's rate deck per second of answered time; inbound
+// calls cost nothing.
 type Report struct {
 	Tenant   string    `json:"tenant"`
 	Currency string    `json:"currency"`
@@ -341,6 +342,9 @@ func (r *run) count(rec *event.CallRecord, d *event.Decision) {
 	}
 	minutes := rec.Billsec.Seconds() / 60
 	money := minutes * d.Destination.RatePerMinute
+	if rec.Direction.IsInbound() {
+		money = 0 // the tenant does not pay for calls it receives
+	}
 	ans := rec.Answered()
 	rep.Calls.add(ans, minutes, money)
 	acc := r.accounts[rec.Account]
