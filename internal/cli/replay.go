@@ -3,21 +3,28 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"os/signal"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/telguard/telguard/examples"
 	"github.com/telguard/telguard/internal/cdr/replay"
+	"github.com/telguard/telguard/internal/config"
 	"github.com/telguard/telguard/internal/engine/anomaly"
 	"github.com/telguard/telguard/internal/engine/policy"
+	"github.com/telguard/telguard/internal/event"
+	"github.com/telguard/telguard/internal/store/sqlite"
 )
 
 const replayHelp = `
 Usage: telguard replay [--policy FILE] [--tenant T] [--format F] [--list] [--json] FILE
+       telguard replay [--policy FILE] [--tenant T] --stored [--data DIR] [--since D] [--list] [--json]
 
 Runs a CDR file (Asterisk Master.csv, FreeSWITCH CSV CDR or a CSV with a
 header row; see telguard cdr import --help) through a policy in event time:
@@ -42,6 +49,10 @@ Zone-less timestamps are read in the tenant's timezone unless --timezone
 says otherwise. Baselines are learned during the replay, from the calls
 that end; --model scores calls with a model from telguard anomaly train.
 
+--stored replays the tenant's call history from the database instead of a
+file (what telguard cdr import stored, in start order), --since limiting it
+to the calls that started within a duration before now.
+
 Exit status: 0 when a report was printed; 1 when reading failed; 2 on bad
 flags, a bad policy or a file of no known format.
 
@@ -49,6 +60,7 @@ Examples:
   telguard replay --policy examples/policy.yaml --tenant demo Master.csv
   telguard replay --policy my-policy.yaml --list Master.csv
   telguard replay --json --format freeswitch Master.csv > report.json
+  telguard replay --policy new-policy.yaml --stored --since 30d
 `
 
 func (e *env) replay(args []string) error {
@@ -60,12 +72,21 @@ func (e *env) replay(args []string) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON (always with the list)")
 	window := fs.Duration("window", replay.DefaultWindow, "how far out of start order records may come")
 	modelFile := fs.String("model", "", "anomaly model `file` (from telguard anomaly train) to score calls with, as the daemon does")
+	stored := fs.Bool("stored", false, "replay the tenant's stored call history instead of a FILE")
+	dataDir := fs.String("data", "", "with --stored: data `directory` holding telguard.db (default ./data, or the config's)")
+	cfgFile := fs.String("config", "", "with --stored: configuration `file` whose data_dir / store.path to use")
+	since := fs.String("since", "", "with --stored: only calls that started within this `duration` before now, like 30d")
 	cf := addCDRFlags(fs, "IANA time `zone` of timestamps without one (default: the tenant's timezone)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("%s: want exactly one FILE (see telguard replay --help)", cmd)
+	switch {
+	case *stored && fs.NArg() != 0:
+		return usagef("%s: --stored replays the database: drop FILE", cmd)
+	case !*stored && fs.NArg() != 1:
+		return usagef("%s: want exactly one FILE, or --stored (see telguard replay --help)", cmd)
+	case !*stored && (*dataDir != "" || *cfgFile != "" || *since != ""):
+		return usagef("%s: --data, --config and --since go with --stored", cmd)
 	}
 	if *window <= 0 {
 		return usagef("%s: --window must be positive", cmd)
@@ -109,15 +130,19 @@ func (e *env) replay(args []string) error {
 			return usagef("%s: --model: %v", cmd, err)
 		}
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ro := replay.Options{Tenant: *tenant, Window: *window, Model: model}
+	if *stored {
+		return e.replayStored(ctx, pol, ro, *dataDir, *cfgFile, *since, *list, *asJSON)
+	}
 	file := fs.Arg(0)
 	rd, closeFile, err := e.openCDR(cmd, file, o)
 	if err != nil {
 		return err
 	}
 	defer closeFile()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	rep, err := replay.Run(ctx, pol, rd, replay.Options{Tenant: *tenant, Window: *window, Model: model})
+	rep, err := replay.Run(ctx, pol, rd, ro)
 	if err != nil {
 		return fmt.Errorf("%s: %s: %w", cmd, file, err)
 	}
@@ -161,4 +186,91 @@ func readModel(path string) (*anomaly.Forest, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &m, nil
+}
+
+// errStopped ends a History walk the replay no longer reads.
+var errStopped = errors.New("stopped")
+
+// historySource reads stored history as a replay.Source.
+type historySource struct {
+	next  func() (event.CallRecord, bool)
+	err   *error
+	calls int64
+}
+
+func (h *historySource) Next() (event.CallRecord, error) {
+	r, ok := h.next()
+	if !ok {
+		if *h.err != nil {
+			return r, *h.err
+		}
+		return r, io.EOF
+	}
+	h.calls++
+	return r, nil
+}
+
+// replayStored replays the tenant's call history from the database.
+func (e *env) replayStored(ctx context.Context, pol *policy.Policy, ro replay.Options, dataDir, cfgFile, since string, list, asJSON bool) error {
+	const cmd = "replay"
+	var from time.Time
+	if since != "" {
+		d, err := policy.ParseDuration(since)
+		if err != nil || d <= 0 {
+			return usagef("%s: --since: want a duration like 30d or 12h, got %q", cmd, since)
+		}
+		from = time.Now().Add(-d)
+	}
+	cfg := config.Default()
+	if cfgFile != "" {
+		var err error
+		if cfg, err = config.Load(cfgFile); err != nil {
+			return usageError{err.Error()}
+		}
+	}
+	if dataDir != "" {
+		cfg.DataDir, cfg.Store.Path = dataDir, ""
+	}
+	path := cfg.StorePath()
+	if _, err := os.Stat(path); err != nil {
+		return usagef("%s: --stored: no database at %s (import calls with telguard cdr import first)", cmd, path)
+	}
+	db, err := sqlite.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	defer db.Close()
+	var herr error
+	seq := func(yield func(event.CallRecord) bool) {
+		herr = db.History(ctx, ro.Tenant, from, time.Time{}, func(r event.CallRecord) error {
+			if !yield(r) {
+				return errStopped
+			}
+			return nil
+		})
+		if errors.Is(herr, errStopped) {
+			herr = nil
+		}
+	}
+	next, stop := iter.Pull(seq)
+	defer stop()
+	src := &historySource{next: next, err: &herr}
+	rep, err := replay.Run(ctx, pol, src, ro)
+	if err != nil {
+		return fmt.Errorf("%s: stored history: %w", cmd, err)
+	}
+	if asJSON {
+		out, err := json.MarshalIndent(struct {
+			Database string `json:"database"`
+			Calls    int64  `json:"stored_calls"`
+			*replay.Report
+		}{path, src.calls, rep}, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode report: %w", err)
+		}
+		_, err = fmt.Fprintf(e.stdout, "%s\n", out)
+		return err
+	}
+	fmt.Fprintf(e.stdout, "stored history of tenant %s in %s: %d calls\n", ro.Tenant, path, src.calls)
+	return rep.WriteText(e.stdout, list)
 }

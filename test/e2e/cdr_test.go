@@ -152,6 +152,33 @@ func TestCDRImportAndReplay(t *testing.T) {
 		}
 	}
 
+	// The stored history, replayed from the database, gives the same
+	// report as the file it was imported from.
+	stored, stderr, code := run(t, dir, "replay", "--policy", filepath.Join(sample, "policy.yaml"), "--stored", "--json")
+	if code != 0 {
+		t.Fatalf("replay --stored: exit %d: %s", code, stderr)
+	}
+	var fromDB struct {
+		Calls  int `json:"stored_calls"`
+		Report json.RawMessage
+	}
+	if err := json.Unmarshal([]byte(stored), &fromDB); err != nil {
+		t.Fatalf("replay --stored --json: %v", err)
+	}
+	var a, b map[string]any
+	json.Unmarshal([]byte(out), &a)
+	json.Unmarshal([]byte(stored), &b)
+	for _, k := range []string{"calls", "blocked", "would", "allowed", "blocked_by_rule", "first_blocks", "listed"} {
+		ja, _ := json.Marshal(a[k])
+		jb, _ := json.Marshal(b[k])
+		if string(ja) != string(jb) {
+			t.Errorf("replay of the stored history differs from the file's in %s:\n file   %.400s\n stored %.400s", k, ja, jb)
+		}
+	}
+	if fromDB.Calls != 233 {
+		t.Errorf("replay --stored read %d calls, want 233", fromDB.Calls)
+	}
+
 	// A file of no known format is refused with exit 2 and a reason.
 	if err := os.WriteFile(filepath.Join(dir, "junk.csv"), []byte("hello,world\n1,2\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -334,6 +334,8 @@ func (r *run) drain(ctx context.Context, until time.Time) {
 // count adds one decided call to the report.
 func (r *run) count(rec *event.CallRecord, d *event.Decision) {
 	rep := r.rep
+	// Report times in the tenant's zone, whatever the source wrote.
+	rec.Start = rec.Start.In(r.ten.Location)
 	if rep.From.IsZero() || rec.Start.Before(rep.From) {
 		rep.From = rec.Start
 	}
