@@ -142,7 +142,7 @@ func (e *env) replay(args []string) error {
 		return err
 	}
 	defer closeFile()
-	rep, err := replay.Run(ctx, pol, rd, ro)
+	rep, err := replay.Run(ctx, pol, &progressSource{src: rd, w: e.stderr, what: cmd + ": " + file}, ro)
 	if err != nil {
 		return fmt.Errorf("%s: %s: %w", cmd, file, err)
 	}
@@ -255,7 +255,7 @@ func (e *env) replayStored(ctx context.Context, pol *policy.Policy, ro replay.Op
 	next, stop := iter.Pull(seq)
 	defer stop()
 	src := &historySource{next: next, err: &herr}
-	rep, err := replay.Run(ctx, pol, src, ro)
+	rep, err := replay.Run(ctx, pol, &progressSource{src: src, w: e.stderr, what: cmd + ": stored history"}, ro)
 	if err != nil {
 		return fmt.Errorf("%s: stored history: %w", cmd, err)
 	}
@@ -273,4 +273,32 @@ func (e *env) replayStored(ctx context.Context, pol *policy.Policy, ro replay.Op
 	}
 	fmt.Fprintf(e.stdout, "stored history of tenant %s in %s: %d calls\n", ro.Tenant, path, src.calls)
 	return rep.WriteText(e.stdout, list)
+}
+
+// progressSource passes records through and says how far it got on
+// stderr every few seconds, for long replays.
+type progressSource struct {
+	src  replay.Source
+	w    io.Writer
+	what string
+	n    int64
+	last time.Time
+}
+
+func (p *progressSource) Next() (event.CallRecord, error) {
+	r, err := p.src.Next()
+	if err != nil {
+		return r, err
+	}
+	p.n++
+	if p.n%4096 == 0 {
+		now := time.Now()
+		if p.last.IsZero() {
+			p.last = now
+		} else if now.Sub(p.last) >= progressEvery {
+			p.last = now
+			fmt.Fprintf(p.w, "%s: %d calls read\n", p.what, p.n)
+		}
+	}
+	return r, nil
 }
