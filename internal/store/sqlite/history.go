@@ -80,8 +80,10 @@ func (db *DB) History(ctx context.Context, tenant string, from, to time.Time, fn
 	for {
 		page = page[:0]
 		// The first page includes calls starting at from itself.
-		cond := `started > ? OR (started = ? AND call_id > ?)`
-		args := []any{tenant, afterStart, afterStart, afterID, hi, historyPage}
+		// A row value, which SQLite walks on the index; the equivalent OR
+		// made it scan the tenant's history for every page.
+		cond := `(started, call_id) > (?, ?)`
+		args := []any{tenant, afterStart, afterID, hi, historyPage}
 		if first {
 			cond = `started >= ?`
 			args = []any{tenant, afterStart, hi, historyPage}
