@@ -267,11 +267,24 @@ func (q *Queue) Publish(ctx context.Context, id string, data []byte) (dup bool, 
 		ctx, cancel = context.WithTimeout(ctx, q.opts.PublishTimeout)
 		defer cancel()
 	}
-	ack, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: q.opts.Subject, Data: data}, jetstream.WithMsgID(id))
+	// Asynchronous publishing lets the client write the messages of
+	// concurrent callers together and match their acks as they come,
+	// where a request per message waits on a reply inbox of its own; each
+	// caller still returns only once its own message is stored.
+	fut, err := q.js.PublishMsgAsync(&nats.Msg{Subject: q.opts.Subject, Data: data}, jetstream.WithMsgID(id))
 	if err != nil {
 		return false, q.publishError(err)
 	}
-	return ack.Duplicate, nil
+	select {
+	case ack := <-fut.Ok():
+		return ack.Duplicate, nil
+	case err := <-fut.Err():
+		return false, q.publishError(err)
+	case <-ctx.Done():
+		return false, fmt.Errorf("publish: %w", ctx.Err())
+	case <-q.done:
+		return false, ErrClosed
+	}
 }
 
 func (q *Queue) publishError(err error) error {

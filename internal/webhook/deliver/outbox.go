@@ -3,7 +3,6 @@ package deliver
 import (
 	"container/heap"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -41,7 +40,7 @@ import (
 // segments are kept, has them copied forward (as puts) and is deleted.
 //
 // A record is [length u32][crc32c u32][type u8][payload]; the payload is a
-// put's JSON or a done's id. A record cut short by a crash fails its
+// put's delivery (see putRecord) or a done's id. A record cut short by a crash fails its
 // length or checksum, and reading that segment stops there: the write it
 // belonged to never returned. After a restart new records go to a new
 // segment, never after a torn tail.
@@ -195,8 +194,8 @@ func (o *outbox) replay(id uint64) error {
 		kind, payload := data[off+8], data[off+9:off+8+n]
 		switch kind {
 		case recPut:
-			var j job
-			if err := json.Unmarshal(payload, (*logJob)(&j)); err != nil || !entryID.MatchString(j.ID) {
+			j, err := decodePut(payload)
+			if err != nil {
 				break
 			}
 			seg.total++
@@ -310,40 +309,92 @@ func frame(kind byte, payload []byte) []byte {
 	return rec
 }
 
-// logJob is a job as the log stores it: the body, JSON already, embedded
-// as is rather than base64.
-type logJob job
-
-func (j *logJob) MarshalJSON() ([]byte, error) {
-	type plain job
-	return json.Marshal(struct {
-		*plain
-		Body json.RawMessage `json:"body"`
-	}{(*plain)(j), json.RawMessage(j.Body)})
-}
-
-func (j *logJob) UnmarshalJSON(b []byte) error {
-	type plain job
-	v := struct {
-		*plain
-		Body json.RawMessage `json:"body"`
-	}{plain: (*plain)(j)}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	j.Body = []byte(v.Body)
-	return nil
-}
+// A put's payload is the job in a compact binary form (JSON cost more
+// than the write it went with): a version byte, then the strings ID,
+// Destination, MsgID, Type and LastError each as a uvarint length and
+// bytes, Attempts as a varint, NotBefore, Created and Failed as varint
+// Unix nanoseconds (0 for the zero time), and the body, length-prefixed.
+const putVersion = 1
 
 func putRecord(j job) ([]byte, error) {
-	if !json.Valid(j.Body) {
-		return nil, errors.New("outbox: delivery body is not JSON")
+	p := make([]byte, 0, 64+len(j.ID)+len(j.Destination)+len(j.MsgID)+len(j.Type)+len(j.LastError)+len(j.Body))
+	p = append(p, putVersion)
+	for _, s := range []string{j.ID, j.Destination, j.MsgID, j.Type, j.LastError} {
+		p = binary.AppendUvarint(p, uint64(len(s)))
+		p = append(p, s...)
 	}
-	p, err := json.Marshal((*logJob)(&j))
-	if err != nil {
-		return nil, fmt.Errorf("outbox write: %w", err)
+	p = binary.AppendVarint(p, int64(j.Attempts))
+	for _, t := range []time.Time{j.NotBefore, j.Created, j.Failed} {
+		p = binary.AppendVarint(p, unixNano(t))
+	}
+	p = binary.AppendUvarint(p, uint64(len(j.Body)))
+	p = append(p, j.Body...)
+	if len(p)+recordHeader > maxRecord {
+		return nil, fmt.Errorf("outbox write: delivery of %d bytes is too large", len(p))
 	}
 	return frame(recPut, p), nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+var errBadPut = errors.New("outbox: malformed delivery record")
+
+// decodePut reads a put's payload.
+func decodePut(p []byte) (job, error) {
+	var j job
+	if len(p) < 1 || p[0] != putVersion {
+		return j, errBadPut
+	}
+	p = p[1:]
+	str := func() (string, bool) {
+		n, k := binary.Uvarint(p)
+		if k <= 0 || n > uint64(len(p)-k) {
+			return "", false
+		}
+		s := string(p[k : k+int(n)])
+		p = p[k+int(n):]
+		return s, true
+	}
+	num := func() (int64, bool) {
+		v, k := binary.Varint(p)
+		if k <= 0 {
+			return 0, false
+		}
+		p = p[k:]
+		return v, true
+	}
+	ok := true
+	for _, dst := range []*string{&j.ID, &j.Destination, &j.MsgID, &j.Type, &j.LastError} {
+		if ok {
+			*dst, ok = str()
+		}
+	}
+	var n int64
+	if ok {
+		n, ok = num()
+		j.Attempts = int(n)
+	}
+	for _, dst := range []*time.Time{&j.NotBefore, &j.Created, &j.Failed} {
+		if ok {
+			if n, ok = num(); ok && n != 0 {
+				*dst = time.Unix(0, n)
+			}
+		}
+	}
+	if ok {
+		var body string
+		body, ok = str()
+		j.Body = []byte(body)
+	}
+	if !ok || len(p) != 0 || !entryID.MatchString(j.ID) {
+		return job{}, errBadPut
+	}
+	return j, nil
 }
 
 // submit appends op and, unless wait is false and a write is already
@@ -569,11 +620,11 @@ func (o *outbox) read(id string) (job, error) {
 	if err != nil {
 		return job{}, err
 	}
-	var j job
 	if len(rec) < recordHeader || rec[8] != recPut {
 		return job{}, fmt.Errorf("outbox read %s: not a delivery record", id)
 	}
-	if err := json.Unmarshal(rec[recordHeader:], (*logJob)(&j)); err != nil {
+	j, err := decodePut(rec[recordHeader:])
+	if err != nil {
 		return job{}, fmt.Errorf("outbox read %s: %w", id, err)
 	}
 	return j, nil

@@ -300,3 +300,29 @@ func BenchmarkOutboxForwardDeliver(b *testing.B) {
 		}
 	})
 }
+
+// A delivery survives its record, and no payload makes decodePut panic
+// or accept a record with bytes left over.
+func FuzzDecodePut(f *testing.F) {
+	at := time.Unix(1_700_000_000, 123)
+	j := testJob(7, at)
+	j.Attempts, j.LastError, j.Failed = 3, "503 Service Unavailable", at.Add(time.Minute)
+	rec, _ := putRecord(j)
+	f.Add(rec[recordHeader:])
+	f.Add([]byte{putVersion})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		got, err := decodePut(p)
+		if err != nil {
+			return
+		}
+		again, err := putRecord(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := decodePut(again[recordHeader:])
+		if err != nil || back.ID != got.ID || string(back.Body) != string(got.Body) || back.Attempts != got.Attempts ||
+			!back.NotBefore.Equal(got.NotBefore) || !back.Failed.Equal(got.Failed) {
+			t.Fatalf("round trip: %+v → %+v, %v", got, back, err)
+		}
+	})
+}
