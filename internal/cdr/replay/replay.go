@@ -191,6 +191,7 @@ func (q *queue) Push(x any)   { *q = append(*q, x.(*item)) }
 func (q *queue) Pop() any {
 	old := *q
 	x := old[len(old)-1]
+	old[len(old)-1] = nil
 	*q = old[:len(old)-1]
 	return x
 }
@@ -326,6 +327,11 @@ func (r *run) drain(ctx context.Context, until time.Time) {
 			continue // a blocked call never rings
 		}
 		for _, ev := range evs[1:] {
+			// Switches round to the second: an answer written a second
+			// before the start still comes after it.
+			if ev.Time.Before(it.at) {
+				ev.Time = it.at
+			}
 			r.push(&item{at: ev.Time, ev: ev})
 		}
 	}
