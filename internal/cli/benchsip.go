@@ -623,7 +623,7 @@ func (b *benchSIP) phaseFlood(ctx context.Context, d time.Duration, rate, cps in
 				sampledPeak = max(sampledPeak, m.RSS)
 				if el := time.Since(floodStart); el >= nextSample {
 					if mt, err := b.scrape(); err == nil {
-						timeline = append(timeline, floodSample{at: el, rss: m.RSS, txs: mt.Sum("telguard_sip_transactions"),
+						timeline = append(timeline, floodSample{at: el, rss: m.RSS, anon: m.Anon, file: m.File, txs: mt.Sum("telguard_sip_transactions"),
 							calls: mt.Sum("telguard_sip_calls"), ended: mt.Sum("telguard_sip_ended_calls"),
 							kernelBans: mt.Sum("telguard_sip_kernel_bans")})
 					}
@@ -706,9 +706,9 @@ func (b *benchSIP) phaseFlood(ctx context.Context, d time.Duration, rate, cps in
 		mib(memBefore.RSS), peak, mib(sampledPeak), mib(memAfter.RSS), mib(max(memAfter.Peak, memBefore.Peak)))
 	fmt.Fprintf(out, "\nGuard memory and call state during the flood (every %s):\n\n", b.sample)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "t\tRSS\ttransactions\tcalls up\tended calls\tkernel bans\t")
+	fmt.Fprintln(tw, "t\tRSS\tof it anon\tof it files\ttransactions\tcalls up\tended calls\tkernel bans\t")
 	for _, x := range timeline {
-		fmt.Fprintf(tw, "%ds\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t\n", int(x.at.Round(time.Second).Seconds()), mib(x.rss), x.txs, x.calls, x.ended, x.kernelBans)
+		fmt.Fprintf(tw, "%ds\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t\n", int(x.at.Round(time.Second).Seconds()), mib(x.rss), mib(x.anon), mib(x.file), x.txs, x.calls, x.ended, x.kernelBans)
 	}
 	tw.Flush()
 	return nil
@@ -717,6 +717,6 @@ func (b *benchSIP) phaseFlood(ctx context.Context, d time.Duration, rate, cps in
 // floodSample is the guard's state at one moment of the flood.
 type floodSample struct {
 	at                            time.Duration
-	rss                           int64
+	rss, anon, file               int64
 	txs, calls, ended, kernelBans float64
 }

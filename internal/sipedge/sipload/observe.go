@@ -110,6 +110,8 @@ func HistogramQuantile(before, after Metrics, name string, q float64) float64 {
 type ProcMemory struct {
 	RSS  int64 // VmRSS, bytes
 	Peak int64 // VmHWM (peak RSS since start or the last ResetPeak), bytes
+	Anon int64 // RssAnon: heap and stacks, bytes
+	File int64 // RssFile: mapped files (the binary, a memory-mapped database), bytes
 }
 
 // ReadProcMemory reads /proc/PID/status.
@@ -143,6 +145,10 @@ func parseProcStatus(r io.Reader) (ProcMemory, error) {
 			m.RSS = kb << 10
 		case "VmHWM":
 			m.Peak = kb << 10
+		case "RssAnon":
+			m.Anon = kb << 10
+		case "RssFile":
+			m.File = kb << 10
 		}
 	}
 	if err := sc.Err(); err != nil {
