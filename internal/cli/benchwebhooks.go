@@ -43,13 +43,14 @@ What runs, all in this process (client and server share the cores):
     data directory, the ingress (webhook.Server: limits, Standard Webhooks
     verification, dedupe, durable enqueue, 202), the workers
     (webhook.Worker: --workers consumers, flat mapping) and outbound
-    delivery (deliver.Deliverer: spool files, --delivery-concurrency
-    attempts, signed POSTs) to a local receiver admitted by an
-    allow-internal 127.0.0.1/32. One source, one destination.
-    Differences from the daemon: the per-address (50/s) and per-source
-    (1000/s) rate limits, which the config file does not expose, are
-    raised out of the way, since the point is what the pipeline can do;
-    and the workers' engine sink is a no-op (the engine is sections 1-2).
+    delivery (deliver.Deliverer: the group-committed outbox log,
+    --delivery-concurrency attempts, signed POSTs) to a local receiver
+    admitted by an allow-internal 127.0.0.1/32. One source, one
+    destination. Differences from the daemon: the per-address (default
+    50/s) and per-source (default 1000/s) rate limits are raised out of
+    the way, as per_ip_rate and rate in the config file can, since the
+    point is what the pipeline can do; and the workers' engine sink is a
+    no-op (the engine is sections 1-2).
   - the load generator: --concurrency keep-alive clients in a closed
     loop, each request a fresh event id, signed (HMAC-SHA256) by the
     client, a 200-byte flat call event.
@@ -68,14 +69,14 @@ Reported: acknowledged webhooks/s (202), ack latency p50/p99 as the
 client saw it, the ingress/bare ratio, deliveries/s reached at the
 receiver, and whether the queue and the outbox drained.
 
-The data directory (queue and delivery spool) is a temporary directory
+The data directory (queue and delivery outbox) is a temporary directory
 under $TMPDIR (default /tmp): set TMPDIR to measure another filesystem,
 e.g. TMPDIR=/dev/shm for tmpfs.
 
 Examples:
   telguard bench-webhooks
   telguard bench-webhooks --duration 10s --concurrency 32
-  telguard bench-webhooks --sync          # queue_sync: fsync every event
+  telguard bench-webhooks --sync          # queue_sync: fsync every event and outbox write
 `
 
 func (e *env) benchWebhooks(args []string) error {
@@ -85,7 +86,7 @@ func (e *env) benchWebhooks(args []string) error {
 	workers := fs.Int("workers", 0, "queue consumers (0: the daemon's default, 4)")
 	delivConc := fs.Int("delivery-concurrency", 0, "delivery attempts at once (0: the daemon's default, 8)")
 	drainTimeout := fs.Duration("drain-timeout", 60*time.Second, "how long to wait for the queue and outbox to drain")
-	syncAll := fs.Bool("sync", false, "fsync every queued event (queue_sync: true)")
+	syncAll := fs.Bool("sync", false, "fsync every queued event and outbox write (queue_sync: true)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` (go tool pprof)")
 	skip := fs.String("skip", "", "comma-separated phases to skip: bare, ingress (also skips drain), pipeline")
 	if err := parse(fs, args); err != nil {
@@ -217,7 +218,7 @@ func (b *benchHooks) run(ctx context.Context, workers, delivConc int, syncAll bo
 		return err
 	}
 	dl, err := deliver.New(deliver.Config{
-		Dir: filepath.Join(dir, "deliveries"), Concurrency: delivConc,
+		Dir: filepath.Join(dir, "deliveries"), Concurrency: delivConc, Sync: syncAll,
 		Allow:    []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 		Schedule: []time.Duration{100 * time.Millisecond, time.Second, 5 * time.Second},
 		Destinations: []deliver.Destination{{Name: "crm", Tenant: "bench",

@@ -18,8 +18,9 @@ type Webhooks struct {
 	// QueueURL connects to an external NATS cluster; empty runs JetStream
 	// embedded, with file storage under DATA/queue.
 	QueueURL string `yaml:"queue_url"`
-	// QueueSync fsyncs every message ("sync: always"): an acknowledged
-	// webhook then survives a machine crash, not only a process crash.
+	// QueueSync fsyncs every message ("sync: always") and every write of
+	// the delivery outbox: an acknowledged webhook then survives a machine
+	// crash, not only a process crash.
 	QueueSync bool `yaml:"queue_sync"`
 	// Sources are the providers allowed to post, by the {source} of
 	// POST /hooks/{source}.

@@ -49,7 +49,9 @@ func (d *Daemon) newWebhooks(ctx context.Context, getenv func(string) string) er
 		if err != nil {
 			return fail(err)
 		}
-		dcfg := deliver.Config{Dir: filepath.Join(d.cfg.DataDir, "deliveries"), Allow: allow, Schedule: wc.RetrySchedule}
+		// queue_sync is about surviving a machine crash: the outbox, where
+		// acknowledged events wait for delivery, is fsynced too.
+		dcfg := deliver.Config{Dir: filepath.Join(d.cfg.DataDir, "deliveries"), Allow: allow, Schedule: wc.RetrySchedule, Sync: wc.QueueSync}
 		for i, dst := range wc.Destinations {
 			k, err := config.DestinationSecret(i, dst, getenv)
 			if err != nil {
