@@ -21,9 +21,13 @@ type SIP struct {
 	// TLSClientCAs is a PEM file of CAs; when set, TLS clients must
 	// present a certificate one of them issued (mutual TLS for trunks).
 	TLSClientCAs string `yaml:"tls_client_cas"`
-	// Upstream is the PBX, "udp:host:port" or "tcp:host:port" (which
-	// needs a tcp listener of the PBX's address family).
+	// Upstream is the PBX, "udp:host:port", "tcp:host:port" or
+	// "tls:host:port" (which need a tcp or tls listener of the PBX's
+	// address family).
 	Upstream string `yaml:"upstream"`
+	// UpstreamTLSCAs is a PEM file of the CAs a tls upstream's certificate
+	// must chain to; empty: the system's roots.
+	UpstreamTLSCAs string `yaml:"upstream_tls_cas"`
 	// Advertise is the host the guard puts in Via and Record-Route;
 	// required when a listener is on a wildcard address.
 	Advertise string `yaml:"advertise"`
@@ -96,6 +100,10 @@ func (s SIP) validate() error {
 	}
 	if _, err := s.TrustedPrefixes(); err != nil {
 		return err
+	}
+	upNet, _, _ := strings.Cut(strings.ToLower(s.Upstream), ":")
+	if s.UpstreamTLSCAs != "" && !strings.HasPrefix(upNet, "tls") {
+		return bad("sip.upstream_tls_cas", "only for a tls upstream (sip.upstream: tls:host:port)")
 	}
 	switch s.NATContact {
 	case "", "rewrite", "keep":

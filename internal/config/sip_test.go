@@ -18,6 +18,7 @@ func TestSIPValidation(t *testing.T) {
 		{"country name", "  geoip_db: c.mmdb\n  deny_countries: [KP, Iran]\n", `sip.deny_countries[1]: want a two-letter ISO 3166-1 code such as BR, got "Iran"`},
 		{"digits", "  geoip_db: c.mmdb\n  allow_countries: [\"B1\"]\n", "sip.allow_countries[0]"},
 		{"nat contact", "  geoip_db: c.mmdb\n  deny_countries: [KP]\n  nat_contact: keep\n", ""},
+		{"tls cas without a tls upstream", "  upstream_tls_cas: /etc/telguard/pbx-ca.pem\n", "sip.upstream_tls_cas: only for a tls upstream"},
 		{"nat contact typo", "  nat_contact: fix\n", `sip.nat_contact: want rewrite or keep, got "fix"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

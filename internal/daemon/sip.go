@@ -69,7 +69,7 @@ func (d *Daemon) newSIPEdge() error {
 		Listen: sc.Listen, Upstream: sc.Upstream, Advertise: sc.Advertise, Tenant: sc.Tenant,
 		TLSCert: sc.TLSCert, TLSKey: sc.TLSKey, TLSClientCAs: sc.TLSClientCAs,
 		TrustedCIDRs: trusted, AccountFrom: sc.AccountFrom, StampKey: key, Filter: d.filter,
-		KeepNATContact: sc.NATContact == "keep",
+		KeepNATContact: sc.NATContact == "keep", UpstreamTLSCAs: sc.UpstreamTLSCAs,
 	}, d.engine, d.registry, d.log)
 	if err != nil {
 		return fmt.Errorf("sip edge: %w", err)

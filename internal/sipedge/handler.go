@@ -449,7 +449,13 @@ func (s *Server) forward(in *listener, req *sip.Request, branch string, followRo
 	v := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: out.viaTransport(),
 		Host: out.host, Port: out.port, Params: sip.HeaderParams{{K: "branch", V: branch}}}
 	req.PrependHeader(v)
-	return s.write(out, req, dst)
+	if err := s.write(out, req, dst); err != nil {
+		// The sender's answer is built from req: without the guard's Via
+		// it goes back to the sender, not to the guard itself.
+		req.RemoveHeader("Via")
+		return err
+	}
+	return nil
 }
 
 // stampFor says which requests open a dialog that the guard records.
@@ -697,7 +703,7 @@ func (s *Server) fail(l *listener, req *sip.Request, err error) {
 
 // write sends msg to dst from listener l. Over TCP and TLS it uses the
 // connection dst opened to the guard: the guard dials no caller. It dials
-// only a TCP upstream, when it has no connection to it.
+// only a TCP or TLS upstream, when it has no connection to it.
 func (s *Server) write(l *listener, msg sip.Message, dst netip.AddrPort) error {
 	if l.stream() {
 		conn, err := l.tp.GetConnection(l.network, dst.String())
@@ -783,12 +789,12 @@ func private(a netip.Addr) bool {
 // upstreamDialTimeout bounds a TCP connection attempt to the upstream.
 const upstreamDialTimeout = 5 * time.Second
 
-// dialUpstream opens a connection to a TCP upstream for req. sipgo's
+// dialUpstream opens a connection to a TCP or TLS upstream for req. sipgo's
 // transport layer reads it like an accepted one, so the upstream's
 // answers and requests on it reach onStreamMessage; the connection is
 // kept until the upstream closes it.
 func (s *Server) dialUpstream(l *listener, req *sip.Request) (sip.Connection, error) {
-	req.SetTransport("TCP")
+	req.SetTransport(strings.ToUpper(s.upNet))
 	req.SetDestination(s.upstream.String())
 	ctx, cancel := context.WithTimeout(context.Background(), upstreamDialTimeout)
 	defer cancel()
@@ -800,10 +806,10 @@ func (s *Server) dialUpstream(l *listener, req *sip.Request) (sip.Connection, er
 }
 
 // fromUpstream reports a message from the upstream: from its address, or,
-// with a TCP upstream, on any connection from its IP (a PBX may open its
+// with a TCP or TLS upstream, on any connection from its IP (a PBX may open its
 // own connection to the guard's listener for its requests).
 func (s *Server) fromUpstream(in *listener, src netip.AddrPort) bool {
-	return src == s.upstream || (s.upNet == "tcp" && in.stream() && src.Addr() == s.upstream.Addr())
+	return src == s.upstream || (s.upNet != "udp" && in.stream() && src.Addr() == s.upstream.Addr())
 }
 
 // trusted reports a source that bypasses screening.

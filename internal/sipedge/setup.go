@@ -41,7 +41,8 @@ type Server struct {
 	metrics  *metrics
 	parser   *sip.Parser
 	upstream netip.AddrPort
-	upNet    string // the upstream's transport: "udp" or "tcp"
+	upNet    string      // the upstream's transport: "udp", "tcp" or "tls"
+	upTLS    *tls.Config // dialling a tls upstream; nil otherwise
 	stampKey []byte
 	tlsConf  *tls.Config // for tls listeners; nil without any
 
@@ -120,11 +121,17 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 		}
 	}
 	network, hostport, err := splitNetAddr(cfg.Upstream)
-	if err == nil && strings.HasPrefix(network, "tls") {
-		err = fmt.Errorf("%w %q for the upstream (udp or tcp)", ErrUnsupportedTransport, network)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("new sip edge: upstream %q: %w", cfg.Upstream, err)
+	}
+	var upTLS *tls.Config
+	if strings.HasPrefix(network, "tls") {
+		if tlsConf == nil {
+			return nil, fmt.Errorf("new sip edge: upstream %q: a tls upstream needs a tls listener", cfg.Upstream)
+		}
+		if upTLS, err = upstreamTLSConfig(&cfg, hostport, tlsConf); err != nil {
+			return nil, fmt.Errorf("new sip edge: upstream %q: %w", cfg.Upstream, err)
+		}
 	}
 	// Resolved once: the guard's idea of "from the upstream" is this address.
 	ua, err := net.ResolveUDPAddr("udp"+network[3:], hostport)
@@ -163,6 +170,7 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 		parser:   sip.NewParser(),
 		upstream: netip.AddrPortFrom(unmap(ua.AddrPort().Addr()), ua.AddrPort().Port()),
 		upNet:    network[:3],
+		upTLS:    upTLS,
 		stampKey: key,
 		tlsConf:  tlsConf,
 		txs:      newFIFOCache[string, *txState](cfg.MaxTransactions, txTTL),
@@ -304,7 +312,7 @@ func (s *Server) bind(i int, spec string) (*listener, error) {
 		// that is the attacker's to fill, so its logs are discarded. The
 		// transports it builds with this logger have no timeouts of their
 		// own: streamConn sets them.
-		l.tp = sip.NewTransportLayer(net.DefaultResolver, s.parser, nil,
+		l.tp = sip.NewTransportLayer(net.DefaultResolver, s.parser, s.upTLS,
 			sip.WithTransportLayerLogger(slog.New(slog.DiscardHandler)))
 		l.tp.OnMessage(func(msg sip.Message) { s.onStreamMessage(l, msg) })
 	}

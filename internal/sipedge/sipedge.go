@@ -98,14 +98,20 @@ type Config struct {
 	// TLSHandshakeTimeout closes a TLS connection whose handshake has not
 	// finished in time. 0 → 10 s.
 	TLSHandshakeTimeout time.Duration
-	// Upstream is the PBX, "udp:host:port" or "tcp:host:port". Requests
-	// from callers go here, whatever transport they came in on. A TCP
-	// upstream needs a tcp listener of its address family: the guard
-	// dials the upstream (once, keeping the connection) and names that
-	// listener in its Via and Record-Route. A message is "from the
-	// upstream" when it comes from exactly this address or, with a TCP
-	// upstream, on any TCP connection from its IP.
+	// Upstream is the PBX, "udp:host:port", "tcp:host:port" or
+	// "tls:host:port". Requests from callers go here, whatever transport
+	// they came in on. A TCP (TLS) upstream needs a tcp (tls) listener of
+	// its address family: the guard dials the upstream (once, keeping the
+	// connection) and names that listener in its Via and Record-Route. A
+	// message is "from the upstream" when it comes from exactly this
+	// address or, with a TCP or TLS upstream, on any connection from its
+	// IP.
 	Upstream string
+	// UpstreamTLSCAs is a PEM file of the CAs a tls upstream's
+	// certificate must chain to (checked for the host Upstream names);
+	// empty: the system's roots. The guard offers its own certificate
+	// (TLSCert) if the upstream asks for one.
+	UpstreamTLSCAs string
 	// Advertise is the host put in the guard's Via and Record-Route. ""
 	// means the listener's own IP, which must then be a specific address.
 	Advertise string

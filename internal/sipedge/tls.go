@@ -60,6 +60,30 @@ func serverTLSConfig(cfg *Config) (*tls.Config, error) {
 	return c, nil
 }
 
+// upstreamTLSConfig is how the guard dials a tls upstream at hostport:
+// TLS 1.2 at least, the upstream's certificate checked against
+// cfg.UpstreamTLSCAs (the system's roots when empty) for the name or IP
+// address the upstream was given as, and the guard's own certificate
+// offered should the upstream ask for one (mutual TLS).
+func upstreamTLSConfig(cfg *Config, hostport string, server *tls.Config) (*tls.Config, error) {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil, err
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host, Certificates: server.Certificates}
+	if cfg.UpstreamTLSCAs != "" {
+		pem, err := os.ReadFile(cfg.UpstreamTLSCAs)
+		if err != nil {
+			return nil, fmt.Errorf("read upstream tls CAs: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("read upstream tls CAs: no PEM certificate in %s", cfg.UpstreamTLSCAs)
+		}
+	}
+	return c, nil
+}
+
 // streamConn is a caller's TCP or TLS connection as sipgo's transport layer
 // reads it. It sets its own deadlines (sipgo's would need its transports
 // configured with a logger that the guard cannot give them) and runs the
