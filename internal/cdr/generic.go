@@ -45,7 +45,7 @@ type Field struct {
 // match case-insensitively, ignoring spaces, '_' and '-'.
 var Fields = []Field{
 	{"account", []string{"account", "accountcode", "account_code", "extension", "ext", "user", "username", "subscriber"}, "the account that placed (and pays for) the call"},
-	{"call_id", []string{"call_id", "callid", "uniqueid", "uuid", "id", "cdr_id"}, "unique id of the call; without one, a digest of the line"},
+	{"call_id", []string{"call_id", "callid", "uniqueid", "uuid", "call_uuid"}, "the switch's id of the call (with the start and destination, so that exports numbering rows 1..N do not collide); without one, a digest of the line"},
 	{"from", []string{"from", "src", "source", "caller", "callerid", "caller_id_number", "calling_number", "ani", "cli"}, "calling number"},
 	{"to", []string{"to", "dst", "destination", "destination_number", "dest", "dialed", "dialled", "called", "called_number", "callee", "dnis", "number"}, "dialled number, as the switch saw it"},
 	{"start", []string{"start", "start_time", "started_at", "start_at", "start_stamp", "started", "calldate", "call_date", "setup_time", "date"}, "when the call was placed"},
@@ -319,7 +319,13 @@ func (p *genericParser) parse(f []string, line int64) (event.CallRecord, error) 
 			return rec, colErr(line, col, err)
 		}
 	}
-	if rec.CallID, _ = p.get(f, "call_id"); rec.CallID == "" {
+	// An id column is often per export (rows numbered 1..N in each
+	// file): alone it would make a second month's calls look stored
+	// already. With the start and destination it stays stable for one
+	// call and cannot collide across exports.
+	if id, _ := p.get(f, "call_id"); id != "" {
+		rec.CallID = id + "-" + digestID("", rec.Start.UTC().Format(time.RFC3339Nano), rec.To)[:8]
+	} else {
 		rec.CallID = digestID("csv-", f...)
 	}
 	col := func(k string) string {

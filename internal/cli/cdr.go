@@ -167,6 +167,7 @@ type importSummary struct {
 	Calls    int64     `json:"calls"`
 	New      int64     `json:"new"`
 	Stored   int64     `json:"already_stored"`
+	Changed  int64     `json:"changed"` // already stored with different data; the stored call was kept
 	Answered int64     `json:"answered"`
 	Minutes  float64   `json:"minutes"`
 	From     time.Time `json:"from,omitzero"`
@@ -245,11 +246,12 @@ func (e *env) cdr(args []string) error {
 		if len(batch) == 0 {
 			return nil
 		}
-		n, err := db.PutHistory(ctx, *tenant, batch)
+		res, err := db.PutHistory(ctx, *tenant, batch)
 		if err != nil {
 			return fmt.Errorf("%s: store calls: %w", cmd, err)
 		}
-		sum.New += int64(n)
+		sum.New += int64(res.New)
+		sum.Changed += int64(res.Changed)
 		batch = batch[:0]
 		return nil
 	}
@@ -312,6 +314,9 @@ func writeImportSummary(w io.Writer, s *importSummary, loc *time.Location) error
 		pct = 100 * float64(s.Answered) / float64(s.Calls)
 	}
 	fmt.Fprintf(tw, "  calls\t%d read, %d new, %d already stored\n", s.Calls, s.New, s.Stored)
+	if s.Changed > 0 {
+		fmt.Fprintf(tw, "  changed\t%d already stored with different data; the stored calls were kept\n", s.Changed)
+	}
 	fmt.Fprintf(tw, "  answered\t%d (%.1f%%), %.1f minutes\n", s.Answered, pct, s.Minutes)
 	if s.Calls > 0 {
 		fmt.Fprintf(tw, "  dates\t%s to %s (%s)\n", s.From.In(loc).Format(time.DateTime), s.To.In(loc).Format(time.DateTime), loc)

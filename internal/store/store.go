@@ -48,16 +48,28 @@ type Store interface {
 // import` loads and anomaly training reads. Calls are kept by (tenant, call
 // id), so loading the same CDR file twice stores each call once.
 type CallHistory interface {
-	// PutHistory stores calls under tenant in one transaction and returns
+	// PutHistory stores calls under tenant in one transaction and says
 	// how many were new; a call whose id the tenant already has is left as
-	// it is. A record's Tenant must be empty or tenant (it is stored as
-	// tenant). All-or-nothing: a record that fails ValidateRecord makes
-	// PutHistory return an error wrapping ErrInvalidRecord and store nothing.
-	PutHistory(ctx context.Context, tenant string, recs []event.CallRecord) (int, error)
+	// it is, and counted as Changed when the new record differs from it. A
+	// record's Tenant must be empty or tenant (it is stored as tenant).
+	// All-or-nothing: a record that fails ValidateRecord makes PutHistory
+	// return an error wrapping ErrInvalidRecord and store nothing.
+	PutHistory(ctx context.Context, tenant string, recs []event.CallRecord) (PutResult, error)
 	// History calls fn with the tenant's calls that started in [from, to),
 	// in start order (then call id); a zero from or to is unbounded. It
 	// stops at fn's first error and returns it. fn may call the store.
 	History(ctx context.Context, tenant string, from, to time.Time, fn func(event.CallRecord) error) error
+}
+
+// PutResult is what PutHistory did with a batch. Calls neither New nor
+// Changed were stored already, identical.
+type PutResult struct {
+	// New counts the calls stored.
+	New int
+	// Changed counts calls whose id the tenant already had but whose
+	// fields differ from the stored call, which was kept: a re-exported
+	// file with corrections, or two different calls given one id.
+	Changed int
 }
 
 // ErrInvalidRecord is returned by PutHistory (and ValidateRecord) for a

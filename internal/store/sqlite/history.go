@@ -21,46 +21,68 @@ const insertHistorySQL = `INSERT INTO call_history (tenant, call_id, account, fr
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (tenant, call_id) DO NOTHING`
 
+// sameHistorySQL tells whether the stored call under an id holds exactly
+// the fields of a record that was not inserted because of it.
+const sameHistorySQL = `SELECT account = ? AND from_number = ? AND to_number = ? AND direction = ? AND source_ip = ?
+	AND started = ? AND answered IS ? AND ended = ? AND billsec = ? AND disposition = ?
+	FROM call_history WHERE tenant = ? AND call_id = ?`
+
 // PutHistory stores calls; see store.CallHistory.
-func (db *DB) PutHistory(ctx context.Context, tenant string, recs []event.CallRecord) (int, error) {
+func (db *DB) PutHistory(ctx context.Context, tenant string, recs []event.CallRecord) (store.PutResult, error) {
+	var res store.PutResult
 	for i := range recs {
 		if err := store.ValidateRecord(tenant, &recs[i]); err != nil {
-			return 0, fmt.Errorf("put history: record %d: %w", i, err)
+			return res, fmt.Errorf("put history: record %d: %w", i, err)
 		}
 	}
 	if len(recs) == 0 {
-		return 0, nil
+		return res, nil
 	}
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("put history: begin: %w", err)
+		return res, fmt.Errorf("put history: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	st, err := tx.PrepareContext(ctx, insertHistorySQL)
 	if err != nil {
-		return 0, fmt.Errorf("put history: %w", err)
+		return res, fmt.Errorf("put history: %w", err)
 	}
 	defer st.Close()
-	added := 0
+	var same *sql.Stmt // prepared at the first call already stored
 	for i := range recs {
 		r := &recs[i]
 		ip := ""
 		if r.SourceIP.IsValid() {
 			ip = r.SourceIP.String()
 		}
-		res, err := st.ExecContext(ctx, tenant, r.CallID, r.Account, r.From, r.To, string(r.Direction), ip,
-			nanos(r.Start), nullTime(r.Answer), nanos(r.End), int64(r.Billsec), r.Disposition)
+		args := []any{r.Account, r.From, r.To, string(r.Direction), ip,
+			nanos(r.Start), nullTime(r.Answer), nanos(r.End), int64(r.Billsec), r.Disposition}
+		out, err := st.ExecContext(ctx, append([]any{tenant, r.CallID}, args...)...)
 		if err != nil {
-			return 0, fmt.Errorf("put history: call %q: %w", r.CallID, err)
+			return store.PutResult{}, fmt.Errorf("put history: call %q: %w", r.CallID, err)
 		}
-		if n, err := res.RowsAffected(); err == nil {
-			added += int(n)
+		if n, err := out.RowsAffected(); err == nil && n > 0 {
+			res.New += int(n)
+			continue
+		}
+		if same == nil {
+			if same, err = tx.PrepareContext(ctx, sameHistorySQL); err != nil {
+				return store.PutResult{}, fmt.Errorf("put history: %w", err)
+			}
+			defer same.Close()
+		}
+		var eq bool
+		if err := same.QueryRowContext(ctx, append(args, tenant, r.CallID)...).Scan(&eq); err != nil {
+			return store.PutResult{}, fmt.Errorf("put history: compare call %q: %w", r.CallID, err)
+		}
+		if !eq {
+			res.Changed++
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("put history: commit: %w", err)
+		return store.PutResult{}, fmt.Errorf("put history: commit: %w", err)
 	}
-	return added, nil
+	return res, nil
 }
 
 // History reads a tenant's calls in start order; see store.CallHistory.

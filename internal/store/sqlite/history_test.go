@@ -32,9 +32,9 @@ func BenchmarkPutHistory(b *testing.B) {
 	const batch = 2000
 	calls := 0
 	for b.Loop() {
-		n, err := db.PutHistory(b.Context(), "t1", historyBatch(batch, calls))
-		if err != nil || n != batch {
-			b.Fatalf("PutHistory: %d, %v", n, err)
+		res, err := db.PutHistory(b.Context(), "t1", historyBatch(batch, calls))
+		if err != nil || res.New != batch {
+			b.Fatalf("PutHistory: %+v, %v", res, err)
 		}
 		calls += batch
 	}

@@ -36,11 +36,11 @@ func history(t *testing.T, s store.Store, tenant string, from, to time.Time) []e
 
 func putHistory(t *testing.T, s store.Store, tenant string, recs ...event.CallRecord) int {
 	t.Helper()
-	n, err := s.PutHistory(t.Context(), tenant, recs)
+	res, err := s.PutHistory(t.Context(), tenant, recs)
 	if err != nil {
 		t.Fatalf("PutHistory(%q): %v", tenant, err)
 	}
-	return n
+	return res.New
 }
 
 func testHistoryRoundTrip(t *testing.T, s store.Store) {
@@ -71,12 +71,20 @@ func testHistoryIdempotent(t *testing.T, s store.Store) {
 	recs := []event.CallRecord{sampleRecord("c1", base), sampleRecord("c2", base.Add(time.Second))}
 	putHistory(t, s, "t1", recs...)
 	changed := sampleRecord("c1", base.Add(time.Hour))
-	if n := putHistory(t, s, "t1", append(recs, changed, sampleRecord("c3", base))...); n != 1 {
-		t.Fatalf("second import stored %d new calls, want 1 (c3)", n)
+	res, err := s.PutHistory(t.Context(), "t1", append(recs, changed, sampleRecord("c3", base)))
+	if err != nil || res.New != 1 || res.Changed != 1 {
+		t.Fatalf("second import: %+v, %v; want 1 new (c3) and 1 changed (c1)", res, err)
+	}
+	// The same records again, an unanswered one among them: nothing new,
+	// nothing changed (a NULL answer compares equal to itself).
+	missed := event.CallRecord{Account: "1002", CallID: "c4", To: "0800123456", Start: base, End: base.Add(time.Second)}
+	putHistory(t, s, "t1", missed)
+	if res, err := s.PutHistory(t.Context(), "t1", append(recs, missed)); err != nil || res != (store.PutResult{}) {
+		t.Fatalf("identical re-import: %+v, %v; want nothing new or changed", res, err)
 	}
 	got := history(t, s, "t1", time.Time{}, time.Time{})
-	if len(got) != 3 {
-		t.Fatalf("%d calls stored, want 3", len(got))
+	if len(got) != 4 {
+		t.Fatalf("%d calls stored, want 4", len(got))
 	}
 	for _, r := range got {
 		if r.CallID == "c1" && !r.Start.Equal(base) {
