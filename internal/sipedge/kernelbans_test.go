@@ -181,3 +181,31 @@ func waitKernelBans(t *testing.T, reg *prometheus.Registry, want int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// FuzzBanProgram: for any ban and any source, the compiled filter drops
+// exactly when the ban's prefix covers the source.
+func FuzzBanProgram(f *testing.F) {
+	f.Add([]byte{192, 0, 2, 0}, uint8(24), []byte{192, 0, 2, 7})
+	f.Add([]byte{0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, uint8(127), []byte{0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, ban []byte, bits uint8, src []byte) {
+		ba, ok1 := netip.AddrFromSlice(ban)
+		sa, ok2 := netip.AddrFromSlice(src)
+		if !ok1 || !ok2 {
+			return
+		}
+		ba, sa = ba.Unmap(), sa.Unmap()
+		p, err := ba.Prefix(int(bits) % (ba.BitLen() + 1))
+		if err != nil {
+			return
+		}
+		prog, _, n := banProgram([]prefilter.Ban{{Prefix: p, Until: now.Add(time.Hour)}}, nil, now)
+		if n != 1 {
+			t.Fatalf("%v not held", p)
+		}
+		dropped := runBPF(t, prog, ipHeader(sa)) == 0
+		if dropped != p.Contains(sa) {
+			t.Fatalf("ban %v, source %v: dropped %v", p, sa, dropped)
+		}
+	})
+}
