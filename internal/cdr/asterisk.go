@@ -49,6 +49,7 @@ var defaultInbound = []string{"from-trunk", "from-pstn", "from-external", "from-
 type asteriskParser struct {
 	o       *Options
 	inbound map[string]bool
+	clock   switchClock
 }
 
 func newAsteriskParser(o *Options) *asteriskParser {
@@ -96,30 +97,36 @@ func (p *asteriskParser) parse(f []string, line int64) (event.CallRecord, error)
 		return event.CallRecord{}, &LineError{Line: line, Err: errors.New("want 16 to 21 columns (Asterisk Master.csv), got " + strconv.Itoa(len(f)))}
 	}
 	var rec event.CallRecord
-	var err error
-	if rec.Start, err = parseSwitchTime(f[astStart], p.o.Location); err != nil {
+	start, err := parseSwitchTime(f[astStart], p.o.Location)
+	if err != nil {
 		return rec, colErr(line, "start", err)
 	}
-	if rec.End, err = parseSwitchTime(f[astEnd], p.o.Location); err != nil {
+	end, err := parseSwitchTime(f[astEnd], p.o.Location)
+	if err != nil {
 		return rec, colErr(line, "end", err)
 	}
 	billsec, err := parseSeconds(f[astBillsec])
 	if err != nil {
 		return rec, colErr(line, "billsec", err)
 	}
-	if _, err := parseSeconds(f[astDuration]); err != nil {
+	duration, err := parseSeconds(f[astDuration])
+	if err != nil {
 		return rec, colErr(line, "duration", err)
+	}
+	if rec.Start, rec.End, err = p.clock.place(start, end, duration, line, "end"); err != nil {
+		return rec, err
 	}
 	rec.Disposition = strings.TrimSpace(f[astDisposition])
 	if billsec > 0 || rec.Disposition == "ANSWERED" {
+		// The answer column is checked, but the answer is placed from the
+		// end, as the end is from the start: billsec is real time, the
+		// column a wall-clock reading.
 		if a := strings.TrimSpace(f[astAnswer]); a != "" {
-			if rec.Answer, err = parseSwitchTime(a, p.o.Location); err != nil {
+			if _, err = parseSwitchTime(a, p.o.Location); err != nil {
 				return rec, colErr(line, "answer", err)
 			}
-		} else {
-			rec.Answer = rec.End.Add(-billsec)
 		}
-		rec.Billsec = billsec
+		rec.Answer, rec.Billsec = rec.End.Add(-billsec), billsec
 	}
 	rec.To, rec.From = strings.TrimSpace(f[astDst]), strings.TrimSpace(f[astSrc])
 	switch p.o.Account {

@@ -270,7 +270,7 @@ func TestLimits(t *testing.T) {
 	long := `"","1001","0044163296012","from-internal","` + strings.Repeat("x", 2000) + `","SIP/1001-1","","Dial","","2026-03-02 09:15:02","","2026-03-02 09:15:09",7,0,"NO ANSWER","DOCUMENTATION","u2",""`
 	wide := strings.Repeat("a,", MaxFields+5) + "a"
 	longAccount := `"` + strings.Repeat("9", 200) + `","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","2026-03-02 09:15:02","","2026-03-02 09:15:09",7,0,"NO ANSWER","DOCUMENTATION","u3",""`
-	longCall := `"","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","2026-03-02 09:15:02","2026-03-02 09:15:09","2026-03-12 09:15:09",7,0,"ANSWERED","DOCUMENTATION","u4",""`
+	longCall := `"","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","2026-03-02 09:15:02","2026-03-02 09:15:09","2026-03-12 09:15:02",864000,0,"ANSWERED","DOCUMENTATION","u4",""`
 	in := strings.Join([]string{good, long, wide, longAccount, longCall, good}, "\n") + "\n"
 	res := readAll(t, strings.NewReader(in), Options{Format: Asterisk, MaxLineBytes: 1024})
 	if res.err != nil {
@@ -280,7 +280,7 @@ func TestLimits(t *testing.T) {
 		"line 2: longer than 1024 bytes",
 		"line 3: more than 256 columns",
 		"line 4: column accountcode: longer than 128 bytes",
-		"line 5: column end: call lasts more than 168h0m0s",
+		"line 5: column duration: 864000 seconds is out of range (0 to 604800)",
 	}
 	if strings.Join(res.skipped, "\n") != strings.Join(want, "\n") || len(res.records) != 2 {
 		t.Fatalf("skipped:\n%s\nwant:\n%s\nrecords %d", strings.Join(res.skipped, "\n"), strings.Join(want, "\n"), len(res.records))
@@ -370,6 +370,8 @@ func TestParseTime(t *testing.T) {
 	}
 }
 
+// TestSwitchTime checks the fast path against time.ParseInLocation; both
+// pick one instant for a reading in a repeated hour, which TestDST covers.
 func TestSwitchTime(t *testing.T) {
 	for _, s := range []string{"2026-03-02 14:05:09", "2024-02-29 00:00:00", "2026-12-31 23:59:59", "2026-04-31 10:00:00", "2026-13-01 00:00:00", "2026-03-02 24:00:00", "2026-03-02 14:05:60", "2026-03-02T14:05:09", "2026-3-2 14:05:09", "+026-03-02 14:05:09", "2025-02-29 00:00:00"} {
 		want, wantErr := time.ParseInLocation(switchLayout, s, saoPaulo)
@@ -427,5 +429,104 @@ func TestGenericRowNumbersDoNotCollide(t *testing.T) {
 	b := readAll(t, strings.NewReader(in), Options{})
 	if len(a.records) != 1 || !strings.HasPrefix(a.records[0].CallID, "abc-1-") || a.records[0].CallID != b.records[0].CallID {
 		t.Fatalf("call_id column: %+v then %+v", a.records, b.records)
+	}
+}
+
+var berlin = mustZone("Europe/Berlin")
+
+// TestDST reads calls across Europe/Berlin's clock changes in 2026 — back
+// from 03:00 CEST to 02:00 CET on 25 October, forward from 02:00 CET to
+// 03:00 CEST on 29 March — from Asterisk and FreeSWITCH files, which write
+// wall-clock time. The duration column is real time and decides.
+func TestDST(t *testing.T) {
+	utc := func(s string) time.Time {
+		t.Helper()
+		v, err := time.Parse(time.DateTime, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	type want struct{ start, answer, end string }
+	tests := []struct {
+		name           string
+		start, answer  string
+		end            string
+		duration, bill int
+		want           want
+	}{
+		// 02:50 CEST (00:50 UTC) to 02:10 CET (01:10 UTC): 20 minutes,
+		// though the end reads earlier than the start.
+		{"autumn across", "2026-10-25 02:50:00", "2026-10-25 02:50:10", "2026-10-25 02:10:00", 1200, 1190,
+			want{"2026-10-25 00:50:00", "2026-10-25 00:50:10", "2026-10-25 01:10:00"}},
+		// 01:50 CEST to 02:10 CET would be 80 minutes; the duration says
+		// 20, so the end is 02:10 CEST.
+		{"autumn into the repeated hour", "2026-10-25 01:50:00", "2026-10-25 01:50:05", "2026-10-25 02:10:00", 1200, 1195,
+			want{"2026-10-24 23:50:00", "2026-10-24 23:50:05", "2026-10-25 00:10:00"}},
+		// 02:30 CET (the second 02:30) to 03:10 CET: 40 minutes; the
+		// first 02:30 would be 100.
+		{"autumn out of the second pass", "2026-10-25 02:30:00", "2026-10-25 02:30:02", "2026-10-25 03:10:00", 2400, 2398,
+			want{"2026-10-25 01:30:00", "2026-10-25 01:30:02", "2026-10-25 02:10:00"}},
+		// 01:50 CET (00:50 UTC) to 03:10 CEST (01:10 UTC): 20 minutes.
+		{"spring across", "2026-03-29 01:50:00", "2026-03-29 01:50:30", "2026-03-29 03:10:00", 1200, 1170,
+			want{"2026-03-29 00:50:00", "2026-03-29 00:50:30", "2026-03-29 01:10:00"}},
+		{"spring after", "2026-03-29 03:05:00", "", "2026-03-29 03:05:30", 30, 0,
+			want{"2026-03-29 01:05:00", "", "2026-03-29 01:05:30"}},
+	}
+	for _, tt := range tests {
+		disp := "ANSWERED"
+		if tt.bill == 0 {
+			disp = "NO ANSWER"
+		}
+		ast := fmt.Sprintf(`"","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","%s","%s","%s",%d,%d,"%s","DOCUMENTATION","u1",""`,
+			tt.start, tt.answer, tt.end, tt.duration, tt.bill, disp)
+		fs := fmt.Sprintf(`"Alice","1001","0044163296012","default","%s","%s","%s","%d","%d","NORMAL_CLEARING","uuid-1","","1001","PCMA","PCMA"`,
+			tt.start, tt.answer, tt.end, tt.duration, tt.bill)
+		for format, line := range map[Format]string{Asterisk: ast, FreeSWITCH: fs} {
+			t.Run(tt.name+"/"+string(format), func(t *testing.T) {
+				res := readAll(t, strings.NewReader(line+"\n"), Options{Format: format, Location: berlin, Strict: true})
+				if res.err != nil || len(res.records) != 1 {
+					t.Fatalf("%v, %d records", res.err, len(res.records))
+				}
+				r := res.records[0]
+				if !r.Start.Equal(utc(tt.want.start)) || !r.End.Equal(utc(tt.want.end)) {
+					t.Errorf("start %s end %s (UTC), want %s and %s", r.Start.UTC(), r.End.UTC(), tt.want.start, tt.want.end)
+				}
+				if tt.want.answer == "" {
+					if r.Answered() {
+						t.Errorf("answered at %s, want unanswered", r.Answer.UTC())
+					}
+				} else if !r.Answer.Equal(utc(tt.want.answer)) || r.Billsec != time.Duration(tt.bill)*time.Second {
+					t.Errorf("answer %s billsec %s (UTC), want %s and %ds", r.Answer.UTC(), r.Billsec, tt.want.answer, tt.bill)
+				}
+			})
+		}
+	}
+}
+
+// TestDSTSecondPass: calls wholly inside the repeated hour fit either
+// pass; in a file in end order, the one after calls of the second pass is
+// of the second pass too.
+func TestDSTSecondPass(t *testing.T) {
+	line := func(start, end string, dur int, id string) string {
+		return fmt.Sprintf(`"","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","%s","","%s",%d,0,"NO ANSWER","DOCUMENTATION","%s",""`+"\n", start, end, dur, id)
+	}
+	in := line("2026-10-25 02:50:00", "2026-10-25 02:10:00", 1200, "a") + // 00:50 → 01:10 UTC
+		line("2026-10-25 02:15:00", "2026-10-25 02:20:00", 300, "b") // second pass: 01:15 UTC
+	res := readAll(t, strings.NewReader(in), Options{Format: Asterisk, Location: berlin, Strict: true})
+	if res.err != nil || len(res.records) != 2 {
+		t.Fatalf("%v, %d records", res.err, len(res.records))
+	}
+	if got, want := res.records[1].Start.UTC(), time.Date(2026, 10, 25, 1, 15, 0, 0, time.UTC); !got.Equal(want) {
+		t.Fatalf("second call starts %s, want %s", got, want)
+	}
+}
+
+// TestEndMustMatchDuration: the end column checks start + duration.
+func TestEndMustMatchDuration(t *testing.T) {
+	in := `"","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","2026-03-02 09:15:02","","2026-03-02 09:25:02",7,0,"NO ANSWER","DOCUMENTATION","u1",""` + "\n"
+	res := readAll(t, strings.NewReader(in), Options{Format: Asterisk})
+	if len(res.records) != 0 || len(res.skipped) != 1 || !strings.Contains(res.skipped[0], "column end: end") {
+		t.Fatalf("records %d, skipped %q; want the line skipped for its end", len(res.records), res.skipped)
 	}
 }

@@ -229,3 +229,88 @@ func finish(rec *event.CallRecord, line int64, col func(string) string) error {
 	}
 	return nil
 }
+
+// wallInstants returns the instants a local wall-clock reading may name,
+// earliest first: t is what time.Date made of the reading in its location.
+// A reading in the hour repeated when clocks go back names two instants;
+// any other names one (a reading skipped when they go forward keeps
+// time.Date's).
+func wallInstants(t time.Time) []time.Time {
+	loc := t.Location()
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	wall := time.Date(y, mo, d, h, mi, s, t.Nanosecond(), time.UTC)
+	out := []time.Time{t}
+	// The offsets in force half a day either side cover any transition
+	// that could make this reading ambiguous.
+	for _, near := range []time.Time{wall.Add(-12 * time.Hour), wall.Add(12 * time.Hour)} {
+		_, off := near.In(loc).Zone()
+		c := wall.Add(-time.Duration(off) * time.Second).In(loc)
+		cy, cmo, cd := c.Date()
+		ch, cmi, cs := c.Clock()
+		if cy == y && cmo == mo && cd == d && ch == h && cmi == mi && cs == s && !c.Equal(out[0]) {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 2 && out[1].Before(out[0]) {
+		out[0], out[1] = out[1], out[0]
+	}
+	return out
+}
+
+// durationSlack is how far a switch's end column may lie from start +
+// duration: both are rounded to the second.
+const durationSlack = 2 * time.Second
+
+// switchClock places Asterisk and FreeSWITCH records on the time line.
+// They write local wall-clock times, so across a DST change the end column
+// can read earlier than the start (02:50 → 02:10 when clocks go back) and a
+// reading in the repeated hour names two instants. The duration column is
+// real elapsed time: a call starts at its start and ends duration later,
+// and the end column only checks that — it also picks which of two
+// instants a start means. A call wholly inside the repeated hour fits
+// either; it goes to the one nearer the previous record's start.
+type switchClock struct {
+	prev time.Time
+}
+
+// place returns the start and end of a record whose start and end
+// columns read as start and end (from time.Date in the record's zone) and
+// whose duration column is dur. endCol names the end column for errors.
+func (c *switchClock) place(start, end time.Time, dur time.Duration, line int64, endCol string) (time.Time, time.Time, error) {
+	var (
+		best     time.Time
+		bestEnd  time.Time
+		bestDiff time.Duration = -1
+	)
+	for _, s := range wallInstants(start) {
+		for _, e := range wallInstants(end) {
+			diff := e.Sub(s) - dur
+			if diff < 0 {
+				diff = -diff
+			}
+			better := bestDiff < 0 || diff < bestDiff
+			if diff == bestDiff && !c.prev.IsZero() {
+				better = absDur(s.Sub(c.prev)) < absDur(best.Sub(c.prev))
+			}
+			if better {
+				best, bestEnd, bestDiff = s, e, diff
+			}
+		}
+	}
+	if bestEnd.Before(best) {
+		return best, bestEnd, colErr(line, endCol, fmt.Errorf("end %s is before start %s", bestEnd.Format(time.RFC3339), best.Format(time.RFC3339)))
+	}
+	if bestDiff > durationSlack {
+		return best, bestEnd, colErr(line, endCol, fmt.Errorf("end %s is not start %s + duration %ds", bestEnd.Format(time.RFC3339), best.Format(time.RFC3339), int64(dur.Seconds())))
+	}
+	c.prev = best
+	return best, best.Add(dur), nil
+}
+
+func absDur(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}

@@ -39,6 +39,7 @@ const (
 type freeswitchParser struct {
 	o       *Options
 	inbound map[string]bool
+	clock   switchClock
 }
 
 func newFreeSWITCHParser(o *Options) *freeswitchParser {
@@ -73,26 +74,35 @@ func (p *freeswitchParser) parse(f []string, line int64) (event.CallRecord, erro
 		return event.CallRecord{}, &LineError{Line: line, Err: errors.New("want 13 to 15 columns (FreeSWITCH CSV CDR), got " + strconv.Itoa(len(f)))}
 	}
 	var rec event.CallRecord
-	var err error
-	if rec.Start, err = parseSwitchTime(f[fsStart], p.o.Location); err != nil {
+	start, err := parseSwitchTime(f[fsStart], p.o.Location)
+	if err != nil {
 		return rec, colErr(line, "start_stamp", err)
 	}
-	if rec.End, err = parseSwitchTime(f[fsEnd], p.o.Location); err != nil {
+	end, err := parseSwitchTime(f[fsEnd], p.o.Location)
+	if err != nil {
 		return rec, colErr(line, "end_stamp", err)
 	}
 	billsec, err := parseSeconds(f[fsBillsec])
 	if err != nil {
 		return rec, colErr(line, "billsec", err)
 	}
-	if _, err := parseSeconds(f[fsDuration]); err != nil {
+	duration, err := parseSeconds(f[fsDuration])
+	if err != nil {
 		return rec, colErr(line, "duration", err)
 	}
+	if rec.Start, rec.End, err = p.clock.place(start, end, duration, line, "end_stamp"); err != nil {
+		return rec, err
+	}
+	// As for Asterisk: the answer is the end less billsec, real time; the
+	// answer_stamp only says the call was answered.
+	answered := billsec > 0
 	if a := strings.TrimSpace(f[fsAnswer]); a != "" {
-		if rec.Answer, err = parseSwitchTime(a, p.o.Location); err != nil {
+		if _, err = parseSwitchTime(a, p.o.Location); err != nil {
 			return rec, colErr(line, "answer_stamp", err)
 		}
-		rec.Billsec = billsec
-	} else if billsec > 0 {
+		answered = true
+	}
+	if answered {
 		rec.Answer, rec.Billsec = rec.End.Add(-billsec), billsec
 	}
 	rec.To, rec.From = strings.TrimSpace(f[fsDestination]), strings.TrimSpace(f[fsCallerIDNumber])
