@@ -530,3 +530,30 @@ func TestEndMustMatchDuration(t *testing.T) {
 		t.Fatalf("records %d, skipped %q; want the line skipped for its end", len(res.records), res.skipped)
 	}
 }
+
+// TestGenericDurationOnly: a duration is talk time only in a billing
+// export that has nothing else to say; a call whose status says it was not
+// answered, or a file with an end column (duration = start to end, ringing
+// included), bills nothing from it.
+func TestGenericDurationOnly(t *testing.T) {
+	for _, tt := range []struct {
+		in       string
+		answered bool
+	}{
+		{"account,to,start,duration\n1001,+441632960123,2026-03-02T09:00:00Z,95\n", true},
+		{"account,to,start,duration,status\n1001,+441632960123,2026-03-02T09:00:00Z,95,ANSWERED\n", true},
+		{"account,to,start,duration,status\n1001,+441632960123,2026-03-02T09:00:00Z,95,NO ANSWER\n", false},
+		{"account,to,start,duration,status\n1001,+441632960123,2026-03-02T09:00:00Z,25,BUSY\n", false},
+		{"account,to,start,duration,hangup_cause\n1001,+441632960123,2026-03-02T09:00:00Z,30,ORIGINATOR_CANCEL\n", false},
+		{"account,to,start,end,duration\n1001,+441632960123,2026-03-02T09:00:00Z,2026-03-02T09:01:35Z,95\n", false},
+	} {
+		res := readAll(t, strings.NewReader(tt.in), Options{Strict: true})
+		if res.err != nil || len(res.records) != 1 {
+			t.Fatalf("%q: %v, %d records", tt.in, res.err, len(res.records))
+		}
+		r := res.records[0]
+		if r.Answered() != tt.answered || (!tt.answered && r.Billsec != 0) {
+			t.Errorf("%q: answered %v billsec %s, want answered %v", tt.in, r.Answered(), r.Billsec, tt.answered)
+		}
+	}
+}

@@ -52,7 +52,7 @@ var Fields = []Field{
 	{"answer", []string{"answer", "answer_time", "answered_at", "answer_stamp", "answered", "connect_time"}, "when it was answered; empty when it was not"},
 	{"end", []string{"end", "end_time", "ended_at", "end_at", "end_stamp", "ended", "hangup_time"}, "when it ended"},
 	{"billsec", []string{"billsec", "bill_sec", "billable", "billable_seconds", "billed_seconds", "talk_time", "talktime"}, "answered (billed) seconds"},
-	{"duration", []string{"duration", "total_seconds", "call_duration"}, "seconds from start to end"},
+	{"duration", []string{"duration", "total_seconds", "call_duration"}, "seconds from start to end; talk time when no answer, billsec or end column says otherwise"},
 	{"direction", []string{"direction", "call_direction", "dir"}, "inbound or outbound (in/out, incoming/outgoing); empty is outbound"},
 	{"source_ip", []string{"source_ip", "src_ip", "sourceip", "ip", "remote_ip", "network_addr"}, "address the call came from"},
 	{"disposition", []string{"disposition", "status", "hangup_cause", "result", "outcome"}, "outcome as the switch wrote it"},
@@ -271,6 +271,7 @@ func (p *genericParser) parse(f []string, line int64) (event.CallRecord, error) 
 	if err != nil {
 		return rec, err
 	}
+	disposition, _ := p.get(f, "disposition")
 	switch {
 	case !rec.End.IsZero():
 	case hasDur:
@@ -299,14 +300,17 @@ func (p *genericParser) parse(f []string, line int64) (event.CallRecord, error) 
 		}
 	case p.has("answer"):
 		// An answer column that is empty: not answered.
-	case hasDur && duration > 0:
+	case hasDur && duration > 0 && !p.has("end") && !unanswered(disposition):
 		// Only a duration: a billing export, whose duration is talk time.
+		// Not with an end column (the duration is then start to end,
+		// ringing included) nor for a call its status says was not
+		// answered.
 		rec.Answer, rec.Billsec = rec.End.Add(-duration), duration
 	}
 	rec.Account, _ = p.get(f, "account")
 	rec.To, _ = p.get(f, "to")
 	rec.From, _ = p.get(f, "from")
-	rec.Disposition, _ = p.get(f, "disposition")
+	rec.Disposition = disposition
 	if v, col := p.get(f, "direction"); v != "" {
 		if rec.Direction, err = parseDirection(v); err != nil {
 			return rec, colErr(line, col, err)
@@ -336,4 +340,21 @@ func (p *genericParser) parse(f []string, line int64) (event.CallRecord, error) 
 		return rec, err
 	}
 	return rec, nil
+}
+
+// unansweredWords are what dispositions of calls that were not answered
+// contain, folded by normName and upper-cased: Asterisk's NO ANSWER, BUSY,
+// FAILED, CONGESTION; FreeSWITCH's hangup causes; billing exports' words.
+var unansweredWords = []string{"NOANSWER", "BUSY", "FAIL", "CONGESTION", "CANCEL", "REJECT", "DECLINE",
+	"MISSED", "UNANSWERED", "ABANDON", "UNAVAILABLE", "UNALLOCATED", "NOUSERRESPONSE", "NOROUTE", "INVALID"}
+
+// unanswered reports whether a disposition says the call was not answered.
+func unanswered(disposition string) bool {
+	d := strings.ToUpper(normName(disposition))
+	for _, w := range unansweredWords {
+		if strings.Contains(d, w) {
+			return true
+		}
+	}
+	return false
 }
