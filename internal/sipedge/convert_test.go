@@ -140,7 +140,7 @@ func FuzzToEvent(f *testing.F) {
 		if b := s.branchFor(req, src, 0); !strings.HasPrefix(b, branchPrefix) {
 			t.Fatalf("branch %q", b)
 		}
-		s.popRoutes(req, string(*req.CallID()))
+		s.popRoutes(req, string(*req.CallID()), src)
 		if s.fixNATContact(req, src) {
 			if _, err := sip.NewParser().ParseSIP([]byte(req.String())); err != nil {
 				t.Fatalf("a fixed Contact does not parse: %v", err)

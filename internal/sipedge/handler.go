@@ -79,7 +79,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		s.onCancel(ctx, in, req, src, branch, callID, trusted, fromUp, now, start)
 		return
 	case hasToTag(req):
-		rt := s.popRoutes(req, callID)
+		rt := s.popRoutes(req, callID, src)
 		flag := rt.flag
 		if !trusted && flag == 0 {
 			s.metrics.request(req.Method, verdictFollowUp)
@@ -103,7 +103,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 	}
 
 	// An initial request.
-	rt := s.popRoutes(req, callID)
+	rt := s.popRoutes(req, callID, src)
 	if trusted {
 		s.metrics.request(req.Method, verdictBypass)
 		if err := s.forward(in, req, branch, fromUp, stampPlain, callID, src, rt); err != nil {
@@ -179,7 +179,7 @@ func (s *Server) onAck(in *listener, req *sip.Request, src netip.AddrPort, branc
 		s.metrics.drop(dropAbsorbed)
 		return
 	}
-	rt := s.popRoutes(req, callID)
+	rt := s.popRoutes(req, callID, src)
 	flag := rt.flag
 	// The ACK of a forwarded INVITE's failure shares its branch; the ACK of
 	// a 2xx is in-dialog and carries the stamp.
@@ -210,7 +210,7 @@ func (s *Server) onCancel(ctx context.Context, in *listener, req *sip.Request, s
 		s.fail(in, req, ErrUnknownDialog)
 		return
 	}
-	rt := s.popRoutes(req, callID)
+	rt := s.popRoutes(req, callID, src)
 	if err := s.forward(in, req, branch, fromUp, 0, callID, src, rt); err != nil {
 		s.fail(in, req, err)
 		return
@@ -509,18 +509,21 @@ func (s *Server) recordRoute(l *listener, stamp string, peer netip.AddrPort) *si
 // changes listener, as with Record-Route.
 func (s *Server) addPath(req *sip.Request, in, out *listener, src netip.AddrPort) {
 	fl := src.String()
-	entry := func(l *listener, flow bool) sip.Header {
+	entry := func(l *listener, flow bool) string {
 		params := sip.HeaderParams{{K: "transport", V: l.network}, {K: "lr", V: ""}}
 		if flow {
 			params = append(params, sip.HeaderKV{K: "tg", V: s.stamp(stampPath, fl)}, sip.HeaderKV{K: "fl", V: fl})
 		}
 		u := sip.Uri{Scheme: "sip", Host: l.host, Port: l.port, UriParams: params}
-		return sip.NewHeader("Path", "<"+u.String()+">")
+		return "<" + u.String() + ">"
 	}
-	req.PrependHeader(entry(in, true))
+	v := entry(in, true)
 	if in != out {
-		req.PrependHeader(entry(out, false))
+		// One header, so a registrar that keeps only the first Path
+		// header still keeps both entries.
+		v = entry(out, false) + ", " + v
 	}
+	req.PrependHeader(sip.NewHeader("Path", v))
 }
 
 // stamp signs a Call-ID: only dialogs that passed the guard carry it.
@@ -553,7 +556,7 @@ type route struct {
 
 // popRoutes removes the guard's own Route entries from the top of req and
 // returns what they said.
-func (s *Server) popRoutes(req *sip.Request, callID string) route {
+func (s *Server) popRoutes(req *sip.Request, callID string, src netip.AddrPort) route {
 	var rt route
 	for range 4 { // a double Record-Route leaves two; more is a loop
 		r := req.Route()
@@ -569,16 +572,19 @@ func (s *Server) popRoutes(req *sip.Request, callID string) route {
 		if tg != "" && tg[0] != stampPath && rt.flag == 0 {
 			rt.flag = s.checkStamp(tg, callID)
 		}
-		// Only the last of the guard's entries counts: it names the side
-		// the request goes on to (the first names the side it came from).
-		// A flow is followed on a TCP or TLS listener (a connection the
-		// peer opened: the guard dials none), or anywhere when a Path
-		// stamp signs it.
-		rt.flowL = nil
+		// The flow followed is the last one named that is neither where
+		// the request came from nor the upstream: the entry on the side
+		// the request goes on to, whichever order the sender kept its
+		// route set in (one entry names each side). A flow is followed on
+		// a TCP or TLS listener (a connection the peer opened: the guard
+		// dials none), or anywhere when a Path stamp signs it.
 		signed := tg != "" && tg[0] == stampPath && hasFlow && s.checkStamp(tg, fl) == stampPath
 		if hasFlow && (l.stream() || signed) {
 			if ap, err := netip.ParseAddrPort(fl); err == nil {
-				rt.flowL, rt.flow = l, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+				ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+				if ap != src && ap != s.upstream {
+					rt.flowL, rt.flow = l, ap
+				}
 			}
 		}
 		rt.last = l

@@ -93,3 +93,25 @@ Content-Length: 0
 	r.caller.expectRequest(sip.INVITE)
 	victim.expectNothing("an INVITE by a forged Path flow")
 }
+
+// The same over TCP: the phone registers over a TCP connection, and the
+// PBX's call, routed by the Path, comes back to it over that connection.
+func TestSIPpPathOverTCP(t *testing.T) {
+	bin := needSIPp(t)
+	t.Parallel()
+	upPort := freeUDPPort(t)
+	srv, _ := startGuard(t, &fakeEngine{}, upPort, nil, func(c *Config) {
+		c.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
+	})
+	tcpAddr := strings.TrimPrefix(srv.Addrs()[1], "tcp:")
+	pbx := startSIPp(t, bin, "uas_register_call.xml", upPort, "", "-m", "1")
+	phonePort := freeTCPPort(t)
+	phone := startSIPp(t, bin, "uac_register_answer.xml", phonePort, tcpAddr, "-t", "t1", "-i", "127.0.0.2", "-m", "1",
+		"-key", "reg_contact", "198.51.100.10:5060;transport=tcp", "-key", "dlg_contact", "198.51.100.10:5060;transport=tcp")
+	if code := phone.wait(t); code != 0 {
+		t.Fatalf("tcp phone exited %d, want 0 (registered, then took the PBX's call over its connection)", code)
+	}
+	if code := pbx.wait(t); code != 0 {
+		t.Fatalf("pbx exited %d, want 0", code)
+	}
+}
