@@ -107,20 +107,27 @@ func (p *freeswitchParser) parse(f []string, line int64) (event.CallRecord, erro
 	}
 	rec.To, rec.From = strings.TrimSpace(f[fsDestination]), strings.TrimSpace(f[fsCallerIDNumber])
 	rec.Disposition = strings.TrimSpace(f[fsHangupCause])
+	if p.inbound[strings.TrimSpace(f[fsContext])] {
+		rec.Direction = event.Inbound
+	} else {
+		rec.Direction = event.Outbound
+	}
 	switch p.o.Account {
 	case AccountCode:
 		rec.Account = strings.TrimSpace(f[fsAccountCode])
 	case AccountSource, AccountCallerIDNum:
 		rec.Account = rec.From
 	default:
+		// An inbound call's caller is an outsider, not an account of the
+		// tenant (and a phone number: personal data); the number it
+		// dialled is the tenant's.
 		if rec.Account = strings.TrimSpace(f[fsAccountCode]); rec.Account == "" {
-			rec.Account = rec.From
+			if rec.Direction.IsInbound() {
+				rec.Account = rec.To
+			} else {
+				rec.Account = rec.From
+			}
 		}
-	}
-	if p.inbound[strings.TrimSpace(f[fsContext])] {
-		rec.Direction = event.Inbound
-	} else {
-		rec.Direction = event.Outbound
 	}
 	if rec.CallID = strings.TrimSpace(f[fsUUID]); rec.CallID == "" {
 		rec.CallID = digestID("fs-", f...)

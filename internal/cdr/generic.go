@@ -163,8 +163,8 @@ func newGenericParser(o *Options, header []string, line int64) (*genericParser, 
 		if col := *m.ptr(f.Key); col != "" {
 			i, ok := byName[normName(col)]
 			if !ok {
-				return nil, fmt.Errorf("line %d: %s=%s: the header has no column %q (it has %s): %w",
-					line, f.Key, col, col, strings.Join(header, ", "), ErrBadMapping)
+				return nil, fmt.Errorf("line %d: %s=%s: the header has no column %q (%s): %w",
+					line, f.Key, col, col, describeHeader(header), ErrBadMapping)
 			}
 			p.idx[f.Key] = i
 			continue
@@ -187,9 +187,21 @@ func newGenericParser(o *Options, header []string, line int64) (*genericParser, 
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("line %d: no column for %s in the header (%s); name them with a mapping such as account=ext,to=dialled: %w",
-			line, strings.Join(missing, ", "), strings.Join(header, ", "), ErrBadMapping)
+			line, strings.Join(missing, ", "), describeHeader(header), ErrBadMapping)
 	}
 	return p, nil
+}
+
+// describeHeader lists a header's names for an error, unless the first
+// line holds numbers or times: then it is a call, not a header, and its
+// fields are not repeated.
+func describeHeader(header []string) string {
+	for _, h := range header {
+		if isDigits(h) || isSwitchTime(h) || strings.ContainsAny(h, "0123456789") && len(h) > 6 {
+			return "the first line is not a header row of column names"
+		}
+	}
+	return "it has " + strings.Join(header, ", ")
 }
 
 func (p *genericParser) has(k string) bool { _, ok := p.idx[k]; return ok }

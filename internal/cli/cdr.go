@@ -53,7 +53,7 @@ type cdrFlags struct {
 func addCDRFlags(fs *flag.FlagSet, tzHelp string) *cdrFlags {
 	return &cdrFlags{
 		format:     fs.String("format", "auto", "CDR `format`: auto, asterisk, freeswitch or csv (a header row)"),
-		account:    fs.String("account-from", "auto", "`source` of an Asterisk/FreeSWITCH record's account: auto (accountcode, else the channel's peer or the caller id number), accountcode, channel, src, caller_id_number"),
+		account:    fs.String("account-from", "auto", "`source` of an Asterisk/FreeSWITCH record's account: auto (accountcode, else the channel's peer (Asterisk) or the caller id number, the dialled number for inbound calls (FreeSWITCH)), accountcode, channel, src, caller_id_number"),
 		mapping:    fs.String("map", "", "generic CSV columns as `key=column,...` (keys: "+strings.Join(cdrKeys(), ", ")+"); unnamed keys are found by usual header names"),
 		timeFormat: fs.String("time-format", "", "generic CSV time `layout`: unix, unixms, rfc3339 or a Go layout like \"02/01/2006 15:04\" (default: RFC 3339, 2006-01-02 15:04:05 or Unix seconds)"),
 		inbound:    fs.String("inbound-contexts", "", "comma-separated dialplan `contexts` whose calls are inbound (default from-trunk,from-pstn,from-external,from-did,from-provider,public)"),

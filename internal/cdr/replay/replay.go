@@ -125,7 +125,7 @@ type RuleCount struct {
 
 // FirstBlock is an account's first blocked call.
 type FirstBlock struct {
-	Account string    `json:"account"`
+	Account string    `json:"account"` // masked when it is a phone number
 	Time    time.Time `json:"time"`
 	Rule    string    `json:"rule"`
 	To      string    `json:"to"` // masked
@@ -147,7 +147,7 @@ type Top struct {
 // Listed is one blocked or would-block call.
 type Listed struct {
 	Time    time.Time     `json:"time"`
-	Account string        `json:"account"`
+	Account string        `json:"account"` // masked when it is a phone number
 	CallID  string        `json:"call_id"`
 	To      string        `json:"to"` // masked with audit.MaskNumber
 	Country string        `json:"country,omitempty"`
@@ -357,7 +357,7 @@ func (r *run) count(rec *event.CallRecord, d *event.Decision) {
 	rep.Calls.add(ans, minutes, money)
 	acc := r.accounts[rec.Account]
 	if acc == nil {
-		acc = &accountState{blocked: Top{Key: rec.Account}}
+		acc = &accountState{blocked: Top{Key: maskAccount(rec.Account)}}
 		r.accounts[rec.Account] = acc
 	}
 	if d.Verdict.Blocks() {
@@ -368,7 +368,7 @@ func (r *run) count(rec *event.CallRecord, d *event.Decision) {
 		acc.blocked.Minutes += minutes
 		acc.blocked.Money += money
 		if acc.first == nil {
-			acc.first = &FirstBlock{Account: rec.Account, Time: rec.Start, Rule: rule,
+			acc.first = &FirstBlock{Account: maskAccount(rec.Account), Time: rec.Start, Rule: rule,
 				To: audit.MaskNumber(rec.To), Before: acc.allowed}
 		}
 		country := d.Destination.Country
@@ -427,10 +427,32 @@ func (r *run) list(rec *event.CallRecord, d *event.Decision, mode event.Mode, v 
 		return
 	}
 	r.rep.Listed = append(r.rep.Listed, Listed{
-		Time: rec.Start, Account: rec.Account, CallID: rec.CallID, To: audit.MaskNumber(rec.To),
+		Time: rec.Start, Account: maskAccount(rec.Account), CallID: rec.CallID, To: audit.MaskNumber(rec.To),
 		Country: d.Destination.Country, Type: d.Destination.Type, Mode: mode, Verdict: v,
 		Rule: rule, Reason: reason, Billsec: rec.Billsec, Money: money,
 	})
+}
+
+// maskAccount masks an account that is a phone number — FreeSWITCH falls
+// back to the caller id number, --account-from src takes the caller —
+// with audit.MaskNumber, so that a report can be shared. An account of 7
+// or more digits and nothing else but "+-() " is a number; extensions and
+// names are not personal data and stay readable.
+func maskAccount(a string) string {
+	digits := 0
+	for i := 0; i < len(a); i++ {
+		switch c := a[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '+' || c == '-' || c == '(' || c == ')' || c == ' ':
+		default:
+			return a
+		}
+	}
+	if digits < 7 {
+		return a
+	}
+	return audit.MaskNumber(a)
 }
 
 // blockingRule returns the enforced rule whose verdict the decision took,

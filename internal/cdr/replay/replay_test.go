@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/telguard/telguard/internal/audit"
 	"github.com/telguard/telguard/internal/cdr"
 	"github.com/telguard/telguard/internal/engine/policy"
 	"github.com/telguard/telguard/internal/event"
@@ -191,5 +192,59 @@ func TestDuplicates(t *testing.T) {
 	if rep.Calls != once.Calls || rep.Blocked != once.Blocked || rep.Late+rep.Duplicates != 233 || rep.ObserveErrors != 0 {
 		t.Fatalf("twice: calls %+v blocked %+v late %d duplicates %d observe errors %d; once: calls %+v blocked %+v",
 			rep.Calls, rep.Blocked, rep.Late, rep.Duplicates, rep.ObserveErrors, once.Calls, once.Blocked)
+	}
+}
+
+// TestAccountNumbersMasked: an account that is a phone number (FreeSWITCH
+// falls back to the caller id number) is personal data: the report masks
+// it as audit.MaskNumber does everywhere, in text and JSON; an extension
+// stays readable.
+func TestAccountNumbersMasked(t *testing.T) {
+	pol, err := policy.Load("testdata/night-pumping/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const raw = "+5511987654334"
+	csv := "account,to,start,billsec\n" +
+		raw + ",+442079460124,2026-03-02T11:00:00-03:00,60\n" +
+		"2001,+442079460125,2026-03-02T11:05:00-03:00,60\n"
+	rd, err := cdr.NewReader(strings.NewReader(csv), cdr.Options{Tenant: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(t.Context(), pol, rd, Options{Tenant: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := audit.MaskNumber(raw)
+	accounts := map[string]bool{}
+	for _, f := range rep.FirstBlocks {
+		accounts[f.Account] = true
+	}
+	if !accounts[want] || !accounts["2001"] || len(rep.FirstBlocks) != 2 {
+		t.Fatalf("first blocks %+v; want %s and 2001", rep.FirstBlocks, want)
+	}
+	for _, tp := range rep.TopAccounts {
+		if tp.Key != want && tp.Key != "2001" {
+			t.Errorf("top account %q, want %s or 2001", tp.Key, want)
+		}
+	}
+	for _, l := range rep.Listed {
+		if l.Account != want && l.Account != "2001" {
+			t.Errorf("listed account %q, want %s or 2001", l.Account, want)
+		}
+	}
+	var text bytes.Buffer
+	if err := rep.WriteText(&text, true); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.Marshal(rep)
+	for name, out := range map[string]string{"text": text.String(), "json": string(js)} {
+		if strings.Contains(out, "987654") {
+			t.Errorf("the %s report holds the account's number in clear:\n%s", name, out)
+		}
+		if !strings.Contains(out, want) {
+			t.Errorf("the %s report lacks the masked account %s", name, want)
+		}
 	}
 }
