@@ -166,7 +166,7 @@ func (p *asteriskParser) parse(f []string, line int64) (event.CallRecord, error)
 		}
 		return rec, colErr(line, c, errors.New("no account: accountcode is empty and the channel names no peer"))
 	}
-	if err := finish(&rec, line, astCol); err != nil {
+	if err := finish(&rec, p.o, line, astCol); err != nil {
 		return rec, err
 	}
 	return rec, nil

@@ -90,7 +90,22 @@ type Options struct {
 	MaxLineBytes int
 	// OnSkip, when set, is told about every skipped line.
 	OnSkip func(*LineError)
+	// Now tells the time when the reader starts, against which a start
+	// in the future is refused; nil means time.Now.
+	Now func() time.Time
+
+	latest time.Time // the latest start accepted: Now + a day
 }
+
+// EarliestStart is the earliest call start a reader accepts: a CDR from
+// before it is a damaged or zeroed clock, not history.
+var EarliestStart = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// FutureSlack is how far after the reader's Now a call may start: clocks
+// and zones differ, but a call from next week is a damaged record, and one
+// far in the future would stall replay's reordering and overflow the
+// store's times.
+const FutureSlack = 24 * time.Hour
 
 // Stats counts what a Reader has read so far.
 type Stats struct {
@@ -168,6 +183,10 @@ func NewReader(r io.Reader, o Options) (*Reader, error) {
 	if o.Account == "" {
 		o.Account = AccountAuto
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	o.latest = o.Now().Add(FutureSlack)
 	rd := &Reader{o: o, sc: newScanner(r, o.MaxLineBytes)}
 	switch {
 	case o.MaxBadLines == 0:

@@ -593,3 +593,37 @@ func TestSkipMessagesHoldNoValues(t *testing.T) {
 		t.Errorf("headerless generic CSV: %v", err)
 	}
 }
+
+// TestTimeRange: a start before 2000 or more than a day after the reader's
+// now is a damaged record. One far in the future would stall replay's
+// reordering and, past 2262, be stored where it can never be read back.
+func TestTimeRange(t *testing.T) {
+	now := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		start string
+		ok    bool
+	}{
+		{"2026-03-02T09:00:00Z", true},
+		{"2026-03-03T11:00:00Z", true}, // within a day: clocks and zones differ
+		{"2000-01-01T00:00:00Z", true},
+		{"1999-12-31T23:59:59Z", false},
+		{"1970-01-01T00:00:00Z", false},
+		{"2026-03-04T12:00:00Z", false},
+		{"2099-01-01T00:00:00Z", false},
+		{"2286-11-20T17:46:40Z", false},
+		{"9999-12-31T23:59:59Z", false},
+	} {
+		in := "account,to,start,billsec\n1001,+441632960123," + tt.start + ",30\n"
+		res := readAll(t, strings.NewReader(in), Options{Now: func() time.Time { return now }})
+		if got := len(res.records) == 1; got != tt.ok {
+			t.Errorf("start %s: accepted %v, want %v (skipped %q)", tt.start, got, tt.ok, res.skipped)
+		}
+		if !tt.ok && (len(res.skipped) != 1 || !strings.Contains(res.skipped[0], "column start: start is")) {
+			t.Errorf("start %s: skipped %q, want the start named", tt.start, res.skipped)
+		}
+	}
+	ast := `"","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","9999-03-02 09:15:02","","9999-03-02 09:15:09",7,0,"NO ANSWER","DOCUMENTATION","u1",""` + "\n"
+	if res := readAll(t, strings.NewReader(ast), Options{Format: Asterisk}); len(res.records) != 0 || len(res.skipped) != 1 {
+		t.Errorf("Asterisk year 9999: %d records, skipped %q", len(res.records), res.skipped)
+	}
+}

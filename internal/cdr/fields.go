@@ -200,7 +200,13 @@ func colErr(line int64, col string, err error) *LineError {
 // finish checks a record's times and fields against the limits every format
 // shares. col names the columns for errors: start, answer, end, to,
 // account, call_id.
-func finish(rec *event.CallRecord, line int64, col func(string) string) error {
+func finish(rec *event.CallRecord, o *Options, line int64, col func(string) string) error {
+	switch {
+	case rec.Start.Before(EarliestStart):
+		return colErr(line, col("start"), fmt.Errorf("start is before %s", EarliestStart.Format(time.DateOnly)))
+	case rec.Start.After(o.latest):
+		return colErr(line, col("start"), errors.New("start is more than a day in the future"))
+	}
 	switch {
 	case rec.Account == "":
 		return colErr(line, col("account"), errors.New("no account"))

@@ -132,7 +132,7 @@ func (p *freeswitchParser) parse(f []string, line int64) (event.CallRecord, erro
 	if rec.CallID = strings.TrimSpace(f[fsUUID]); rec.CallID == "" {
 		rec.CallID = digestID("fs-", f...)
 	}
-	if err := finish(&rec, line, fsCol); err != nil {
+	if err := finish(&rec, p.o, line, fsCol); err != nil {
 		return rec, err
 	}
 	return rec, nil

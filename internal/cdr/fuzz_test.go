@@ -38,6 +38,8 @@ func fuzzRead(t *testing.T, in []byte, o Options) {
 			t.Fatalf("record without account, destination or call id: %+v", r)
 		case len(r.Account) > maxAccountLen || len(r.To) > maxNumberLen || len(r.From) > maxNumberLen || len(r.CallID) > maxCallIDLen:
 			t.Fatalf("record past the field limits: %+v", r)
+		case r.Start.Before(EarliestStart) || r.Start.After(time.Now().Add(FutureSlack+time.Hour)):
+			t.Fatalf("record outside the accepted years: %+v", r)
 		case r.End.Before(r.Start) || r.End.Sub(r.Start) > maxCallLength:
 			t.Fatalf("record with bad times: %+v", r)
 		case r.Billsec < 0 || (!r.Answered() && r.Billsec != 0):

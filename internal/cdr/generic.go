@@ -348,7 +348,7 @@ func (p *genericParser) parse(f []string, line int64) (event.CallRecord, error) 
 		_, c := p.get(f, k)
 		return c
 	}
-	if err := finish(&rec, line, col); err != nil {
+	if err := finish(&rec, p.o, line, col); err != nil {
 		return rec, err
 	}
 	return rec, nil

@@ -74,7 +74,7 @@ type PutResult struct {
 
 // ErrInvalidRecord is returned by PutHistory (and ValidateRecord) for a
 // call record without a tenant or call id, of another tenant, or whose times
-// are missing or out of order.
+// are missing, out of order or beyond what Unix nanoseconds hold.
 var ErrInvalidRecord = errors.New("invalid call record")
 
 // ValidateRecord reports why a call record cannot be stored under tenant.
@@ -93,8 +93,22 @@ func ValidateRecord(tenant string, r *event.CallRecord) error {
 		return fmt.Errorf("call %q ends before it starts: %w", r.CallID, ErrInvalidRecord)
 	case r.Billsec < 0:
 		return fmt.Errorf("call %q has a negative billsec: %w", r.CallID, ErrInvalidRecord)
+	case !nanosHold(r.Start) || !nanosHold(r.End) || !r.Answer.IsZero() && !nanosHold(r.Answer):
+		// Stored clamped, such a call could never be read back by time.
+		return fmt.Errorf("call %q has a time outside 1678..2262: %w", r.CallID, ErrInvalidRecord)
 	}
 	return nil
+}
+
+// Unix nanoseconds in an int64 reach from 1677-09-21 to 2262-04-11.
+var (
+	minNanoTime = time.Unix(0, math.MinInt64)
+	maxNanoTime = time.Unix(0, math.MaxInt64)
+)
+
+// nanosHold reports whether t.UnixNano() is t.
+func nanosHold(t time.Time) bool {
+	return !t.Before(minNanoTime) && !t.After(maxNanoTime)
 }
 
 // DecisionQuery filters and pages Store.Decisions.

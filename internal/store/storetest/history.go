@@ -155,6 +155,10 @@ func testHistoryInvalid(t *testing.T, s store.Store) {
 		{CallID: "x", End: base},
 		{CallID: "x", Start: base, End: base.Add(-time.Second)},
 		{CallID: "x", Start: base, End: base, Billsec: -time.Second},
+		// Past 2262 a time is stored clamped and the call is never read back.
+		{CallID: "x", Start: time.Date(2286, 11, 20, 0, 0, 0, 0, time.UTC), End: time.Date(2286, 11, 20, 0, 1, 0, 0, time.UTC)},
+		{CallID: "x", Start: base, End: base.Add(time.Minute), Answer: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{CallID: "x", Start: time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC), End: base},
 	}
 	for i, b := range bad {
 		if _, err := s.PutHistory(t.Context(), "t1", []event.CallRecord{sampleRecord("ok", base), b}); !errors.Is(err, store.ErrInvalidRecord) {
