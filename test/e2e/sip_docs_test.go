@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -22,5 +24,23 @@ func TestDocsSIPConfigExamples(t *testing.T) {
 	}
 	if n < 3 {
 		t.Fatalf("found %d sip configuration examples in docs/sip.md", n)
+	}
+}
+
+// Every field of the sip: section is in docs/sip.md's field table.
+func TestDocsSIPEveryField(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/sip.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ := reflect.TypeFor[config.SIP]()
+	for i := range typ.NumField() {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		if !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("sip.%s is not documented in docs/sip.md", name)
+		}
 	}
 }
