@@ -22,6 +22,7 @@ import (
 
 const cdrHelp = `
 Usage: telguard cdr import [flags] FILE
+       telguard cdr delete --tenant T (--before DATE | --all) [--data DIR]
 
 Reads a CDR file — Asterisk Master.csv, a FreeSWITCH CSV CDR or any CSV
 with a header row — checks every line, and stores the calls as the tenant's
@@ -36,11 +37,18 @@ seconds on long files. docs/cdr.md describes every format and flag.
 
 Exit status: 0 when the file was imported (bad lines skipped included); 1
 when reading or storing failed; 2 on bad flags or a file of no known format.
+Call history holds phone numbers in clear: telguard serve deletes calls
+older than store.retain_history (400 days by default).
+
+cdr delete deletes one tenant's stored call history: the calls that started
+before DATE (2026-01-31, midnight UTC; an RFC 3339 time; or an age like
+90d), or with --all every call of the tenant.
 
 Examples:
   telguard cdr import --tenant demo /var/log/asterisk/cdr-csv/Master.csv
   telguard cdr import --tenant demo --format freeswitch --timezone Europe/London Master.csv
   telguard cdr import --tenant demo --map account=ext,to=dialled calls.csv
+  telguard cdr delete --tenant demo --before 2026-01-01
 `
 
 // cdrFlags are the reading flags cdr import and replay share.
@@ -177,12 +185,15 @@ type importSummary struct {
 }
 
 func (e *env) cdr(args []string) error {
+	if len(args) > 0 && args[0] == "delete" {
+		return e.cdrDelete(args[1:])
+	}
 	if len(args) == 0 || args[0] != "import" {
 		fmt.Fprint(e.stdout, strings.TrimLeft(cdrHelp, "\n"))
 		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
 			return nil
 		}
-		return usagef("cdr: want the subcommand import")
+		return usagef("cdr: want the subcommand import or delete")
 	}
 	const cmd = "cdr import"
 	fs := e.flags(cmd, cdrHelp)
@@ -218,14 +229,9 @@ func (e *env) cdr(args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := config.Default()
-	if *cfgFile != "" {
-		if cfg, err = config.Load(*cfgFile); err != nil {
-			return usageError{err.Error()}
-		}
-	}
-	if *dataDir != "" {
-		cfg.DataDir, cfg.Store.Path = *dataDir, ""
+	cfg, err := loadStoreConfig(*cfgFile, *dataDir)
+	if err != nil {
+		return err
 	}
 	rd, closeFile, err := e.openCDR(cmd, file, o)
 	if err != nil {
@@ -323,4 +329,87 @@ func writeImportSummary(w io.Writer, s *importSummary, loc *time.Location) error
 	}
 	fmt.Fprintf(tw, "  lines\t%d read, %d bad lines skipped\n", s.Lines, s.Skipped)
 	return tw.Flush()
+}
+
+// loadStoreConfig returns the configuration whose database a command uses:
+// cfgFile's (or the defaults), with --data overriding where it is.
+func loadStoreConfig(cfgFile, dataDir string) (*config.Config, error) {
+	cfg := config.Default()
+	if cfgFile != "" {
+		var err error
+		if cfg, err = config.Load(cfgFile); err != nil {
+			return nil, usageError{err.Error()}
+		}
+	}
+	if dataDir != "" {
+		cfg.DataDir, cfg.Store.Path = dataDir, ""
+	}
+	return cfg, nil
+}
+
+// cdrDelete deletes a tenant's call history, before a date or all of it.
+func (e *env) cdrDelete(args []string) error {
+	const cmd = "cdr delete"
+	fs := e.flags(cmd, cdrHelp)
+	tenant := fs.String("tenant", "", "tenant whose call history to delete (required)")
+	beforeFlag := fs.String("before", "", "delete calls that started before this `date`: 2026-01-31 (midnight UTC), an RFC 3339 time, or an age like 90d")
+	all := fs.Bool("all", false, "delete every call of the tenant")
+	dataDir := fs.String("data", "", "data `directory` holding telguard.db (default ./data, or the config's)")
+	cfgFile := fs.String("config", "", "configuration `file` whose data_dir / store.path to use")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() != 0:
+		return usagef("%s: unexpected argument %q", cmd, fs.Arg(0))
+	case *tenant == "":
+		return usagef("%s: missing --tenant", cmd)
+	case *all == (*beforeFlag != ""):
+		return usagef("%s: want exactly one of --before DATE and --all", cmd)
+	}
+	var before time.Time
+	if *beforeFlag != "" {
+		var err error
+		if before, err = parseBefore(*beforeFlag, time.Now()); err != nil {
+			return usagef("%s: --before: %v", cmd, err)
+		}
+	}
+	cfg, err := loadStoreConfig(*cfgFile, *dataDir)
+	if err != nil {
+		return err
+	}
+	path := cfg.StorePath()
+	if _, err := os.Stat(path); err != nil {
+		return usagef("%s: no database at %s", cmd, path)
+	}
+	db, err := sqlite.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	defer db.Close()
+	n, err := db.DeleteHistory(context.Background(), *tenant, before)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	what := "all calls"
+	if !before.IsZero() {
+		what = "calls that started before " + before.UTC().Format(time.RFC3339)
+	}
+	_, err = fmt.Fprintf(e.stdout, "deleted %d stored calls of tenant %s (%s) from %s\n", n, *tenant, what, path)
+	return err
+}
+
+// parseBefore reads cdr delete's --before: a date (midnight UTC), an RFC
+// 3339 time, or an age before now like 90d.
+func parseBefore(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := policy.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a date like 2026-01-31, an RFC 3339 time or an age like 90d", s)
 }

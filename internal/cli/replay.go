@@ -15,7 +15,6 @@ import (
 
 	"github.com/telguard/telguard/examples"
 	"github.com/telguard/telguard/internal/cdr/replay"
-	"github.com/telguard/telguard/internal/config"
 	"github.com/telguard/telguard/internal/engine/anomaly"
 	"github.com/telguard/telguard/internal/engine/policy"
 	"github.com/telguard/telguard/internal/event"
@@ -221,15 +220,9 @@ func (e *env) replayStored(ctx context.Context, pol *policy.Policy, ro replay.Op
 		}
 		from = time.Now().Add(-d)
 	}
-	cfg := config.Default()
-	if cfgFile != "" {
-		var err error
-		if cfg, err = config.Load(cfgFile); err != nil {
-			return usageError{err.Error()}
-		}
-	}
-	if dataDir != "" {
-		cfg.DataDir, cfg.Store.Path = dataDir, ""
+	cfg, err := loadStoreConfig(cfgFile, dataDir)
+	if err != nil {
+		return err
 	}
 	path := cfg.StorePath()
 	if _, err := os.Stat(path); err != nil {

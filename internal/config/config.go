@@ -74,6 +74,9 @@ type Store struct {
 	Path   string `yaml:"path"`   // default DATA_DIR/telguard.db
 	// RetainDecisions is how long the decisions log is kept. Default 30 days.
 	RetainDecisions time.Duration `yaml:"retain_decisions"`
+	// RetainHistory is how long imported call history (phone numbers in
+	// clear) is kept, by call start. Default 400 days.
+	RetainHistory time.Duration `yaml:"retain_history"`
 	// FlushInterval bounds how long a decision waits to be written. Default 25ms.
 	FlushInterval time.Duration `yaml:"flush_interval"`
 }
@@ -122,6 +125,7 @@ func (c *Config) applyDefaults() {
 	defDur(&c.API.IdleTimeout, 120*time.Second)
 	def(&c.Store.Driver, "sqlite")
 	defDur(&c.Store.RetainDecisions, 30*24*time.Hour)
+	defDur(&c.Store.RetainHistory, 400*24*time.Hour)
 	defDur(&c.Store.FlushInterval, 25*time.Millisecond)
 	defDur(&c.Engine.SweepInterval, 5*time.Second)
 	c.Webhooks.applyDefaults()

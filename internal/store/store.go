@@ -59,6 +59,15 @@ type CallHistory interface {
 	// in start order (then call id); a zero from or to is unbounded. It
 	// stops at fn's first error and returns it. fn may call the store.
 	History(ctx context.Context, tenant string, from, to time.Time, fn func(event.CallRecord) error) error
+	// DeleteHistory deletes a tenant's calls that started before before
+	// (all of them when before is zero) and returns how many it deleted.
+	// It is how an operator honours a deletion request or ends a tenant.
+	DeleteHistory(ctx context.Context, tenant string, before time.Time) (int64, error)
+	// PruneHistory deletes every tenant's calls that started before
+	// before, and returns how many it deleted: call history holds phone
+	// numbers in clear, so it is kept only as long as configured
+	// (store.retain_history). A zero before deletes nothing.
+	PruneHistory(ctx context.Context, before time.Time) (int64, error)
 }
 
 // PutResult is what PutHistory did with a batch. Calls neither New nor

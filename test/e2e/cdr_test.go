@@ -179,6 +179,21 @@ func TestCDRImportAndReplay(t *testing.T) {
 		t.Errorf("replay --stored read %d calls, want 233", fromDB.Calls)
 	}
 
+	// cdr delete wants --before or --all, never a guess.
+	for _, args := range [][]string{
+		{"cdr", "delete", "--tenant", "demo"},
+		{"cdr", "delete", "--tenant", "demo", "--all", "--before", "30d"},
+		{"cdr", "delete", "--all"},
+	} {
+		if _, stderr, code := run(t, dir, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2: %s", args, code, stderr)
+		}
+	}
+	out, stderr, code = run(t, dir, "cdr", "delete", "--tenant", "demo", "--all")
+	if code != 0 || !strings.Contains(out, "deleted 233 stored calls") {
+		t.Fatalf("cdr delete --all: exit %d: %s %s", code, out, stderr)
+	}
+
 	// A file of no known format is refused with exit 2 and a reason.
 	if err := os.WriteFile(filepath.Join(dir, "junk.csv"), []byte("hello,world\n1,2\n"), 0o644); err != nil {
 		t.Fatal(err)

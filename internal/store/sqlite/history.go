@@ -150,3 +150,54 @@ func (db *DB) History(ctx context.Context, tenant string, from, to time.Time, fn
 		afterStart, afterID, first = nanos(last.Start), last.CallID, false
 	}
 }
+
+// DeleteHistory deletes a tenant's calls; see store.CallHistory.
+func (db *DB) DeleteHistory(ctx context.Context, tenant string, before time.Time) (int64, error) {
+	if tenant == "" {
+		return 0, fmt.Errorf("delete history: empty tenant: %w", store.ErrInvalidRecord)
+	}
+	hi := int64(math.MaxInt64)
+	if !before.IsZero() {
+		hi = nanos(before)
+	}
+	// In chunks, like Prune, so a daemon writing meanwhile is not held up.
+	n, err := db.deleteHistoryChunked(ctx, `DELETE FROM call_history WHERE (tenant, call_id) IN
+		(SELECT tenant, call_id FROM call_history WHERE tenant = ? AND started < ? LIMIT ?)`, tenant, hi)
+	if err != nil {
+		return n, fmt.Errorf("delete history: %w", err)
+	}
+	return n, nil
+}
+
+// PruneHistory deletes every tenant's old calls; see store.CallHistory.
+func (db *DB) PruneHistory(ctx context.Context, before time.Time) (int64, error) {
+	if before.IsZero() {
+		return 0, nil
+	}
+	n, err := db.deleteHistoryChunked(ctx, `DELETE FROM call_history WHERE (tenant, call_id) IN
+		(SELECT tenant, call_id FROM call_history WHERE started < ? LIMIT ?)`, nanos(before))
+	if err != nil {
+		return n, fmt.Errorf("prune history: %w", err)
+	}
+	return n, nil
+}
+
+// deleteHistoryChunked runs a DELETE whose last parameter is a row limit
+// until it deletes fewer than pruneChunk rows.
+func (db *DB) deleteHistoryChunked(ctx context.Context, query string, args ...any) (int64, error) {
+	var total int64
+	for {
+		res, err := db.write.ExecContext(ctx, query, append(args, pruneChunk)...)
+		if err != nil {
+			return total, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < pruneChunk {
+			return total, nil
+		}
+	}
+}

@@ -172,3 +172,41 @@ func testHistoryInvalid(t *testing.T, s store.Store) {
 		t.Fatalf("a batch with a bad record stored %d calls; want none", len(got))
 	}
 }
+
+// testHistoryDelete: a tenant's history is deleted on request, before a
+// date or whole, and no other tenant's goes with it; PruneHistory ages out
+// every tenant's calls.
+func testHistoryDelete(t *testing.T, s store.Store) {
+	for _, ten := range []string{"t1", "t2"} {
+		putHistory(t, s, ten, sampleRecord("old", base), sampleRecord("new", base.Add(48*time.Hour)))
+	}
+	n, err := s.DeleteHistory(t.Context(), "t1", base.Add(time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteHistory(t1, before) = %d, %v; want 1", n, err)
+	}
+	if got := history(t, s, "t1", time.Time{}, time.Time{}); len(got) != 1 || got[0].CallID != "new" {
+		t.Fatalf("t1 after deleting before a date: %+v", got)
+	}
+	if got := history(t, s, "t2", time.Time{}, time.Time{}); len(got) != 2 {
+		t.Fatalf("deleting t1's history took %d of t2's calls", 2-len(got))
+	}
+	if n, err := s.DeleteHistory(t.Context(), "t1", time.Time{}); err != nil || n != 1 {
+		t.Fatalf("DeleteHistory(t1, all) = %d, %v; want 1", n, err)
+	}
+	if got := history(t, s, "t1", time.Time{}, time.Time{}); len(got) != 0 {
+		t.Fatalf("t1 after deleting all: %+v", got)
+	}
+	if _, err := s.DeleteHistory(t.Context(), "", time.Time{}); err == nil {
+		t.Fatal("DeleteHistory with no tenant was accepted")
+	}
+	if n, err := s.PruneHistory(t.Context(), time.Time{}); err != nil || n != 0 {
+		t.Fatalf("PruneHistory(zero) = %d, %v; want 0, nil", n, err)
+	}
+	putHistory(t, s, "t3", sampleRecord("old", base))
+	if n, err := s.PruneHistory(t.Context(), base.Add(time.Hour)); err != nil || n != 2 {
+		t.Fatalf("PruneHistory = %d, %v; want 2 (t2's and t3's old calls)", n, err)
+	}
+	if got := history(t, s, "t2", time.Time{}, time.Time{}); len(got) != 1 || got[0].CallID != "new" {
+		t.Fatalf("t2 after PruneHistory: %+v", got)
+	}
+}
