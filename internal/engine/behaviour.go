@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -126,16 +127,22 @@ func (e *Engine) newNetwork(b *verdictBuilder, t *policy.Tenant, g *policy.Group
 		"call from a network this tenant has not used before ("+anomaly.NetworkOf(ev.SourceIP).String()+")"+why)
 }
 
+// deviation is an attempt's measured deviation from its baseline: the
+// features of the deviation window and their σ; z is NaN when not measured.
+type deviation struct {
+	f anomaly.Features
+	z float64
+}
+
 // quietHour is the expected calls in an hour below which the account
 // "does not call" at that hour.
 const quietHour = 0.1
 
 // behaviourRules runs the baseline deviation rule and the anomaly score on
 // an attempt recorded in rc.
-func (e *Engine) behaviourRules(b *verdictBuilder, t *policy.Tenant, base *anomaly.Baseline, rc *recentCalls, now time.Time) {
-	if bl := t.Baselines; bl != nil && bl.Enabled && base != nil && bl.Deviation != (anomaly.Levels{}) {
-		f := rc.r.Features(now, anomaly.FeatureConfig{Window: bl.DeviationWindow}, nil)
-		z := base.Deviation(f, now)
+func (e *Engine) behaviourRules(b *verdictBuilder, t *policy.Tenant, base *anomaly.Baseline, rc *recentCalls, now time.Time, dev *deviation) {
+	if bl := t.Baselines; bl != nil && bl.Enabled && !math.IsNaN(dev.z) {
+		f, z := dev.f, dev.z
 		var level string
 		var action event.Verdict
 		var th float64

@@ -11,13 +11,16 @@ import (
 	"time"
 
 	"github.com/telguard/telguard/internal/engine"
+	"github.com/telguard/telguard/internal/engine/anomaly"
 	"github.com/telguard/telguard/internal/engine/policy"
 	"github.com/telguard/telguard/internal/event"
 )
 
 // benchTenant is a realistic tenant policy: every limit metric and key,
 // groups, denied prefixes, the built-in high-risk list, a quota and a
-// schedule — 25 rules in all.
+// schedule — 25 rules in all — plus the fraud patterns and the baseline
+// rules at their defaults (in monitor), with a one-hour warm-up so that
+// the benchmark's hour of traffic is judged by warm baselines.
 const benchTenant = `
   %s:
     home_country: BR
@@ -79,6 +82,9 @@ const benchTenant = `
       steps:
         - {after: 10, action: ban_ip, duration: 1h}
         - {after: 20, action: suspend_international}
+    baselines:
+      warm_up: 1h
+      warm_up_calls: 5
 `
 
 func benchPolicy(b testing.TB, tenants int) *policy.Policy {
@@ -195,18 +201,37 @@ func (tr *traffic) settle(ctx context.Context, e *engine.Engine, ev event.Event,
 // BenchmarkDecide reports ns/op (Decide plus the traffic's bookkeeping:
 // ending calls) and, per Decide alone, the mean and the p50/p99/p99.9
 // latencies. Use -benchtime=200000x for the figures in docs.
-func BenchmarkDecide(b *testing.B) { benchDecide(b, benchPolicy(b, 1)) }
+func BenchmarkDecide(b *testing.B) { benchDecide(b, benchPolicy(b, 1), false) }
 
-func benchDecide(b *testing.B, p *policy.Policy) {
+// BenchmarkDecideModel is BenchmarkDecide with an anomaly model loaded, so
+// that every attempt no other rule blocks is also scored by the isolation
+// forest: run both in one go to see what scoring adds.
+func BenchmarkDecideModel(b *testing.B) { benchDecide(b, benchPolicy(b, 1), true) }
+
+// benchWarmUp is how many attempts run before timing: 400 000 at 100 a
+// second is 67 minutes of event time, past the bench policy's one-hour
+// baseline warm-up.
+const benchWarmUp = 400000
+
+func benchDecide(b *testing.B, p *policy.Policy, model bool) {
 	ctx := context.Background()
 	e := engine.New(p, engine.Options{})
 	tr := newTraffic("t0")
-	for range 100000 { // warm up: caches, counters, calls in flight
+	// The model is trained in both variants, so that they differ only in
+	// scoring, not in what training left on the heap.
+	m := benchModel(b, p)
+	if model {
+		if err := e.SetModel(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range benchWarmUp { // warm up: caches, counters, baselines, calls in flight
 		ev := tr.next()
 		tr.settle(ctx, e, ev, e.Decide(ctx, ev))
 	}
 	lat := make([]time.Duration, 0, b.N)
 	var verdicts [5]int
+	scored := 0
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
@@ -215,6 +240,9 @@ func benchDecide(b *testing.B, p *policy.Policy) {
 		d := e.Decide(ctx, ev)
 		lat = append(lat, time.Since(t0))
 		verdicts[d.Verdict.Severity()]++
+		if d.AnomalyScore > 0 {
+			scored++
+		}
 		tr.settle(ctx, e, ev, d)
 	}
 	b.StopTimer()
@@ -225,7 +253,27 @@ func benchDecide(b *testing.B, p *policy.Policy) {
 			b.Fatalf("verdicts allow/challenge/throttle/deny/ban = %v; the traffic does not exercise the policy", verdicts)
 		}
 		b.ReportMetric(100*float64(verdicts[0])/float64(b.N), "%allow")
+		if model {
+			b.ReportMetric(100*float64(scored)/float64(b.N), "%scored")
+		}
 	}
+}
+
+// benchModel trains a forest (100 trees, as the CLI's default) on an hour
+// of the benchmark's own traffic, as if it were call history.
+func benchModel(b testing.TB, p *policy.Policy) *anomaly.Forest {
+	tr := newTraffic("t0")
+	trainer := engine.NewTrainer(p, engine.TrainOptions{Seed: 1})
+	for range 360000 {
+		ev := tr.next()
+		trainer.Add(event.CallRecord{Tenant: ev.Tenant, Account: ev.Account, CallID: ev.CallID, To: ev.To, SourceIP: ev.SourceIP,
+			Start: ev.Time, Answer: ev.Time.Add(5 * time.Second), End: ev.Time.Add(65 * time.Second), Billsec: time.Minute})
+	}
+	f, err := trainer.Forest()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return f
 }
 
 func reportLatency(b *testing.B, lat []time.Duration) {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -73,8 +74,20 @@ func (e *Engine) patterns(b *verdictBuilder, t *policy.Tenant, g *policy.Group, 
 	if bl {
 		base = s.baselineFor(t, g, ev.Account, now)
 	}
+	// The deviation from the baseline is measured once, over the
+	// deviation rule's window, and shared with theft of service when its
+	// window is the same (the default): it is the costly part of both.
+	dev := deviation{z: math.NaN()}
+	if base != nil && t.Baselines.Deviation != (anomaly.Levels{}) {
+		dev.f = rc.r.Features(now, anomaly.FeatureConfig{Window: t.Baselines.DeviationWindow}, nil)
+		dev.z = base.Deviation(dev.f, now)
+	}
 	if pat {
-		s.dets = p.Detectors.Check(s.dets[:0], rc.r, base, now)
+		z := math.NaN()
+		if p.Detectors.Theft.Window == t.Baselines.DeviationWindow {
+			z = dev.z
+		}
+		s.dets = p.Detectors.CheckDeviation(s.dets[:0], rc.r, base, now, z)
 		for i := range s.dets {
 			det := &s.dets[i]
 			rule := policy.PatternRule(det.Pattern)
@@ -83,7 +96,7 @@ func (e *Engine) patterns(b *verdictBuilder, t *policy.Tenant, g *policy.Group, 
 		}
 		clear(s.dets) // the evidence holds numbers; do not keep them past the decision
 	}
-	e.behaviourRules(b, t, base, rc, now)
+	e.behaviourRules(b, t, base, rc, now, &dev)
 	if b.d.Verdict.Blocks() {
 		ring := oneRing
 		if pat && p.Detectors.Wangiri.MaxRing > 0 {

@@ -313,6 +313,12 @@ func (b *Baseline) Deviation(f Features, t time.Time) float64 {
 	w := win.Hours()
 	mins := win.Minutes()
 	hw := b.week[hourOfWeek(localHour(t))]
+	if hw.W < 1 {
+		// This hour of the week has not come round once yet (a baseline
+		// younger than a week): judge the calls against an active hour
+		// rather than against nothing.
+		hw = b.active
+	}
 	z := zscore(f.CallsPerMin*mins, hw.M, hw.variance(), w, 1)
 	z = max(z, zscore(f.DistinctDest, b.dests.M, b.dests.variance(), w, 1))
 	unit := b.cfg.CostUnit

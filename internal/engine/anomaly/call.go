@@ -21,6 +21,19 @@ type Call struct {
 	Answered bool
 	Billed   time.Duration // answered (billed) duration
 	End      time.Time     // when it ended; zero means Time+Billed
+
+	// hour is Time's hour of the day plus one, set by Recent.Start: the
+	// hour in Time's zone is costly to work out, and windows ask for it
+	// on every decision. 0 means not yet known.
+	hour int8
+}
+
+// hourOfDay returns the hour of c.Time in its zone.
+func (c *Call) hourOfDay() int {
+	if c.hour == 0 {
+		return c.Time.Hour()
+	}
+	return int(c.hour) - 1
 }
 
 // cost is what the call cost (ended) or has cost so far (at now).

@@ -1,6 +1,7 @@
 package anomaly
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -241,6 +242,13 @@ func assumedOr(v float64) float64 {
 // baseline, or its group's while the account is not Warm; nil turns theft
 // of service off. It allocates only when something fires.
 func (d *Detectors) Check(dst []Detection, r *Recent, b *Baseline, now time.Time) []Detection {
+	return d.CheckDeviation(dst, r, b, now, math.NaN())
+}
+
+// CheckDeviation is Check with the baseline deviation of the theft
+// window's calls (Baseline.Deviation of Recent.Features over Theft.Window)
+// already measured, for a caller that needs it too; NaN measures it.
+func (d *Detectors) CheckDeviation(dst []Detection, r *Recent, b *Baseline, now time.Time, z float64) []Detection {
 	for _, p := range []struct {
 		pat Pattern
 		cfg *PumpingConfig
@@ -253,7 +261,7 @@ func (d *Detectors) Check(dst []Detection, r *Recent, b *Baseline, now time.Time
 		dst = append(dst, det)
 	}
 	dst = d.Wangiri.check(dst, r, now)
-	if det, ok := d.Theft.Check(r, b, now); ok {
+	if det, ok := d.Theft.check(r, b, now, z); ok {
 		dst = append(dst, det)
 	}
 	if det, ok := d.Robocall.Check(r, now); ok {
@@ -375,11 +383,15 @@ func (c *WangiriConfig) check(dst []Detection, r *Recent, now time.Time) []Detec
 // group's while the account warms up). Without a baseline it reports
 // nothing.
 func (c *TheftConfig) Check(r *Recent, b *Baseline, now time.Time) (Detection, bool) {
+	return c.check(r, b, now, math.NaN())
+}
+
+func (c *TheftConfig) check(r *Recent, b *Baseline, now time.Time, z float64) (Detection, bool) {
 	if b == nil || c.Window <= 0 || r.n == 0 {
 		return Detection{}, false
 	}
 	isNew := func(x *Call) bool {
-		return x.International && x.Country != "" && c.Night.has(x.Time) && !b.KnownCountry(x.Country, now)
+		return x.International && x.Country != "" && c.Night.hasHour(x.hourOfDay()) && !b.KnownCountry(x.Country, now)
 	}
 	var best Detection
 	if c.NewCountry != (Levels{}) {
@@ -389,8 +401,9 @@ func (c *TheftConfig) Check(r *Recent, b *Baseline, now time.Time) (Detection, b
 		}
 	}
 	if c.Deviation != (Levels{}) {
-		f := r.Features(now, FeatureConfig{Window: c.Window, Night: c.Night}, nil)
-		z := b.Deviation(f, now)
+		if math.IsNaN(z) {
+			z = b.Deviation(r.Features(now, FeatureConfig{Window: c.Window, Night: c.Night}, nil), now)
+		}
 		if l, th := c.Deviation.of(z); l > best.Level {
 			all := func(*Call) bool { return true }
 			best = r.evidence(TheftOfService, l, z, th, now, c.Window, assumedOr(c.AssumedMinutes), all)

@@ -23,6 +23,12 @@ type Forest struct {
 	cpsi  float64 // c(ψ): the mean path length of an unsuccessful BST search
 	roots []int32
 	nodes []node
+	// The walking form, derived from nodes (see prepare): leaves loop to
+	// themselves, so every tree is walked exactly depth steps without a
+	// branch, and the trees' walks interleave.
+	walk  []node
+	leaf  []float64 // per node: a leaf's depth + c(size); 0 for inner nodes
+	depth int       // the deepest leaf
 }
 
 // node is one split or leaf, stored flat so that scoring follows indices
@@ -100,7 +106,43 @@ func NewForest(samples [][]float64, cfg ForestConfig) (*Forest, error) {
 		}
 		f.roots = append(f.roots, b.grow(idx, 0, limit, 0))
 	}
+	_ = f.prepare() // a forest just grown is a set of trees
 	return f, nil
+}
+
+// prepare derives the walking form from the nodes. A leaf becomes a node
+// that every x leaves by its right edge (no value is below -Inf; NaN is not
+// below anything) back to itself. Nodes reached twice (a decoded file whose
+// trees share nodes) are ErrCorrupt: walking such a graph can take
+// exponential time.
+func (f *Forest) prepare() error {
+	f.walk = make([]node, len(f.nodes))
+	f.leaf = make([]float64, len(f.nodes))
+	f.depth = 0
+	copy(f.walk, f.nodes)
+	type item struct{ i, depth int32 }
+	stack := make([]item, 0, 64)
+	seen := make([]bool, len(f.nodes))
+	for _, r := range f.roots {
+		stack = append(stack[:0], item{r, 0})
+		for len(stack) > 0 {
+			it := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if seen[it.i] {
+				return ErrCorrupt
+			}
+			seen[it.i] = true
+			n := f.nodes[it.i]
+			if n.feature < 0 {
+				f.walk[it.i] = node{feature: 0, split: math.Inf(-1), right: it.i}
+				f.leaf[it.i] = float64(it.depth) + n.split
+				f.depth = max(f.depth, int(it.depth))
+				continue
+			}
+			stack = append(stack, item{it.i + 1, it.depth + 1}, item{n.right, it.depth + 1})
+		}
+	}
+	return nil
 }
 
 type builder struct {
@@ -211,15 +253,45 @@ func (f *Forest) Score(x []float64) float64 {
 	if f == nil || len(f.roots) == 0 {
 		return 0.5
 	}
+	var xs [64]float64 // x padded with zeros: a missing feature reads as 0
+	copy(xs[:], x)
+	if f.dims > len(xs) {
+		return f.scoreSlow(x)
+	}
+	// Each walk is a chain of dependent loads from a node array larger
+	// than the nearer caches; sixteen trees walked side by side, a level at
+	// a time, overlap their cache misses, and a conditional move picks the
+	// way (a coin toss to a branch predictor).
+	var sum float64
+	var cur [16]int32
+	walk := f.walk
+	for k := 0; k < len(f.roots); k += len(cur) {
+		m := copy(cur[:], f.roots[k:])
+		for range f.depth {
+			for j := range m {
+				i := cur[j]
+				n := &walk[i]
+				next := n.right
+				if xs[n.feature&63] < n.split {
+					next = i + 1
+				}
+				cur[j] = next
+			}
+		}
+		for _, i := range cur[:m] {
+			sum += f.leaf[i]
+		}
+	}
+	return math.Exp2(-sum / float64(len(f.roots)) / f.cpsi)
+}
+
+// scoreSlow is Score for a forest of more than 64 features.
+func (f *Forest) scoreSlow(x []float64) float64 {
 	var sum float64
 	for _, r := range f.roots {
-		i, depth := r, 0
-		for {
-			n := &f.nodes[i]
-			if n.feature < 0 {
-				sum += float64(depth) + n.split
-				break
-			}
+		i := r
+		for range f.depth {
+			n := &f.walk[i]
 			var v float64
 			if int(n.feature) < len(x) {
 				v = x[n.feature]
@@ -229,13 +301,16 @@ func (f *Forest) Score(x []float64) float64 {
 			} else {
 				i = n.right
 			}
-			depth++
 		}
+		sum += f.leaf[i]
 	}
 	return math.Exp2(-sum / float64(len(f.roots)) / f.cpsi)
 }
 
 const forestMagic, forestVersion = "TGIF", 1
+
+// maxLeafAdjust bounds a decoded leaf's c(size).
+const maxLeafAdjust = 64
 
 // MarshalBinary encodes the trained forest.
 func (f *Forest) MarshalBinary() ([]byte, error) {
@@ -293,12 +368,19 @@ func (f *Forest) UnmarshalBinary(data []byte) error {
 			if int(n.right) <= i+1 {
 				return ErrCorrupt
 			}
+		} else if !(n.split >= 0 && n.split <= maxLeafAdjust) {
+			// A leaf holds c(size): never negative, and small (c(2^31) is
+			// about 42); anything else would push scores out of (0, 1].
+			return ErrCorrupt
 		}
 		if r.err {
 			return ErrCorrupt
 		}
 	}
 	if r.err || len(r.b) != 0 {
+		return ErrCorrupt
+	}
+	if g.prepare() != nil {
 		return ErrCorrupt
 	}
 	*f = g

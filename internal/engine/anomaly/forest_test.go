@@ -2,6 +2,7 @@ package anomaly
 
 import (
 	"errors"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -208,5 +209,59 @@ func TestForestIsolatesWhatNeverVaried(t *testing.T) {
 	below[2] = -1
 	if s := f.Score(below); s < f.Score(usual)+0.05 {
 		t.Errorf("below the training constant scores %.3f", s)
+	}
+}
+
+// referenceScore is the textbook walk over the stored nodes, one tree at a
+// time: Score's interleaved, branch-free walk must give the same number.
+func referenceScore(f *Forest, x []float64) float64 {
+	var sum float64
+	for _, r := range f.roots {
+		i, depth := r, 0
+		for {
+			n := &f.nodes[i]
+			if n.feature < 0 {
+				sum += float64(depth) + n.split
+				break
+			}
+			var v float64
+			if int(n.feature) < len(x) {
+				v = x[n.feature]
+			}
+			if v < n.split {
+				i++
+			} else {
+				i = n.right
+			}
+			depth++
+		}
+	}
+	return math.Exp2(-sum / float64(len(f.roots)) / f.cpsi)
+}
+
+func TestScoreMatchesTheTextbookWalk(t *testing.T) {
+	data := cluster(3000, NumFeatures, 0, 21)
+	for _, x := range data[:1500] {
+		x[5] = 0 // a constant feature, for the one-sided splits
+	}
+	for _, trees := range []int{1, 15, 16, 17, 100} {
+		f, _ := NewForest(data, ForestConfig{Trees: trees, Seed: 5})
+		for _, x := range append(cluster(300, NumFeatures, 1, 22), []float64{1, 2}, nil, []float64{math.NaN(), 1, 2, 3, 4, 5, 6, 7}) {
+			if got, want := f.Score(x), referenceScore(f, x); math.Abs(got-want) > 1e-12 && !(math.IsNaN(got) && math.IsNaN(want)) {
+				t.Fatalf("%d trees: Score %v, textbook walk %v for %v", trees, got, want, x)
+			}
+		}
+	}
+}
+
+// A decoded forest whose trees share a node is refused: walking such a
+// graph can take exponential time.
+func TestForestSharedNodesRefused(t *testing.T) {
+	f, _ := NewForest(cluster(50, 2, 0, 1), ForestConfig{Trees: 2, SampleSize: 8})
+	g := *f
+	g.roots = []int32{f.roots[0], f.roots[0]} // two trees, one set of nodes
+	data, _ := g.MarshalBinary()
+	if err := new(Forest).UnmarshalBinary(data); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("shared nodes: %v; want ErrCorrupt", err)
 	}
 }

@@ -1,9 +1,6 @@
 package anomaly
 
-import (
-	"slices"
-	"time"
-)
+import "time"
 
 // DefaultRecentCalls is how many calls a Recent keeps by default: more than
 // any default detector level, so counts saturate only far past critical.
@@ -51,6 +48,7 @@ func (r *Recent) at(i int) *Call {
 // Start records a call attempt that was let through (or, when replaying
 // CDRs, a call that already ended: set its Ended fields).
 func (r *Recent) Start(c Call) {
+	c.hour = int8(c.Time.Hour() + 1)
 	if len(r.calls) < cap(r.calls) {
 		r.calls = append(r.calls, c)
 		r.n++
@@ -116,11 +114,10 @@ func (c *Call) short(limit time.Duration) bool {
 // (exclusive), wrapping midnight. The zero value means 22:00–06:00.
 type Night struct{ Start, End int }
 
-func (n Night) has(t time.Time) bool {
+func (n Night) hasHour(h int) bool {
 	if n == (Night{}) {
 		n = Night{22, 6}
 	}
-	h := t.Hour()
 	if n.Start <= n.End {
 		return h >= n.Start && h < n.End
 	}
@@ -147,7 +144,10 @@ func (r *Recent) Features(now time.Time, cfg FeatureConfig, b *Baseline) Feature
 	f := Features{Window: cfg.Window}
 	cut := now.Add(-cfg.Window)
 	var n, ended, short, high, night float64
-	var dests [maxHourDests]uint64
+	// Distinct destinations: an open-addressing set on the stack, twice
+	// the size of what it counts, so each call costs a probe or two
+	// instead of a scan of the numbers seen so far.
+	var dests [2 * maxHourDests]uint64
 	nd := 0
 	for i := range r.n {
 		c := r.at(i)
@@ -162,7 +162,7 @@ func (r *Recent) Features(now time.Time, cfg FeatureConfig, b *Baseline) Feature
 		if c.HighRisk {
 			high++
 		}
-		if cfg.Night.has(c.Time) {
+		if cfg.Night.hasHour(c.hourOfDay()) {
 			night++
 		}
 		if c.Ended {
@@ -171,10 +171,18 @@ func (r *Recent) Features(now time.Time, cfg FeatureConfig, b *Baseline) Feature
 				short++
 			}
 		}
-		if nd < len(dests) && c.E164 != "" {
-			if h := hash64(c.E164); !slices.Contains(dests[:nd], h) {
-				dests[nd] = h
-				nd++
+		if nd < maxHourDests && c.E164 != "" {
+			h := hash64(c.E164) | 1 // 0 marks an empty slot
+			for j := h; ; j++ {
+				slot := &dests[j%uint64(len(dests))]
+				if *slot == h {
+					break
+				}
+				if *slot == 0 {
+					*slot = h
+					nd++
+					break
+				}
 			}
 		}
 		if b != nil && c.International && c.Country != "" && !b.KnownCountry(c.Country, now) {
