@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"slices"
 	"time"
@@ -49,13 +50,30 @@ type Options struct {
 	// Model, when set, is the anomaly model (from `telguard anomaly
 	// train`) the engine scores calls with, as a daemon would.
 	Model *anomaly.Forest
+	// MaxPending bounds the calls held for reordering; 0 means
+	// DefaultMaxPending. When it is reached the earliest is run, which
+	// narrows the window: records then further out of order are late.
+	MaxPending int
+	// MaxAccounts bounds the accounts tracked for the first-block and
+	// top-account lists; 0 means DefaultMaxAccounts. When it is reached
+	// the accounts never blocked are forgotten (counted in
+	// AccountsForgotten): a later first block of one of them counts only
+	// the calls let through since.
+	MaxAccounts int
 }
 
 // Defaults of Options.
 const (
-	DefaultWindow    = 4 * time.Hour
-	DefaultMaxListed = 10000
+	DefaultWindow      = 4 * time.Hour
+	DefaultMaxListed   = 10000
+	DefaultMaxPending  = 200000
+	DefaultMaxAccounts = 100000
 )
+
+// seenPerGeneration is how many call ids one generation of the duplicate
+// set holds; two are kept, so the last 2^19 to 2^20 ids are remembered in
+// a few tens of MB at most, whatever the file's size.
+const seenPerGeneration = 1 << 19
 
 // ErrTenant is returned for a tenant the policy does not have, or a record
 // of another tenant.
@@ -96,6 +114,11 @@ type Report struct {
 	Late          int `json:"late"`
 	Duplicates    int `json:"duplicates"`
 	ObserveErrors int `json:"observe_errors"`
+	// AccountsForgotten counts accounts never blocked whose totals were
+	// dropped at Options.MaxAccounts; AccountsUntracked counts blocked
+	// calls of accounts past it, in the totals but in no account's line.
+	AccountsForgotten int `json:"accounts_forgotten,omitempty"`
+	AccountsUntracked int `json:"accounts_untracked,omitempty"`
 }
 
 // Totals counts calls and what they cost.
@@ -212,11 +235,8 @@ type run struct {
 	q    queue
 	seq  int64
 	last time.Time // event time of the latest event run
-	// seen holds the call ids of records that started at or after last,
-	// the only ones a duplicate can still be told from; older ids are
-	// pruned, so it stays as small as the window.
-	seen     map[string]time.Time
-	pruneAt  int
+	seen *idSet
+	// accounts holds per-account state, at most o.MaxAccounts entries.
 	accounts map[string]*accountState
 	dests    map[string]*Top
 	blocked  map[string]*RuleCount
@@ -239,6 +259,12 @@ func Run(ctx context.Context, pol *policy.Policy, src Source, o Options) (*Repor
 	if o.Top <= 0 {
 		o.Top = 10
 	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	if o.MaxAccounts <= 0 {
+		o.MaxAccounts = DefaultMaxAccounts
+	}
 	clk := clock.NewManual(time.Time{})
 	eng := engine.New(pol, engine.Options{Clock: clk})
 	if o.Model != nil {
@@ -252,7 +278,7 @@ func Run(ctx context.Context, pol *policy.Policy, src Source, o Options) (*Repor
 		rep: &Report{Tenant: o.Tenant, Currency: ten.Currency, Timezone: ten.Location.String(),
 			BlockedByRule: []RuleCount{}, WouldByRule: []RuleCount{}, FirstBlocks: []FirstBlock{},
 			TopAccounts: []Top{}, TopDestinations: []Top{}, Listed: []Listed{}},
-		seen: map[string]time.Time{}, pruneAt: 1024,
+		seen:     newIDSet(seenPerGeneration),
 		accounts: map[string]*accountState{}, dests: map[string]*Top{},
 		blocked: map[string]*RuleCount{}, would: map[string]*RuleCount{},
 	}
@@ -274,28 +300,25 @@ func Run(ctx context.Context, pol *policy.Policy, src Source, o Options) (*Repor
 		if rec.Tenant != o.Tenant {
 			return nil, fmt.Errorf("replay: call %q is of tenant %q, not %q: %w", rec.CallID, rec.Tenant, o.Tenant, ErrTenant)
 		}
+		// A duplicate first: a file concatenated with itself repeats
+		// calls long before the last one run, and they are duplicates,
+		// not late records.
+		if !r.seen.add(rec.CallID) {
+			r.rep.Duplicates++
+			continue
+		}
 		if !r.last.IsZero() && rec.Start.Before(r.last) {
 			r.rep.Late++
 			continue
 		}
-		if _, dup := r.seen[rec.CallID]; dup {
-			r.rep.Duplicates++
-			continue
+		for r.q.Len() >= o.MaxPending {
+			r.runOne(ctx) // full: the window narrows
 		}
-		r.seen[rec.CallID] = rec.Start
 		r.push(&item{at: rec.Start, attempt: true, rec: rec})
 		if rec.Start.After(maxStart) {
 			maxStart = rec.Start
 		}
 		r.drain(ctx, maxStart.Add(-o.Window))
-		if len(r.seen) >= r.pruneAt {
-			for id, start := range r.seen {
-				if start.Before(r.last) {
-					delete(r.seen, id)
-				}
-			}
-			r.pruneAt = max(1024, 2*len(r.seen))
-		}
 	}
 	r.drain(ctx, time.Time{})
 	r.finish()
@@ -311,30 +334,59 @@ func (r *run) push(it *item) {
 // drain runs the pending events up to until (all of them when zero).
 func (r *run) drain(ctx context.Context, until time.Time) {
 	for r.q.Len() > 0 && (until.IsZero() || !r.q[0].at.After(until)) {
-		it := heap.Pop(&r.q).(*item)
-		r.last = it.at
-		r.clk.Set(it.at)
-		if !it.attempt {
-			if err := r.eng.Observe(ctx, it.ev); err != nil {
-				r.rep.ObserveErrors++
-			}
-			continue
+		r.runOne(ctx)
+	}
+}
+
+// runOne runs the earliest pending event.
+func (r *run) runOne(ctx context.Context) {
+	it := heap.Pop(&r.q).(*item)
+	r.last = it.at
+	r.clk.Set(it.at)
+	if !it.attempt {
+		if err := r.eng.Observe(ctx, it.ev); err != nil {
+			r.rep.ObserveErrors++
 		}
-		evs := it.rec.Events("cdr")
-		d := r.eng.Decide(ctx, evs[0])
-		r.count(&it.rec, &d)
-		if d.Verdict.Blocks() {
-			continue // a blocked call never rings
+		return
+	}
+	evs := it.rec.Events("cdr")
+	d := r.eng.Decide(ctx, evs[0])
+	r.count(&it.rec, &d)
+	if d.Verdict.Blocks() {
+		return // a blocked call never rings
+	}
+	for _, ev := range evs[1:] {
+		// Switches round to the second: an answer written a second
+		// before the start still comes after it.
+		if ev.Time.Before(it.at) {
+			ev.Time = it.at
 		}
-		for _, ev := range evs[1:] {
-			// Switches round to the second: an answer written a second
-			// before the start still comes after it.
-			if ev.Time.Before(it.at) {
-				ev.Time = it.at
+		r.push(&item{at: ev.Time, ev: ev})
+	}
+}
+
+// account returns the state of an account, or nil when o.MaxAccounts
+// accounts are tracked and none of them can be forgotten.
+func (r *run) account(name string) *accountState {
+	if acc := r.accounts[name]; acc != nil {
+		return acc
+	}
+	if len(r.accounts) >= r.o.MaxAccounts {
+		// Forget every account never blocked, all at once, so that the
+		// report does not depend on map order.
+		for k, a := range r.accounts {
+			if a.first == nil {
+				delete(r.accounts, k)
+				r.rep.AccountsForgotten++
 			}
-			r.push(&item{at: ev.Time, ev: ev})
+		}
+		if len(r.accounts) >= r.o.MaxAccounts {
+			return nil
 		}
 	}
+	acc := &accountState{blocked: Top{Key: maskAccount(name)}}
+	r.accounts[name] = acc
+	return acc
 }
 
 // count adds one decided call to the report.
@@ -355,21 +407,21 @@ func (r *run) count(rec *event.CallRecord, d *event.Decision) {
 	}
 	ans := rec.Answered()
 	rep.Calls.add(ans, minutes, money)
-	acc := r.accounts[rec.Account]
-	if acc == nil {
-		acc = &accountState{blocked: Top{Key: maskAccount(rec.Account)}}
-		r.accounts[rec.Account] = acc
-	}
+	acc := r.account(rec.Account)
 	if d.Verdict.Blocks() {
 		rep.Blocked.add(ans, minutes, money)
 		rule, reason := blockingRule(d)
 		addRule(r.blocked, rule, minutes, money)
-		acc.blocked.Blocked++
-		acc.blocked.Minutes += minutes
-		acc.blocked.Money += money
-		if acc.first == nil {
-			acc.first = &FirstBlock{Account: maskAccount(rec.Account), Time: rec.Start, Rule: rule,
-				To: audit.MaskNumber(rec.To), Before: acc.allowed}
+		if acc == nil {
+			rep.AccountsUntracked++
+		} else {
+			acc.blocked.Blocked++
+			acc.blocked.Minutes += minutes
+			acc.blocked.Money += money
+			if acc.first == nil {
+				acc.first = &FirstBlock{Account: maskAccount(rec.Account), Time: rec.Start, Rule: rule,
+					To: audit.MaskNumber(rec.To), Before: acc.allowed}
+			}
 		}
 		country := d.Destination.Country
 		if country == "" {
@@ -387,9 +439,11 @@ func (r *run) count(rec *event.CallRecord, d *event.Decision) {
 		return
 	}
 	rep.Allowed.add(ans, minutes, money)
-	acc.allowed.add(ans, minutes, money)
-	if acc.first != nil {
-		acc.first.After.add(ans, minutes, money)
+	if acc != nil {
+		acc.allowed.add(ans, minutes, money)
+		if acc.first != nil {
+			acc.first.After.add(ans, minutes, money)
+		}
 	}
 	if d.Verdict == event.Challenge {
 		rep.Challenged++
@@ -507,4 +561,34 @@ func topN(ts []Top, n int) []Top {
 		ts = ts[:n]
 	}
 	return ts
+}
+
+// idSet remembers recent call ids as 64-bit digests in two generations:
+// when the newer holds max ids it becomes the older and the older is
+// dropped. Memory is bounded whatever the input; an id is remembered for
+// at least the last max ids.
+type idSet struct {
+	seed     maphash.Seed
+	cur, old map[uint64]struct{}
+	max      int
+}
+
+func newIDSet(max int) *idSet {
+	return &idSet{seed: maphash.MakeSeed(), cur: map[uint64]struct{}{}, max: max}
+}
+
+// add records id and reports whether it was new.
+func (s *idSet) add(id string) bool {
+	h := maphash.String(s.seed, id)
+	if _, ok := s.cur[h]; ok {
+		return false
+	}
+	if _, ok := s.old[h]; ok {
+		return false
+	}
+	if len(s.cur) >= s.max {
+		s.old, s.cur = s.cur, make(map[uint64]struct{}, s.max/4)
+	}
+	s.cur[h] = struct{}{}
+	return true
 }

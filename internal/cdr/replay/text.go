@@ -46,6 +46,10 @@ func (rep *Report) WriteText(w io.Writer, list bool) error {
 		fmt.Fprintf(tw, "not replayed\t%d\t%d late records (out of start order past the window), %d duplicate call ids; %d answers/ends refused\n",
 			rep.Late+rep.Duplicates, rep.Late, rep.Duplicates, rep.ObserveErrors)
 	}
+	if rep.AccountsForgotten > 0 || rep.AccountsUntracked > 0 {
+		fmt.Fprintf(tw, "accounts\t\ttoo many to track: %d never blocked forgotten, %d blocked calls in no account's line\n",
+			rep.AccountsForgotten, rep.AccountsUntracked)
+	}
 	tw.Flush()
 
 	rules := func(title string, rs []RuleCount) {
