@@ -627,3 +627,22 @@ func TestTimeRange(t *testing.T) {
 		t.Errorf("Asterisk year 9999: %d records, skipped %q", len(res.records), res.skipped)
 	}
 }
+
+// TestAnswerClampedToCall: switches round to the second, so an answer a
+// second past the end (or before the start) is accepted, but clamped: a
+// replay must never see a call end before it is answered.
+func TestAnswerClampedToCall(t *testing.T) {
+	in := "account,to,start,answer,end\n" +
+		"1001,+441632960123,2026-03-02T09:00:00Z,2026-03-02T09:01:01Z,2026-03-02T09:01:00Z\n" +
+		"1001,+441632960124,2026-03-02T09:00:00Z,2026-03-02T08:59:59Z,2026-03-02T09:01:00Z\n"
+	res := readAll(t, strings.NewReader(in), Options{Strict: true})
+	if res.err != nil || len(res.records) != 2 {
+		t.Fatalf("%v, %d records", res.err, len(res.records))
+	}
+	if r := res.records[0]; !r.Answer.Equal(r.End) {
+		t.Errorf("answer %s after the end %s", r.Answer, r.End)
+	}
+	if r := res.records[1]; !r.Answer.Equal(r.Start) {
+		t.Errorf("answer %s before the start %s", r.Answer, r.Start)
+	}
+}

@@ -235,6 +235,14 @@ func finish(rec *event.CallRecord, o *Options, line int64, col func(string) stri
 		if rec.Answer.Before(rec.Start.Add(-time.Second)) || rec.Answer.After(rec.End.Add(time.Second)) {
 			return colErr(line, col("answer"), errors.New("answer time is outside start..end"))
 		}
+		// Within the slack, clamp: a reader of the record (replay) must
+		// never see the answer after the end or before the start.
+		if rec.Answer.After(rec.End) {
+			rec.Answer = rec.End
+		}
+		if rec.Answer.Before(rec.Start) {
+			rec.Answer = rec.Start
+		}
 	}
 	return nil
 }

@@ -306,6 +306,9 @@ func (p *genericParser) parse(f []string, line int64) (event.CallRecord, error) 
 		}
 	case !answer.IsZero():
 		rec.Answer, rec.Billsec = answer, rec.End.Sub(answer)
+		if rec.Billsec < 0 && rec.Billsec >= -time.Second {
+			rec.Billsec = 0 // rounded to the second; finish clamps the answer
+		}
 		if rec.Billsec < 0 {
 			_, col := p.get(f, "answer")
 			return rec, colErr(line, col, errors.New("answer time is after the end"))
