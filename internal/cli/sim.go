@@ -18,8 +18,9 @@ import (
 )
 
 const simHelp = `
-Usage: telguard sim [--seed N] [--policy FILE] [--days D] [--tenants T] [--accounts A]
-                    [--scenarios a,b,c] [--json] [--target URL [--key KEY] [--rate N]]
+Usage: telguard sim [--seed N] [--policy FILE] [--days D] [--warm-up W] [--model]
+                    [--tenants T] [--accounts A] [--scenarios a,b,c] [--json]
+                    [--target URL [--key KEY] [--rate N]]
 
 Replays simulated traffic with attacks mixed in through the decision engine,
 in process and in event time, and reports how much fraud was stopped, how
@@ -35,6 +36,16 @@ calls to the group's allowed countries (less high-risk ones). Every fourth
 tenant is a contact centre: agents dial fresh domestic numbers at about ten
 attempts an hour, 38% answered. Simulated tenant i runs the rules of the
 policy's tenant i mod N; extra tenants are copies named <tenant>-<i>.
+
+Warm-up: before those D days, W days (default 21) of the same honest
+traffic, and nothing else, run through the engine, so that its per-account
+baselines and the tenants' known networks have history when the attacks
+come, as on a system that has been running for weeks. Warm-up calls are in
+no figure of the report (its header says how many there were); --warm-up 0
+measures an engine that has learned nothing. With --model the anomaly model
+is trained on the warm-up calls (what "telguard anomaly train" does on
+honest history; seeded with --seed) and scores the measured days; the
+report then compares the scores of honest and fraud attempts.
 
 Attacks (one of each by default; each picks a tenant and an account that may
 call abroad, the hard case, and every call is labelled with its scenario):
@@ -57,8 +68,14 @@ the daemon must accept any event time: start one dedicated to the run with
 api.any_event_time: true in its config (never on a live daemon) and a fresh
 data directory.
 
+Without --target, Wangiri rings are sent to the engine as inbound calls
+before the callbacks (they are not counted as attempts); with --target they
+are left out, and so is the warm-up.
+
 Examples:
   telguard sim
+  telguard sim --seed 2 --model
+  telguard sim --warm-up 0
   telguard sim --seed 7 --days 14 --tenants 20 --json > report.json
   telguard sim --policy my-policy.yaml --scenarios compromised-extension,slow-pumping
   telguard sim --target http://127.0.0.1:8080 --rate 1000 --days 2
@@ -99,6 +116,7 @@ func (e *env) sim(args []string) error {
 	seed := fs.Uint64("seed", 1, "seed for the traffic; the same seed gives the same calls")
 	policyFile := fs.String("policy", "", "policy `file` (default: the built-in examples/policy.yaml)")
 	days := fs.Int("days", 7, "simulated days")
+	model := fs.Bool("model", false, "train the anomaly model on the warm-up days (honest traffic) and score the measured days with it")
 	warmUp := fs.Int("warm-up", 21, "`days` of honest-only traffic before the measured days, to teach the baselines (not counted in the report)")
 	tenants := fs.Int("tenants", 10, "simulated tenants")
 	accounts := fs.Int("accounts", 50, "accounts per tenant")
@@ -123,6 +141,12 @@ func (e *env) sim(args []string) error {
 	}
 	if *warmUp < 0 || *warmUp > 366 {
 		return usagef("sim: keep 0 ≤ --warm-up ≤ 366")
+	}
+	if *model && *target != "" {
+		return usagef("sim: --model runs in process only: drop --target")
+	}
+	if *model && *warmUp == 0 {
+		return usagef("sim: --model trains on the warm-up days: give --warm-up")
 	}
 	if *days < 1 || *days > 366 || *tenants < 1 || *tenants > 10_000 || *accounts < 1 || *accounts > 10_000 {
 		return usagef("sim: keep 1 ≤ --days ≤ 366, 1 ≤ --tenants ≤ 10000 and 1 ≤ --accounts ≤ 10000")
@@ -156,7 +180,7 @@ func (e *env) sim(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	o := sim.Options{Seed: *seed, Days: *days, WarmUpDays: *warmUp, Tenants: *tenants, Accounts: *accounts, Scenarios: names, Policy: pol}
+	o := sim.Options{Seed: *seed, Days: *days, WarmUpDays: *warmUp, Model: *model, Tenants: *tenants, Accounts: *accounts, Scenarios: names, Policy: pol}
 	if *target != "" {
 		return e.simRemote(ctx, o, *target, *key, *rate, *asJSON)
 	}

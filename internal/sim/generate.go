@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nyaruka/phonenumbers"
+	"github.com/telguard/telguard/internal/event"
 	"github.com/telguard/telguard/internal/numbering"
 )
 
@@ -74,6 +75,20 @@ type Call struct {
 	Inbound bool
 	From    string
 	Label
+}
+
+// Record returns the call as the CDR of its outcome had it been allowed:
+// what training on history reads.
+func (c *Call) Record() event.CallRecord {
+	r := event.CallRecord{Tenant: c.Tenant, Account: c.Account, CallID: c.ID, From: c.From, To: c.To,
+		SourceIP: c.SourceIP, Start: c.Attempt, End: c.End()}
+	if c.Inbound {
+		r.Direction, r.To = event.Inbound, c.Account
+	}
+	if c.Answered {
+		r.Answer, r.Billsec = c.Answer(), c.Duration
+	}
+	return r
 }
 
 // Answer returns when the call is answered (or abandoned).

@@ -29,7 +29,11 @@ type Report struct {
 	Inbound int `json:"inbound_calls,omitempty"`
 	// Model says whether an anomaly model scored the measured days, and
 	// what it was trained on.
-	Model         string        `json:"anomaly_model,omitempty"`
+	Model string `json:"anomaly_model,omitempty"`
+	// Scores are the anomaly scores of the measured attempts that were
+	// scored (allowed by every other rule), honest and fraud apart: how
+	// well the model separates them, whatever anomaly.score's mode.
+	Scores        *ScoreStats   `json:"anomaly_scores,omitempty"`
 	Tenants       int           `json:"tenants"`
 	Accounts      int           `json:"accounts_per_tenant"`
 	Honest        HonestStats   `json:"honest"`
@@ -80,6 +84,40 @@ type AttackStats struct {
 // LostShare is MoneyLost / MoneyAtRisk (0 when nothing was at risk).
 func (a AttackStats) LostShare() float64 { return ratio(a.MoneyLost, a.MoneyAtRisk) }
 
+// ScoreStats compare the anomaly scores of honest and fraud attempts.
+type ScoreStats struct {
+	Honest ScoreDist `json:"honest"`
+	Fraud  ScoreDist `json:"fraud"`
+}
+
+// ScoreDist is the distribution of one side's scores.
+type ScoreDist struct {
+	Scored int     `json:"scored"`
+	P50    float64 `json:"p50"`
+	P99    float64 `json:"p99"`
+	Max    float64 `json:"max"`
+	Over07 int     `json:"at_least_0_7"` // attempts scored 0.7 or more (the default warning)
+	Over08 int     `json:"at_least_0_8"` // and 0.8 or more (the default critical)
+}
+
+func scoreDist(v []float64) ScoreDist {
+	if len(v) == 0 {
+		return ScoreDist{}
+	}
+	slices.Sort(v)
+	q := func(p float64) float64 { return math.Round(v[min(len(v)-1, int(p*float64(len(v))))]*1000) / 1000 }
+	d := ScoreDist{Scored: len(v), P50: q(0.5), P99: q(0.99), Max: math.Round(v[len(v)-1]*1000) / 1000}
+	for _, x := range v {
+		if x >= 0.7 {
+			d.Over07++
+		}
+		if x >= 0.8 {
+			d.Over08++
+		}
+	}
+	return d
+}
+
 // LatencyStats are wall-clock Decide times, in microseconds.
 type LatencyStats struct {
 	Decisions int     `json:"decisions"`
@@ -99,6 +137,7 @@ func Summarise(res Result) Report {
 	first := map[string]time.Time{}
 	firstBlock := map[string]time.Time{}
 	lat := make([]time.Duration, 0, len(res.Outcomes))
+	var honestScores, fraudScores []float64
 	for i := range res.Outcomes {
 		c, o := &res.Calls[i], res.Outcomes[i]
 		if c.WarmUp {
@@ -109,6 +148,13 @@ func Summarise(res Result) Report {
 		if c.Inbound {
 			rep.Inbound++
 			continue
+		}
+		if o.Score > 0 {
+			if c.Fraud {
+				fraudScores = append(fraudScores, o.Score)
+			} else {
+				honestScores = append(honestScores, o.Score)
+			}
 		}
 		if !c.Fraud {
 			h := &rep.Honest
@@ -189,6 +235,9 @@ func Summarise(res Result) Report {
 	all.Interception = ratio(float64(all.Blocked), float64(all.Attempts))
 	rep.Overall = all
 	rep.Latency = latencyStats(lat)
+	if len(honestScores)+len(fraudScores) > 0 {
+		rep.Scores = &ScoreStats{Honest: scoreDist(honestScores), Fraud: scoreDist(fraudScores)}
+	}
 	return rep
 }
 
@@ -287,6 +336,15 @@ func (r *Report) WriteText(w io.Writer) error {
 		h.Attempts, h.Blocked, pct4(h.FalsePositiveRate), h.Challenged, h.Minutes, h.Money)
 	for _, rule := range slices.Sorted(maps.Keys(h.BlockedBy)) {
 		fmt.Fprintf(&b, "  blocked by %-34s %d\n", rule, h.BlockedBy[rule])
+	}
+	if sc := r.Scores; sc != nil {
+		b.WriteString("\nanomaly scores of attempts no other rule blocked (scored / p50 / p99 / max / ≥ 0.7 / ≥ 0.8):\n")
+		for _, side := range []struct {
+			name string
+			d    ScoreDist
+		}{{"honest", sc.Honest}, {"fraud", sc.Fraud}} {
+			fmt.Fprintf(&b, "  %-7s %6d / %.3f / %.3f / %.3f / %d / %d\n", side.name, side.d.Scored, side.d.P50, side.d.P99, side.d.Max, side.d.Over07, side.d.Over08)
+		}
 	}
 	l := r.Latency
 	fmt.Fprintf(&b, "\ndecision latency (in-process Decide, %d decisions): p50 %.1f µs, p99 %.1f µs, max %.1f µs\n",

@@ -20,6 +20,7 @@ type Outcome struct {
 	Verdict event.Verdict
 	Rule    string        // the enforced rule that set the verdict; "" when allowed
 	Latency time.Duration // wall time of Decide
+	Score   float64       // the decision's anomaly score; 0 when not scored
 }
 
 // Blocked reports whether the call was stopped.
@@ -97,7 +98,7 @@ func Run(ctx context.Context, d Decider, calls []Call, setTime func(time.Time)) 
 		start := time.Now()
 		dec := d.Decide(ctx, ev)
 		lat := time.Since(start)
-		res.Outcomes[i] = Outcome{Verdict: dec.Verdict, Rule: blockingRule(&dec), Latency: lat}
+		res.Outcomes[i] = Outcome{Verdict: dec.Verdict, Rule: blockingRule(&dec), Latency: lat, Score: dec.AnomalyScore}
 		if dec.Verdict.Blocks() {
 			continue
 		}

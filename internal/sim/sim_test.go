@@ -95,3 +95,33 @@ func TestWarmUpTeachesBaselines(t *testing.T) {
 		t.Errorf("with history: false positives %.4f", warm.Honest.FalsePositiveRate)
 	}
 }
+
+// With Model, the forest trained on the warm-up days scores the measured
+// days: honest calls mostly ordinary (no honest call at the default
+// critical level of 0.8), the report says what the model was trained on,
+// and the run stays deterministic.
+func TestModelScoresMeasuredDays(t *testing.T) {
+	o := Options{Seed: 4, Days: 2, WarmUpDays: 14, Tenants: 2, Accounts: 20, Scenarios: []string{"compromised-extension"}, Policy: examplePolicy(t), Model: true}
+	rep, err := Simulate(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := rep.Scores
+	if rep.Model == "" || sc == nil || sc.Honest.Scored < rep.Honest.Attempts/2 {
+		t.Fatalf("model %q, scores %+v for %d honest attempts", rep.Model, sc, rep.Honest.Attempts)
+	}
+	if sc.Honest.P50 <= 0 || sc.Honest.P50 >= 0.6 || sc.Honest.Over08 != 0 {
+		t.Errorf("honest scores %+v: want a median under 0.6 and none at 0.8", sc.Honest)
+	}
+	again, err := Simulate(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *again.Scores != *sc {
+		t.Errorf("same seed, different scores: %+v vs %+v", *again.Scores, *sc)
+	}
+	o.WarmUpDays = 0
+	if _, err := Simulate(context.Background(), o); err == nil {
+		t.Error("a model without warm-up days to train on was accepted")
+	}
+}
