@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/telguard/telguard/internal/event"
@@ -144,6 +146,11 @@ var ErrTooManyBadLines = errors.New("too many bad lines")
 // ErrUnknownFormat is returned for a format name that is not known, or by
 // NewReader when auto-detection cannot tell what a file is.
 var ErrUnknownFormat = errors.New("unknown CDR format")
+
+// ErrBadOption is returned by NewReader for an option the file's format
+// does not have, such as an account source it cannot honour: refused
+// rather than silently read another way.
+var ErrBadOption = errors.New("option does not apply to the format")
 
 // ErrBadMapping is returned for a generic CSV mapping that does not parse or
 // that names a column the header lacks.
@@ -297,6 +304,9 @@ func (rd *Reader) start() error {
 			if o.Format == Auto {
 				return fmt.Errorf("detect format: the file holds no records: %w", ErrUnknownFormat)
 			}
+			if err := checkFormatOptions(o); err != nil {
+				return err
+			}
 			rd.setParser(nil)
 			return nil
 		}
@@ -326,6 +336,9 @@ func (rd *Reader) start() error {
 				line, ErrUnknownFormat)
 		}
 	}
+	if err := checkFormatOptions(o); err != nil {
+		return err
+	}
 	switch o.Format {
 	case Generic:
 		p, err := newGenericParser(o, first, line)
@@ -345,6 +358,25 @@ func (rd *Reader) start() error {
 	}
 	rd.setParser(first)
 	rd.pendingLine = line
+	return nil
+}
+
+// checkFormatOptions refuses options the format would ignore.
+func checkFormatOptions(o *Options) error {
+	ok := map[Format][]string{
+		Asterisk:   {AccountAuto, AccountCode, AccountChannel, AccountSource},
+		FreeSWITCH: {AccountAuto, AccountCode, AccountSource, AccountCallerIDNum},
+		Generic:    {AccountAuto},
+	}[o.Format]
+	if !slices.Contains(ok, o.Account) {
+		if o.Format == Generic {
+			return fmt.Errorf("account source %q: a generic CSV's account is its account column (map it with account=COLUMN): %w", o.Account, ErrBadOption)
+		}
+		return fmt.Errorf("account source %q: %s records take one of %s: %w", o.Account, o.Format, strings.Join(ok, ", "), ErrBadOption)
+	}
+	if o.Format == Generic && o.InboundContexts != nil {
+		return fmt.Errorf("inbound contexts: a generic CSV has no dialplan context (map its direction column with direction=COLUMN): %w", ErrBadOption)
+	}
 	return nil
 }
 

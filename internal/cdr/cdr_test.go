@@ -646,3 +646,30 @@ func TestAnswerClampedToCall(t *testing.T) {
 		t.Errorf("answer %s before the start %s", r.Answer, r.Start)
 	}
 }
+
+// TestOptionsTheFormatLacks: an account source the format cannot honour is
+// refused, not silently read as auto.
+func TestOptionsTheFormatLacks(t *testing.T) {
+	ast := `"","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","2026-03-02 09:15:02","","2026-03-02 09:15:09",7,0,"NO ANSWER","DOCUMENTATION","u1",""` + "\n"
+	fs := `"Alice","1001","0044163296012","default","2026-03-02 09:15:02","","2026-03-02 09:15:09","7","0","NO_ANSWER","uuid-1","","1001","PCMA","PCMA"` + "\n"
+	csv := "account,to,start,billsec\n1001,+441632960123,2026-03-02T09:00:00Z,30\n"
+	for _, tt := range []struct {
+		in   string
+		o    Options
+		want error
+	}{
+		{ast, Options{Account: AccountCallerIDNum}, ErrBadOption},
+		{ast, Options{Account: AccountChannel}, nil},
+		{fs, Options{Account: AccountChannel}, ErrBadOption},
+		{fs, Options{Account: AccountCallerIDNum}, nil},
+		{"", Options{Format: FreeSWITCH, Account: AccountChannel}, ErrBadOption},
+		{csv, Options{Account: AccountSource}, ErrBadOption},
+		{csv, Options{InboundContexts: []string{"from-trunk"}}, ErrBadOption},
+		{csv, Options{}, nil},
+	} {
+		_, err := NewReader(strings.NewReader(tt.in), tt.o)
+		if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+			t.Errorf("NewReader(%.30q, %+v) = %v, want %v", tt.in, tt.o, err, tt.want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -67,7 +68,7 @@ func addCDRFlags(fs *flag.FlagSet, tzHelp string) *cdrFlags {
 		inbound:    fs.String("inbound-contexts", "", "comma-separated dialplan `contexts` whose calls are inbound (default from-trunk,from-pstn,from-external,from-did,from-provider,public)"),
 		timezone:   fs.String("timezone", "", tzHelp),
 		strict:     fs.Bool("strict", false, "stop at the first bad line instead of skipping it"),
-		maxBad:     fs.Int("max-bad-lines", cdr.DefaultMaxBadLines, "give up after this many bad lines; -1 for no limit"),
+		maxBad:     fs.Int("max-bad-lines", cdr.DefaultMaxBadLines, "give up after this many bad lines; -1 for no limit (for none, use --strict)"),
 	}
 }
 
@@ -117,12 +118,26 @@ func (c *cdrFlags) options(cmd, tenant string, loc *time.Location) (cdr.Options,
 	case *c.maxBad < 0:
 		o.MaxBadLines = -1
 	case *c.maxBad == 0:
-		o.MaxBadLines = 1 // 0 would mean the default; none allowed is strict
-		o.Strict = true
+		return o, usagef("%s: --max-bad-lines 0: to stop at the first bad line use --strict; -1 is no limit", cmd)
 	default:
 		o.MaxBadLines = *c.maxBad
 	}
 	return o, nil
+}
+
+// readerFlags are the flags that say how to read a file: they mean
+// nothing to a command that reads the database.
+var readerFlags = []string{"format", "account-from", "map", "time-format", "inbound-contexts", "timezone", "strict", "max-bad-lines"}
+
+// setReaderFlags returns the reader flags given on the command line.
+func setReaderFlags(fs *flag.FlagSet) []string {
+	var set []string
+	fs.Visit(func(f *flag.Flag) {
+		if slices.Contains(readerFlags, f.Name) {
+			set = append(set, "--"+f.Name)
+		}
+	})
+	return set
 }
 
 // shownSkips is how many skipped lines are printed on stderr.
@@ -152,7 +167,7 @@ func (e *env) openCDR(cmd, file string, o cdr.Options) (*cdr.Reader, func(), err
 	rd, err := cdr.NewReader(r, o)
 	if err != nil {
 		closeFn()
-		if errors.Is(err, cdr.ErrUnknownFormat) || errors.Is(err, cdr.ErrBadMapping) {
+		if errors.Is(err, cdr.ErrUnknownFormat) || errors.Is(err, cdr.ErrBadMapping) || errors.Is(err, cdr.ErrBadOption) {
 			return nil, nil, usagef("%s: %s: %v", cmd, file, err)
 		}
 		return nil, nil, fmt.Errorf("%s: %s: %w", cmd, file, err)

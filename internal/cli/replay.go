@@ -86,6 +86,8 @@ func (e *env) replay(args []string) error {
 		return usagef("%s: want exactly one FILE, or --stored (see telguard replay --help)", cmd)
 	case !*stored && (*dataDir != "" || *cfgFile != "" || *since != ""):
 		return usagef("%s: --data, --config and --since go with --stored", cmd)
+	case *stored && len(setReaderFlags(fs)) > 0:
+		return usagef("%s: %s: --stored reads calls already parsed and stored, not a file; drop them", cmd, strings.Join(setReaderFlags(fs), ", "))
 	}
 	if *window <= 0 {
 		return usagef("%s: --window must be positive", cmd)

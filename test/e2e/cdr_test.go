@@ -194,6 +194,26 @@ func TestCDRImportAndReplay(t *testing.T) {
 		t.Fatalf("cdr delete --all: exit %d: %s %s", code, out, stderr)
 	}
 
+	// Flags that would be ignored are refused (exit 2) with the reason.
+	if err := os.WriteFile(filepath.Join(dir, "fs.csv"), []byte(`"Alice","1001","0044163296012","default","2026-03-02 09:15:02","","2026-03-02 09:15:09","7","0","NO_ANSWER","uuid-1","","1001","PCMA","PCMA"`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"replay", "--policy", filepath.Join(sample, "policy.yaml"), "--stored", "--format", "asterisk", "--timezone", "UTC"}, "--format, --timezone"},
+		{[]string{"replay", "--policy", filepath.Join(sample, "policy.yaml"), "--stored", "--strict"}, "--strict"},
+		{[]string{"cdr", "import", "--tenant", "demo", "--max-bad-lines", "0", csv}, "--strict"},
+		{[]string{"cdr", "import", "--tenant", "demo", "--account-from", "channel", "fs.csv"}, "account source"},
+		{[]string{"cdr", "import", "--tenant", "demo", "--account-from", "caller_id_number", csv}, "account source"},
+	} {
+		_, stderr, code := run(t, dir, tt.args...)
+		if code != 2 || !strings.Contains(stderr, tt.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 naming %s", tt.args, code, stderr, tt.want)
+		}
+	}
+
 	// A file of no known format is refused with exit 2 and a reason.
 	if err := os.WriteFile(filepath.Join(dir, "junk.csv"), []byte("hello,world\n1,2\n"), 0o644); err != nil {
 		t.Fatal(err)
