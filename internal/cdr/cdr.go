@@ -293,15 +293,20 @@ func (rd *Reader) start() error {
 		return fmt.Errorf("format %q: %w", o.Format, ErrUnknownFormat)
 	}
 	var (
-		first []string
-		line  int64
+		first      []string
+		line       int64
+		undetected int64 // the first line auto-detection could not tell
 	)
-	// The first record decides; a first line too long or with a stray
-	// quote is no evidence, so a few are tried.
+	// The first record decides; a first line too long, with a stray
+	// quote, or with a damaged start time is no evidence, so a few are
+	// tried.
 	for tries := 0; ; tries++ {
 		f, l, err := rd.sc.next()
 		if errors.Is(err, io.EOF) {
 			if o.Format == Auto {
+				if undetected > 0 {
+					return neitherFormat(undetected)
+				}
 				return fmt.Errorf("detect format: the file holds no records: %w", ErrUnknownFormat)
 			}
 			if err := checkFormatOptions(o); err != nil {
@@ -311,7 +316,7 @@ func (rd *Reader) start() error {
 			return nil
 		}
 		var le *LineError
-		if errors.As(err, &le) && tries < 10 && !o.Strict {
+		if errors.As(err, &le) && tries < maxDetectTries && !o.Strict {
 			if serr := rd.skip(le); serr != nil {
 				return serr
 			}
@@ -320,21 +325,29 @@ func (rd *Reader) start() error {
 		if err != nil {
 			return err
 		}
+		if o.Format == Auto {
+			switch {
+			case looksAsterisk(f):
+				o.Format = Asterisk
+			case looksFreeSWITCH(f):
+				o.Format = FreeSWITCH
+			case looksHeader(f) || o.Mapping != (Mapping{}):
+				o.Format = Generic
+			default:
+				if undetected == 0 {
+					undetected = l
+				}
+				if tries < maxDetectTries && !o.Strict {
+					if serr := rd.skip(&LineError{Line: l, Err: errors.New("not a record of a known format (bad start time?)")}); serr != nil {
+						return serr
+					}
+					continue
+				}
+				return neitherFormat(undetected)
+			}
+		}
 		first, line = f, l
 		break
-	}
-	if o.Format == Auto {
-		switch {
-		case looksAsterisk(first):
-			o.Format = Asterisk
-		case looksFreeSWITCH(first):
-			o.Format = FreeSWITCH
-		case looksHeader(first) || o.Mapping != (Mapping{}):
-			o.Format = Generic
-		default:
-			return fmt.Errorf("detect format: line %d is neither an Asterisk Master.csv record (16-21 columns), a FreeSWITCH CSV CDR (13-15 columns) nor a header row naming account, to and start; pass --format: %w",
-				line, ErrUnknownFormat)
-		}
 	}
 	if err := checkFormatOptions(o); err != nil {
 		return err
@@ -378,6 +391,15 @@ func checkFormatOptions(o *Options) error {
 		return fmt.Errorf("inbound contexts: a generic CSV has no dialplan context (map its direction column with direction=COLUMN): %w", ErrBadOption)
 	}
 	return nil
+}
+
+// maxDetectTries is how many lines auto-detection reads before it gives
+// up on a file.
+const maxDetectTries = 10
+
+func neitherFormat(line int64) error {
+	return fmt.Errorf("detect format: line %d is neither an Asterisk Master.csv record (16-21 columns), a FreeSWITCH CSV CDR (13-15 columns) nor a header row naming account, to and start, and neither are the lines after it; pass --format: %w",
+		line, ErrUnknownFormat)
 }
 
 func (rd *Reader) setParser(first []string) {

@@ -673,3 +673,21 @@ func TestOptionsTheFormatLacks(t *testing.T) {
 		}
 	}
 }
+
+// TestDetectionPastABadFirstLine: a Master.csv whose first record has a
+// damaged start is still an Asterisk file; detection tries the next
+// lines and the bad one is skipped like any other.
+func TestDetectionPastABadFirstLine(t *testing.T) {
+	bad := `"","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","2026-03-02 9:15","","2026-03-02 09:15:09",7,0,"NO ANSWER","DOCUMENTATION","u1",""` + "\n"
+	good := `"","1001","0044163296012","from-internal","","SIP/1001-1","","Dial","","2026-03-02 09:16:02","","2026-03-02 09:16:09",7,0,"NO ANSWER","DOCUMENTATION","u2",""` + "\n"
+	res := readAll(t, strings.NewReader(bad+bad+good), Options{})
+	if res.err != nil || len(res.records) != 1 || res.stats.Format != Asterisk || res.stats.Skipped != 2 {
+		t.Fatalf("%v: %d records, stats %+v, skipped %q", res.err, len(res.records), res.stats, res.skipped)
+	}
+	// Ten undetectable lines are a file of no known format, named by its
+	// first line.
+	_, err := NewReader(strings.NewReader(strings.Repeat(bad, 12)+good), Options{})
+	if !errors.Is(err, ErrUnknownFormat) || !strings.Contains(err.Error(), "line 1 ") {
+		t.Fatalf("12 bad lines: %v, want ErrUnknownFormat naming line 1", err)
+	}
+}
