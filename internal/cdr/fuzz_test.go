@@ -125,16 +125,36 @@ func BenchmarkAsteriskRecords(b *testing.B) {
 }
 
 // FuzzSwitchTime: the hand-written reader of "2006-01-02 15:04:05" agrees
-// with time.ParseInLocation on every input.
+// with time.ParseInLocation on every input, and wallInstants finds every
+// instant a reading names: each reads back as the reading, two an hour
+// apart in Berlin's repeated autumn hour. (ParseInLocation picks one of
+// those two, so agreeing with it alone says nothing of DST.)
 func FuzzSwitchTime(f *testing.F) {
-	for _, s := range []string{"2026-03-02 14:05:09", "2026-04-31 10:00:00", "0000-01-01 00:00:00", "2026-03-02 24:00:00"} {
+	for _, s := range []string{"2026-03-02 14:05:09", "2026-04-31 10:00:00", "0000-01-01 00:00:00", "2026-03-02 24:00:00", "2026-10-25 02:30:00", "2026-03-29 02:30:00"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		want, wantErr := time.ParseInLocation(switchLayout, s, saoPaulo)
-		got, err := parseSwitchTime(s, saoPaulo)
-		if (err != nil) != (wantErr != nil) || !got.Equal(want) {
-			t.Fatalf("parseSwitchTime(%q) = %v, %v; time.ParseInLocation says %v, %v", s, got, err, want, wantErr)
+		for _, loc := range []*time.Location{saoPaulo, berlin} {
+			want, wantErr := time.ParseInLocation(switchLayout, s, loc)
+			got, err := parseSwitchTime(s, loc)
+			if (err != nil) != (wantErr != nil) || !got.Equal(want) {
+				t.Fatalf("parseSwitchTime(%q) = %v, %v; time.ParseInLocation says %v, %v", s, got, err, want, wantErr)
+			}
+			if err != nil || got.Format(switchLayout) != s {
+				continue // not a reading, or one skipped when clocks went forward
+			}
+			ins := wallInstants(got)
+			for _, in := range ins {
+				if in.In(loc).Format(switchLayout) != s {
+					t.Fatalf("wallInstants(%q) gives %v, which reads %s", s, in, in.In(loc).Format(switchLayout))
+				}
+			}
+			if len(ins) == 2 && ins[1].Sub(ins[0]) != time.Hour {
+				t.Fatalf("wallInstants(%q) = %v: not an hour apart", s, ins)
+			}
+			if loc == berlin && strings.HasPrefix(s, "2026-10-25 02:") && len(ins) != 2 {
+				t.Fatalf("wallInstants(%q) = %v: the repeated hour names two instants", s, ins)
+			}
 		}
 	})
 }

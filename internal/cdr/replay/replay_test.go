@@ -3,6 +3,7 @@ package replay
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -98,7 +99,7 @@ func TestNightPumpingGolden(t *testing.T) {
 	}
 	honestBlocked := 0
 	for _, l := range rep.Listed {
-		if l.Mode == event.Enforce && l.Time.Hour() >= 9 && l.Time.In(attackStart.Location()).Hour() < 20 {
+		if h := l.Time.In(attackStart.Location()).Hour(); l.Mode == event.Enforce && h >= 9 && h < 20 {
 			honestBlocked++
 		}
 		if strings.Contains(l.To, "2079460555") {
@@ -140,8 +141,14 @@ func TestUnknownTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	rd, _ := cdr.NewReader(strings.NewReader(""), cdr.Options{Format: cdr.Asterisk})
-	if _, err := Run(t.Context(), pol, rd, Options{Tenant: "nope"}); err == nil {
-		t.Fatal("a tenant the policy lacks was accepted")
+	if _, err := Run(t.Context(), pol, rd, Options{Tenant: "nope"}); !errors.Is(err, ErrTenant) {
+		t.Fatalf("a tenant the policy lacks: %v, want ErrTenant", err)
+	}
+	// A record of another tenant is refused too, not judged by demo's rules.
+	other := calls(1, false)
+	(*other)[0].Tenant = "other"
+	if _, err := Run(t.Context(), pol, other, Options{Tenant: "demo"}); !errors.Is(err, ErrTenant) {
+		t.Fatalf("a record of another tenant: %v, want ErrTenant", err)
 	}
 }
 
