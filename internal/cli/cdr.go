@@ -178,7 +178,7 @@ func (e *env) openCDR(cmd, file string, o cdr.Options) (*cdr.Reader, func(), err
 // importBatch is how many calls one transaction stores.
 const importBatch = 2000
 
-// progressEvery is how often a long import reports on stderr.
+// progressEvery is how often a long import or replay reports on stderr.
 const progressEvery = 3 * time.Second
 
 // importSummary is what cdr import reports.
@@ -276,9 +276,12 @@ func (e *env) cdr(args []string) error {
 		batch = batch[:0]
 		return nil
 	}
-	lastProgress := time.Now()
+	src := &progressSource{src: rd, w: e.stderr, what: cmd + ": " + file, detail: func() string {
+		st := rd.Stats()
+		return fmt.Sprintf("%d lines, %d new, %d bad lines skipped", st.Lines, sum.New, st.Skipped)
+	}}
 	for {
-		rec, err := rd.Next()
+		rec, err := src.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -303,11 +306,6 @@ func (e *env) cdr(args []string) error {
 		if len(batch) == importBatch {
 			if err := flush(); err != nil {
 				return err
-			}
-			if time.Since(lastProgress) >= progressEvery {
-				lastProgress = time.Now()
-				st := rd.Stats()
-				fmt.Fprintf(e.stderr, "%s: %s: %d lines, %d calls, %d new, %d bad lines skipped\n", cmd, file, st.Lines, sum.Calls, sum.New, st.Skipped)
 			}
 		}
 	}

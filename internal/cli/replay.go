@@ -271,13 +271,17 @@ func (e *env) replayStored(ctx context.Context, pol *policy.Policy, ro replay.Op
 }
 
 // progressSource passes records through and says how far it got on
-// stderr every few seconds, for long replays.
+// stderr every progressEvery, for long imports and replays.
 type progressSource struct {
 	src  replay.Source
 	w    io.Writer
 	what string
-	n    int64
-	last time.Time
+	// detail, when set, adds to the count (cdr import: lines, new calls,
+	// bad lines).
+	detail func() string
+	now    func() time.Time // nil: time.Now
+	n      int64
+	last   time.Time
 }
 
 func (p *progressSource) Next() (event.CallRecord, error) {
@@ -287,12 +291,20 @@ func (p *progressSource) Next() (event.CallRecord, error) {
 	}
 	p.n++
 	if p.n%4096 == 0 {
-		now := time.Now()
+		now := time.Now
+		if p.now != nil {
+			now = p.now
+		}
+		t := now()
 		if p.last.IsZero() {
-			p.last = now
-		} else if now.Sub(p.last) >= progressEvery {
-			p.last = now
-			fmt.Fprintf(p.w, "%s: %d calls read\n", p.what, p.n)
+			p.last = t
+		} else if t.Sub(p.last) >= progressEvery {
+			p.last = t
+			extra := ""
+			if p.detail != nil {
+				extra = ", " + p.detail()
+			}
+			fmt.Fprintf(p.w, "%s: %d calls read%s\n", p.what, p.n, extra)
 		}
 	}
 	return r, nil
