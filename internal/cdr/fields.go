@@ -248,31 +248,44 @@ func finish(rec *event.CallRecord, o *Options, line int64, col func(string) stri
 }
 
 // wallInstants returns the instants a local wall-clock reading may name,
-// earliest first: t is what time.Date made of the reading in its location.
-// A reading in the hour repeated when clocks go back names two instants;
-// any other names one (a reading skipped when they go forward keeps
-// time.Date's).
-func wallInstants(t time.Time) []time.Time {
+// earliest first, and how many there are: t is what time.Date made of the
+// reading in its location. A reading in the hour repeated when clocks go
+// back names two instants; any other names one (a reading skipped when
+// they go forward keeps time.Date's). It allocates nothing: it runs twice
+// for every switch record.
+func wallInstants(t time.Time) ([2]time.Time, int) {
+	out := [2]time.Time{t}
 	loc := t.Location()
+	if loc == time.UTC {
+		return out, 1
+	}
 	y, mo, d := t.Date()
 	h, mi, s := t.Clock()
 	wall := time.Date(y, mo, d, h, mi, s, t.Nanosecond(), time.UTC)
-	out := []time.Time{t}
 	// The offsets in force half a day either side cover any transition
-	// that could make this reading ambiguous.
-	for _, near := range []time.Time{wall.Add(-12 * time.Hour), wall.Add(12 * time.Hour)} {
-		_, off := near.In(loc).Zone()
+	// that could make this reading ambiguous; the same offset on both
+	// sides (nearly always) means none.
+	_, before := wall.Add(-12 * time.Hour).In(loc).Zone()
+	_, after := wall.Add(12 * time.Hour).In(loc).Zone()
+	if before == after {
+		return out, 1
+	}
+	for _, off := range [2]int{before, after} {
 		c := wall.Add(-time.Duration(off) * time.Second).In(loc)
+		if c.Equal(t) {
+			continue
+		}
 		cy, cmo, cd := c.Date()
 		ch, cmi, cs := c.Clock()
-		if cy == y && cmo == mo && cd == d && ch == h && cmi == mi && cs == s && !c.Equal(out[0]) {
-			out = append(out, c)
+		if cy == y && cmo == mo && cd == d && ch == h && cmi == mi && cs == s {
+			out[1] = c
+			if c.Before(t) {
+				out[0], out[1] = c, t
+			}
+			return out, 2
 		}
 	}
-	if len(out) == 2 && out[1].Before(out[0]) {
-		out[0], out[1] = out[1], out[0]
-	}
-	return out
+	return out, 1
 }
 
 // durationSlack is how far a switch's end column may lie from start +
@@ -300,8 +313,10 @@ func (c *switchClock) place(start, end time.Time, dur time.Duration, line int64,
 		bestEnd  time.Time
 		bestDiff time.Duration = -1
 	)
-	for _, s := range wallInstants(start) {
-		for _, e := range wallInstants(end) {
+	starts, ns := wallInstants(start)
+	ends, ne := wallInstants(end)
+	for _, s := range starts[:ns] {
+		for _, e := range ends[:ne] {
 			diff := e.Sub(s) - dur
 			if diff < 0 {
 				diff = -diff
