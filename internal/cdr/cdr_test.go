@@ -691,3 +691,24 @@ func TestDetectionPastABadFirstLine(t *testing.T) {
 		t.Fatalf("12 bad lines: %v, want ErrUnknownFormat naming line 1", err)
 	}
 }
+
+// TestGenericDST: a generic CSV with zone-less times and a duration is
+// placed by the duration across a DST change, like a switch's file.
+func TestGenericDST(t *testing.T) {
+	in := "account,to,start,answer,end,duration\n" +
+		"1001,+441632960123,2026-10-25 02:50:00,2026-10-25 02:50:10,2026-10-25 02:10:00,1200\n" +
+		"1001,+441632960123,2026-10-25 01:50:00,2026-10-25 02:05:00,2026-10-25 02:10:00,1200\n"
+	res := readAll(t, strings.NewReader(in), Options{Location: berlin, Strict: true})
+	if res.err != nil || len(res.records) != 2 {
+		t.Fatalf("%v, %d records", res.err, len(res.records))
+	}
+	for i, want := range [][3]time.Time{
+		{time.Date(2026, 10, 25, 0, 50, 0, 0, time.UTC), time.Date(2026, 10, 25, 0, 50, 10, 0, time.UTC), time.Date(2026, 10, 25, 1, 10, 0, 0, time.UTC)},
+		{time.Date(2026, 10, 24, 23, 50, 0, 0, time.UTC), time.Date(2026, 10, 25, 0, 5, 0, 0, time.UTC), time.Date(2026, 10, 25, 0, 10, 0, 0, time.UTC)},
+	} {
+		r := res.records[i]
+		if !r.Start.Equal(want[0]) || !r.Answer.Equal(want[1]) || !r.End.Equal(want[2]) || r.Billsec != r.End.Sub(r.Answer) {
+			t.Errorf("record %d: start %s answer %s end %s billsec %s; want %s %s %s", i, r.Start.UTC(), r.Answer.UTC(), r.End.UTC(), r.Billsec, want[0], want[1], want[2])
+		}
+	}
+}

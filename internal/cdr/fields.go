@@ -308,6 +308,22 @@ type switchClock struct {
 // columns read as start and end (from time.Date in the record's zone) and
 // whose duration column is dur. endCol names the end column for errors.
 func (c *switchClock) place(start, end time.Time, dur time.Duration, line int64, endCol string) (time.Time, time.Time, error) {
+	best, bestEnd, bestDiff := closestPair(start, end, dur, c.prev)
+	if bestEnd.Before(best) {
+		return best, bestEnd, colErr(line, endCol, fmt.Errorf("end %s is before start %s", bestEnd.Format(time.RFC3339), best.Format(time.RFC3339)))
+	}
+	if bestDiff > durationSlack {
+		return best, bestEnd, colErr(line, endCol, fmt.Errorf("end %s is not start %s + duration %ds", bestEnd.Format(time.RFC3339), best.Format(time.RFC3339), int64(dur.Seconds())))
+	}
+	c.prev = best
+	return best, best.Add(dur), nil
+}
+
+// closestPair returns, of the instants wall-clock readings start and end
+// may name, the pair whose distance is nearest dur, and how far from dur
+// it is; a tie goes to the start nearest prev (the earliest when prev is
+// zero).
+func closestPair(start, end time.Time, dur time.Duration, prev time.Time) (time.Time, time.Time, time.Duration) {
 	var (
 		best     time.Time
 		bestEnd  time.Time
@@ -317,27 +333,29 @@ func (c *switchClock) place(start, end time.Time, dur time.Duration, line int64,
 	ends, ne := wallInstants(end)
 	for _, s := range starts[:ns] {
 		for _, e := range ends[:ne] {
-			diff := e.Sub(s) - dur
-			if diff < 0 {
-				diff = -diff
-			}
+			diff := absDur(e.Sub(s) - dur)
 			better := bestDiff < 0 || diff < bestDiff
-			if diff == bestDiff && !c.prev.IsZero() {
-				better = absDur(s.Sub(c.prev)) < absDur(best.Sub(c.prev))
+			if diff == bestDiff && !prev.IsZero() {
+				better = absDur(s.Sub(prev)) < absDur(best.Sub(prev))
 			}
 			if better {
 				best, bestEnd, bestDiff = s, e, diff
 			}
 		}
 	}
-	if bestEnd.Before(best) {
-		return best, bestEnd, colErr(line, endCol, fmt.Errorf("end %s is before start %s", bestEnd.Format(time.RFC3339), best.Format(time.RFC3339)))
+	return best, bestEnd, bestDiff
+}
+
+// withinCall returns the instant a wall-clock reading t may name that
+// lies in start..end (with durationSlack), else t.
+func withinCall(t, start, end time.Time) time.Time {
+	ts, n := wallInstants(t)
+	for _, c := range ts[:n] {
+		if !c.Before(start.Add(-durationSlack)) && !c.After(end.Add(durationSlack)) {
+			return c
+		}
 	}
-	if bestDiff > durationSlack {
-		return best, bestEnd, colErr(line, endCol, fmt.Errorf("end %s is not start %s + duration %ds", bestEnd.Format(time.RFC3339), best.Format(time.RFC3339), int64(dur.Seconds())))
-	}
-	c.prev = best
-	return best, best.Add(dur), nil
+	return t
 }
 
 func absDur(d time.Duration) time.Duration {

@@ -284,8 +284,15 @@ func (p *genericParser) parse(f []string, line int64) (event.CallRecord, error) 
 		return rec, err
 	}
 	disposition, _ := p.get(f, "disposition")
+	loc := p.o.Location
 	switch {
 	case !rec.End.IsZero():
+		if hasDur && rec.Start.Location() == loc && rec.End.Location() == loc {
+			// Readings without a zone: across a DST change the end can
+			// read before the start, or a reading name two instants.
+			// The duration is real time and tells which.
+			rec.Start, rec.End, _ = closestPair(rec.Start, rec.End, duration, time.Time{})
+		}
 	case hasDur:
 		rec.End = rec.Start.Add(duration)
 	case !answer.IsZero() && hasBill:
@@ -295,6 +302,9 @@ func (p *genericParser) parse(f []string, line int64) (event.CallRecord, error) 
 	default:
 		_, col := p.get(f, "end")
 		return rec, colErr(line, col, errors.New("no end time and no duration"))
+	}
+	if !answer.IsZero() && answer.Location() == loc {
+		answer = withinCall(answer, rec.Start, rec.End)
 	}
 	switch {
 	case hasBill:
