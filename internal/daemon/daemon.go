@@ -294,6 +294,11 @@ func (d *Daemon) housekeep(ctx context.Context) error {
 			} else if n > 0 {
 				d.log.Info("store pruned", "rows", n)
 			}
+			if n, err := d.db.PruneHistory(ctx, now.Add(-d.cfg.Store.RetainHistory)); err != nil {
+				d.log.Error("prune call history", "err", err)
+			} else if n > 0 {
+				d.log.Info("call history pruned", "calls", n)
+			}
 		}
 	}
 }
