@@ -23,6 +23,8 @@ type behaviour struct {
 	groups   map[string]*anomaly.Baseline // rebuilt from the accounts at most hourly
 	built    time.Time                    // event time the group baselines were built
 	nets     *anomaly.Networks
+	// forgotten is the event time silent accounts were last dropped.
+	forgotten time.Time
 }
 
 // groupRebuild is how much event time passes between rebuilds of the
@@ -45,7 +47,8 @@ func (s *tenantState) learn(f *flight, t *policy.Tenant, end time.Time, billed t
 		b = anomaly.NewBaseline(t.Baselines.Config)
 		bh.accounts[f.Account] = b
 	}
-	answered := !f.Answered.IsZero()
+	// A billed duration is an answer, even if the answer was not reported.
+	answered := !f.Answered.IsZero() || billed > 0
 	b.Observe(anomaly.Call{
 		ID: f.CallID, Time: f.Started.In(t.Location), E164: f.E164, Country: f.Country,
 		International: f.International, RatePerMinute: f.RatePerMinute,
@@ -53,6 +56,21 @@ func (s *tenantState) learn(f *flight, t *policy.Tenant, end time.Time, billed t
 	})
 	if answered {
 		bh.nets.Observe(f.ip, f.Started)
+	}
+}
+
+// forgetAfter is how many half-lives an account may be silent before its
+// baseline is dropped: by then it weighs 1/256 of what it did, and a
+// tenant's departed accounts would otherwise be kept for ever.
+const forgetAfter = 8
+
+// forget drops the baselines of accounts silent for forgetAfter
+// half-lives. The sweep calls it.
+func (bh *behaviour) forget(now time.Time) {
+	for a, b := range bh.accounts {
+		if now.Sub(b.Last()) > forgetAfter*b.HalfLife() {
+			delete(bh.accounts, a)
+		}
 	}
 }
 

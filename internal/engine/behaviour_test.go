@@ -1,11 +1,16 @@
 package engine_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/telguard/telguard/internal/engine"
 	"github.com/telguard/telguard/internal/engine/anomaly"
+	"github.com/telguard/telguard/internal/event"
 )
 
 func TestSetModelRefusesOtherFeatures(t *testing.T) {
@@ -34,5 +39,36 @@ func TestImportBaselinesRefusesDamage(t *testing.T) {
 	}
 	if err := e.ImportBaselines(append(snap, 7)); !errors.Is(err, anomaly.ErrCorrupt) {
 		t.Errorf("a damaged snapshot: %v; want ErrCorrupt", err)
+	}
+}
+
+// A baseline is learned from calls that end, and forgotten once its
+// account has been silent for eight half-lives (16 weeks by default), so a
+// tenant's departed accounts are not kept for ever.
+func TestBaselinesLearnAndForget(t *testing.T) {
+	e := engine.New(benchPolicy(t, 1), engine.Options{})
+	ctx := context.Background()
+	at := time.Date(2026, 3, 2, 13, 0, 0, 0, time.UTC)
+	for i := range 5 {
+		ev := event.Event{Kind: event.CallAttempt, Time: at.Add(time.Duration(i) * time.Hour), Tenant: "t0", Account: "office-1",
+			CallID: fmt.Sprint("c", i), To: "011987654321", SourceIP: netip.MustParseAddr("198.51.100.7")}
+		if d := e.Decide(ctx, ev); d.Verdict.Blocks() {
+			t.Fatalf("call %d blocked: %v", i, d.Rules())
+		}
+		ev.Kind, ev.Time, ev.Duration = event.CallEnded, ev.Time.Add(2*time.Minute), time.Minute
+		if err := e.Observe(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := e.Baselines("t0"); st.Accounts != 1 || st.Networks != 1 {
+		t.Fatalf("after five calls: %+v, want one account and one network", st)
+	}
+	e.Sweep(at.Add(15 * 7 * 24 * time.Hour))
+	if st := e.Baselines("t0"); st.Accounts != 1 {
+		t.Errorf("forgotten after 15 weeks: %+v", st)
+	}
+	e.Sweep(at.Add(17 * 7 * 24 * time.Hour))
+	if st := e.Baselines("t0"); st.Accounts != 0 {
+		t.Errorf("kept after 17 weeks of silence: %+v", st)
 	}
 }

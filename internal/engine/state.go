@@ -371,6 +371,10 @@ func (s *tenantState) sweep(now time.Time, t *policy.Tenant, changes []event.Cha
 		maxDur = t.MaxCallDuration
 	}
 	s.sweepInbound(now, maxDur)
+	if now.Sub(s.behaviour.forgotten) >= time.Hour {
+		s.behaviour.forgotten = now
+		s.behaviour.forget(now)
+	}
 	if s.escAccount != nil {
 		s.escAccount.Sweep(now)
 		s.escIP.Sweep(now)

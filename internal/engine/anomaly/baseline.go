@@ -476,5 +476,16 @@ func (b *Baseline) UnmarshalBinary(data []byte) error {
 	return nil
 }
 
+// Last returns the time of the latest call observed; zero before any.
+func (b *Baseline) Last() time.Time {
+	if b.calls == 0 {
+		return time.Time{}
+	}
+	return time.Unix(b.last, 0)
+}
+
+// HalfLife returns the half-life the baseline decays with.
+func (b *Baseline) HalfLife() time.Duration { return b.cfg.HalfLife }
+
 // Clone returns a deep copy of b.
 func (b *Baseline) Clone() *Baseline { return b.clone() }

@@ -231,3 +231,20 @@ func TestBaselineGroup(t *testing.T) {
 		t.Errorf("group round trip: err %v, members %d", err, back.members)
 	}
 }
+
+func TestBaselineLast(t *testing.T) {
+	b := NewBaseline(BaselineConfig{HalfLife: 48 * time.Hour})
+	if !b.Last().IsZero() {
+		t.Error("an empty baseline has a last call")
+	}
+	calls := officeCalls(1, 3)
+	for _, c := range calls {
+		b.Observe(c)
+	}
+	if got, want := b.Last(), calls[len(calls)-1].Time; !got.Equal(want) {
+		t.Errorf("Last %v, want %v", got, want)
+	}
+	if b.HalfLife() != 48*time.Hour {
+		t.Errorf("HalfLife %v", b.HalfLife())
+	}
+}
