@@ -62,15 +62,16 @@ With --target the same traffic is sent to a running daemon over its
 decision API (checks, answers and ends), one request at a time in event
 order, at --rate checks per second, and the latency reported is each
 check's HTTP round trip. Only one tenant is simulated, the API key's, and
-the daemon must run the same policy. The simulated week is placed at least
-a week in the daemon's future and its event times are sent as they are, so
-the daemon must accept any event time: start one dedicated to the run with
-api.any_event_time: true in its config (never on a live daemon) and a fresh
-data directory.
+the daemon must run the same policy. The simulated days, warm-up first,
+are placed at least a week in the daemon's future and their event times are
+sent as they are, so the daemon must accept any event time: start one
+dedicated to the run with api.any_event_time: true in its config (never on
+a live daemon) and a fresh data directory. The warm-up and the Wangiri
+rings (inbound calls, "direction": "inbound") are sent too; --model is for
+in-process runs (a daemon uses the model telguard anomaly train wrote).
 
-Without --target, Wangiri rings are sent to the engine as inbound calls
-before the callbacks (they are not counted as attempts); with --target they
-are left out, and so is the warm-up.
+Wangiri rings are sent as inbound calls before the callbacks; they are not
+counted as attempts.
 
 Examples:
   telguard sim
@@ -206,7 +207,7 @@ func (e *env) simRemote(ctx context.Context, o sim.Options, target, keyFlag stri
 		return usagef("sim: --rate must not be negative")
 	}
 	now := time.Now()
-	o.Start = sim.NextWeek(now)
+	o.Start = sim.FutureStart(now, o.WarmUpDays)
 	h, err := sim.NewHTTPDecider(target, k, rate, fmt.Sprintf("r%d-", now.Unix()))
 	if err != nil {
 		return usagef("sim: %v", err)

@@ -35,6 +35,7 @@ type checkRequest struct {
 	SourceIP  string `json:"source_ip"`
 	UserAgent string `json:"user_agent"`
 	Time      string `json:"time"` // RFC 3339, for replays; default now
+	Direction string `json:"direction"` // outbound (default) or inbound
 }
 
 // answeredRequest is the optional body of POST /v1/calls/{call_id}/answered.
@@ -104,6 +105,18 @@ func (s *Server) checkEvent(tenant string, q *checkRequest) (event.Event, error)
 	}
 	if err := validText("user_agent", q.UserAgent, maxUserAgentLen, false); err != nil {
 		return ev, err
+	}
+	switch event.Direction(q.Direction) {
+	case "", event.Outbound:
+	case event.Inbound:
+		// The caller's number is what inbound rules (Wangiri callbacks)
+		// remember.
+		if q.From == "" {
+			return ev, badField("from", "required for an inbound call: the caller's number")
+		}
+		ev.Direction = event.Inbound
+	default:
+		return ev, badField("direction", "want inbound or outbound")
 	}
 	if q.SourceIP != "" {
 		ip, err := netip.ParseAddr(q.SourceIP)

@@ -656,3 +656,30 @@ func TestCheckAnyEventTimeWhenConfigured(t *testing.T) {
 		t.Fatalf("engine saw time %v, want %v", ev.Time, at)
 	}
 }
+
+// An inbound call (a ring the tenant receives) reaches the engine marked
+// inbound with its caller, so Wangiri callbacks can be recognised; a
+// direction the API does not know is refused, naming the field.
+func TestCheckDirection(t *testing.T) {
+	h := newHarness(t)
+	rec := h.do(t, "POST", "/v1/calls/check", keyB, `{"call_id":"r1","account":"a","from":"+882345678901","to":"1001","direction":"inbound"}`)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("inbound: %d %s", rec.Code, rec.Body)
+	}
+	if ev := h.eng.lastEvent(t); ev.Direction != event.Inbound || ev.From != "+882345678901" {
+		t.Fatalf("engine got direction %q from %q, want inbound from the caller", ev.Direction, ev.From)
+	}
+	rec = h.do(t, "POST", "/v1/calls/check", keyB, `{"call_id":"o1","account":"a","to":"100","direction":"outbound"}`)
+	if ev := h.eng.lastEvent(t); rec.Code != http.StatusOK || ev.Direction.IsInbound() {
+		t.Fatalf("outbound: %d %s, direction %q", rec.Code, rec.Body, ev.Direction)
+	}
+	for body, field := range map[string]string{
+		`{"call_id":"x","account":"a","to":"100","direction":"sideways"}`: "direction",
+		`{"call_id":"x","account":"a","to":"100","direction":"inbound"}`:  "from",
+	} {
+		rec := h.do(t, "POST", "/v1/calls/check", keyB, body)
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"field":"`+field+`"`) {
+			t.Errorf("%s: %d %s, want 400 naming %s", body, rec.Code, rec.Body, field)
+		}
+	}
+}

@@ -58,19 +58,21 @@ func NewHTTPDecider(base, key string, rate float64, runID string) (*HTTPDecider,
 }
 
 type checkRequest struct {
-	CallID   string `json:"call_id"`
-	Account  string `json:"account"`
-	From     string `json:"from,omitempty"`
-	To       string `json:"to"`
-	SourceIP string `json:"source_ip,omitempty"`
-	Time     string `json:"time"`
+	CallID    string `json:"call_id"`
+	Account   string `json:"account"`
+	From      string `json:"from,omitempty"`
+	To        string `json:"to"`
+	SourceIP  string `json:"source_ip,omitempty"`
+	Time      string `json:"time"`
+	Direction string `json:"direction,omitempty"`
 }
 
 // Decide sends a check. A request that fails is counted (see Failures) and
 // taken as an allow, as a softswitch failing open would.
 func (h *HTTPDecider) Decide(ctx context.Context, ev event.Event) event.Decision {
 	h.pace()
-	req := checkRequest{CallID: h.prefix + ev.CallID, Account: ev.Account, From: ev.From, To: ev.To, Time: ev.Time.Format(time.RFC3339Nano)}
+	req := checkRequest{CallID: h.prefix + ev.CallID, Account: ev.Account, From: ev.From, To: ev.To,
+		Time: ev.Time.Format(time.RFC3339Nano), Direction: string(ev.Direction)}
 	if ev.SourceIP.IsValid() {
 		req.SourceIP = ev.SourceIP.String()
 	}
@@ -206,18 +208,22 @@ func (h *HTTPDecider) Stats() RemoteStats {
 }
 
 // SimulateRemote is Simulate against a running daemon: the same world and
-// traffic, decided by h. The policy must be the daemon's, and the API key
+// traffic (warm-up days and inbound rings included), decided by h. A model
+// is the daemon's own (telguard anomaly train), so o.Model is refused. The policy must be the daemon's, and the API key
 // must act for the simulated tenant, so only one tenant is simulated. The
 // report's latency is the HTTP round trip of each check.
 func SimulateRemote(ctx context.Context, o Options, h *HTTPDecider) (Report, RemoteStats, error) {
 	if o.Tenants != 1 {
 		return Report{}, RemoteStats{}, fmt.Errorf("%w: a run over the API simulates one tenant, the API key's", ErrConfig)
 	}
+	if o.Model {
+		return Report{}, RemoteStats{}, fmt.Errorf("%w: a run over the API uses the daemon's model; train it with telguard anomaly train", ErrConfig)
+	}
 	tenants, _, err := World(o.Policy, o.Tenants, o.Accounts)
 	if err != nil {
 		return Report{}, RemoteStats{}, err
 	}
-	calls, err := Generate(Config{Seed: o.Seed, Start: o.Start, Days: o.Days, Tenants: tenants, Scenarios: o.Scenarios})
+	calls, err := Generate(Config{Seed: o.Seed, Start: o.Start, Days: o.Days, WarmUpDays: o.WarmUpDays, Rings: true, Tenants: tenants, Scenarios: o.Scenarios})
 	if err != nil {
 		return Report{}, RemoteStats{}, err
 	}
@@ -231,15 +237,16 @@ func SimulateRemote(ctx context.Context, o Options, h *HTTPDecider) (Report, Rem
 	h.mu.Unlock()
 	rep.Seed, rep.Policy, rep.Start = o.Seed, o.Policy.File, o.Start
 	rep.Days, rep.Tenants, rep.Accounts = o.Days, o.Tenants, o.Accounts
+	rep.WarmUpDays = o.WarmUpDays
 	return rep, h.Stats(), nil
 }
 
-// NextWeek returns the Monday 00:00 UTC at least a week after now: a
-// simulated week sent to a live daemon lies wholly in its future, so the
-// daemon's own housekeeping (which runs on its clock) expires none of the
-// simulated calls while the run lasts.
-func NextWeek(now time.Time) time.Time {
-	d := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, 7)
+// FutureStart returns the first Monday 00:00 UTC at least a week plus
+// warmUpDays after now: the simulated days, warm-up included, lie wholly in
+// the daemon's future, so its own housekeeping (which runs on its clock)
+// expires none of the simulated calls while the run lasts.
+func FutureStart(now time.Time, warmUpDays int) time.Time {
+	d := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, 7+warmUpDays)
 	for d.Weekday() != time.Monday {
 		d = d.AddDate(0, 0, 1)
 	}

@@ -14,7 +14,8 @@ import (
 
 // telguard sim --target drives a running daemon over the decision API, and
 // the daemon decides exactly as the engine in process does: same blocks,
-// same leaks, same money, for the same seed, start and policy.
+// same leaks, same money, for the same seed, start and policy — warm-up
+// (baselines learned through the API) and inbound rings included.
 func TestSimOverTheAPIMatchesInProcess(t *testing.T) {
 	dir := workdir(t)
 	if err := os.WriteFile(filepath.Join(dir, "telguard.yaml"), []byte("api:\n  any_event_time: true\n"), 0o644); err != nil {
@@ -22,7 +23,7 @@ func TestSimOverTheAPIMatchesInProcess(t *testing.T) {
 	}
 	d := start(t, dir, withKey(), "--config", "telguard.yaml")
 	cmd := exec.Command(binary, "sim", "--target", d.base, "--key", apiKey, "--rate", "0",
-		"--seed", "3", "--days", "2", "--accounts", "30", "--json")
+		"--seed", "3", "--days", "2", "--warm-up", "3", "--accounts", "30", "--json")
 	cmd.Dir = dir
 	out, err := cmd.Output()
 	if err != nil {
@@ -35,7 +36,7 @@ func TestSimOverTheAPIMatchesInProcess(t *testing.T) {
 	if err := json.Unmarshal(out, &remote); err != nil {
 		t.Fatalf("decode: %v\n%s", err, out)
 	}
-	if remote.Remote.Failures != 0 || remote.Remote.Checks != remote.Honest.Attempts+remote.Overall.Attempts {
+	if remote.Remote.Failures != 0 || remote.Remote.Checks != remote.Honest.Attempts+remote.Overall.Attempts+remote.WarmUpCalls+remote.Inbound {
 		t.Fatalf("remote run: %+v, want every attempt checked without failures", remote.Remote)
 	}
 	if remote.Overall.Attempts == 0 || remote.Overall.Blocked == 0 || remote.Honest.Attempts < 200 {
@@ -47,7 +48,7 @@ func TestSimOverTheAPIMatchesInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	local, err := sim.Simulate(context.Background(), sim.Options{
-		Seed: 3, Days: 2, Tenants: 1, Accounts: 30, Scenarios: sim.ScenarioNames(), Policy: pol, Start: remote.Start,
+		Seed: 3, Days: 2, WarmUpDays: 3, Tenants: 1, Accounts: 30, Scenarios: sim.ScenarioNames(), Policy: pol, Start: remote.Start,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +63,9 @@ func TestSimOverTheAPIMatchesInProcess(t *testing.T) {
 	same("honest traffic", remote.Honest, local.Honest)
 	same("attacks", remote.Attacks, local.Attacks)
 	same("overall", remote.Overall, local.Overall)
+	if remote.WarmUpCalls == 0 || remote.WarmUpCalls != local.WarmUpCalls || remote.Inbound != local.Inbound {
+		t.Errorf("warm-up %d / inbound %d over the API, %d / %d in process", remote.WarmUpCalls, remote.Inbound, local.WarmUpCalls, local.Inbound)
+	}
 	if remote.Latency.P99 <= 0 {
 		t.Errorf("no latency measured: %+v", remote.Latency)
 	}
