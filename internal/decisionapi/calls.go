@@ -34,7 +34,7 @@ type checkRequest struct {
 	To        string `json:"to"`
 	SourceIP  string `json:"source_ip"`
 	UserAgent string `json:"user_agent"`
-	Time      string `json:"time"` // RFC 3339, for replays; default now
+	Time      string `json:"time"`      // RFC 3339, for replays; default now
 	Direction string `json:"direction"` // outbound (default) or inbound
 }
 
