@@ -133,18 +133,20 @@ func (d *Daemon) loadModel(last *modelStamp) modelStamp {
 
 // saveBaselines writes the snapshot atomically: a temporary file, synced,
 // then renamed over the old one, so a crash leaves one or the other whole.
-func (d *Daemon) saveBaselines() error {
-	data, err := d.engine.ExportBaselines()
-	if err != nil {
-		return err
-	}
+// The engine streams the snapshot into the file in small pieces, so saving
+// neither holds a copy of every baseline nor stalls decisions; st (may be
+// nil) records how long it took and whether it failed, for metrics.
+func (d *Daemon) saveBaselines(st *snapshotStats) (err error) {
+	start := time.Now()
+	var n int64
+	defer func() { st.record(time.Since(start), n, err) }()
 	file := filepath.Join(d.cfg.DataDir, BaselinesFile)
 	tmp, err := os.CreateTemp(d.cfg.DataDir, BaselinesFile+".tmp*")
 	if err != nil {
 		return fmt.Errorf("save baselines: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
-	if _, err := tmp.Write(data); err != nil {
+	if n, err = d.engine.WriteBaselines(tmp); err != nil {
 		tmp.Close()
 		return fmt.Errorf("save baselines: %w", err)
 	}
@@ -165,6 +167,10 @@ func (d *Daemon) saveBaselines() error {
 // shutdown, and reloads the model when its file changes (checked every two
 // seconds, and at once on SIGHUP when the daemon handles signals).
 func (d *Daemon) runAnomaly(ctx context.Context, g *errgroup.Group) {
+	st := &snapshotStats{}
+	if err := d.registry.Register(newSnapshotCollector(st)); err != nil {
+		d.log.Warn("baselines snapshot metrics not registered", "err", err)
+	}
 	g.Go(func() error {
 		snap := time.NewTicker(SnapshotEvery)
 		defer snap.Stop()
@@ -180,12 +186,12 @@ func (d *Daemon) runAnomaly(ctx context.Context, g *errgroup.Group) {
 		for {
 			select {
 			case <-ctx.Done():
-				if err := d.saveBaselines(); err != nil {
+				if err := d.saveBaselines(st); err != nil {
 					d.log.Error("baselines not saved at shutdown", "err", err)
 				}
 				return nil
 			case <-snap.C:
-				if err := d.saveBaselines(); err != nil {
+				if err := d.saveBaselines(st); err != nil {
 					d.log.Error("baselines snapshot failed; the next one will retry", "err", err)
 				}
 			case <-poll.C:

@@ -1,6 +1,9 @@
 package daemon
 
 import (
+	"sync"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/telguard/telguard/internal/clock"
@@ -17,6 +20,8 @@ type engineCollector struct {
 
 	inFlight, bans, suspended, quotaSecs, quotaMoney *prometheus.Desc
 	queued, written, dropped, shed, writeErrors      *prometheus.Desc
+	learned, warm, networks, evicted, netsEvicted    *prometheus.Desc
+	model                                            *prometheus.Desc
 }
 
 func newEngineCollector(e *engine.Engine, w *store.Writer, c clock.Clock) *engineCollector {
@@ -33,11 +38,18 @@ func newEngineCollector(e *engine.Engine, w *store.Writer, c clock.Clock) *engin
 		dropped:     prometheus.NewDesc("telguard_store_changes_dropped_total", "State changes the store could not take after retries.", nil, nil),
 		shed:        prometheus.NewDesc("telguard_decisions_log_shed_total", "Decision-log records not written because the store fell behind.", nil, nil),
 		writeErrors: prometheus.NewDesc("telguard_store_write_errors_total", "Failed store writes, retries included.", nil, nil),
+		learned:     prometheus.NewDesc("telguard_baseline_accounts", "Accounts with a learned behaviour baseline.", t, nil),
+		warm:        prometheus.NewDesc("telguard_baseline_warm_accounts", "Accounts whose own baseline is warm (judges them).", t, nil),
+		networks:    prometheus.NewDesc("telguard_baseline_networks", "Source networks the tenant's calls were learned from.", t, nil),
+		evicted:     prometheus.NewDesc("telguard_baseline_accounts_evicted_total", "Account baselines dropped because the tenant reached its bound (least recently active first).", t, nil),
+		netsEvicted: prometheus.NewDesc("telguard_baseline_networks_evicted_total", "Source networks dropped because the tenant reached its bound (least recently used first).", t, nil),
+		model:       prometheus.NewDesc("telguard_anomaly_model_loaded", "1 when an anomaly model is in force, else 0.", nil, nil),
 	}
 }
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.inFlight, c.bans, c.suspended, c.quotaSecs, c.quotaMoney, c.queued, c.written, c.dropped, c.shed, c.writeErrors} {
+	for _, d := range []*prometheus.Desc{c.inFlight, c.bans, c.suspended, c.quotaSecs, c.quotaMoney, c.queued, c.written, c.dropped, c.shed, c.writeErrors,
+		c.learned, c.warm, c.networks, c.evicted, c.netsEvicted, c.model} {
 		ch <- d
 	}
 }
@@ -50,10 +62,78 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.quotaSecs, prometheus.GaugeValue, s.QuotaSeconds, s.Tenant)
 		ch <- prometheus.MustNewConstMetric(c.quotaMoney, prometheus.GaugeValue, s.QuotaMoney, s.Tenant)
 	}
+	for _, b := range c.eng.AllBaselines() {
+		ch <- prometheus.MustNewConstMetric(c.learned, prometheus.GaugeValue, float64(b.Accounts), b.Tenant)
+		ch <- prometheus.MustNewConstMetric(c.warm, prometheus.GaugeValue, float64(b.Warm), b.Tenant)
+		ch <- prometheus.MustNewConstMetric(c.networks, prometheus.GaugeValue, float64(b.Networks), b.Tenant)
+		ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(b.Evicted), b.Tenant)
+		ch <- prometheus.MustNewConstMetric(c.netsEvicted, prometheus.CounterValue, float64(b.NetworksEvicted), b.Tenant)
+	}
+	loaded := 0.0
+	if c.eng.Model() != nil {
+		loaded = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.model, prometheus.GaugeValue, loaded)
 	w := c.writer.Stats()
 	ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(w.Queued))
 	ch <- prometheus.MustNewConstMetric(c.written, prometheus.CounterValue, float64(w.Changes))
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(w.Dropped))
 	ch <- prometheus.MustNewConstMetric(c.shed, prometheus.CounterValue, float64(w.Shed))
 	ch <- prometheus.MustNewConstMetric(c.writeErrors, prometheus.CounterValue, float64(w.Errors))
+}
+
+// snapshotStats records the baselines snapshots the daemon writes.
+type snapshotStats struct {
+	mu       sync.Mutex
+	last     time.Duration // how long the latest snapshot took
+	bytes    int64         // and how large it was
+	total    int64
+	failures int64
+}
+
+// record notes one snapshot; safe on a nil receiver.
+func (s *snapshotStats) record(took time.Duration, n int64, err error) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total++
+	if err != nil {
+		s.failures++
+		return
+	}
+	s.last, s.bytes = took, n
+}
+
+// snapshotCollector reports the baselines snapshots.
+type snapshotCollector struct {
+	st                              *snapshotStats
+	duration, size, total, failures *prometheus.Desc
+}
+
+func newSnapshotCollector(st *snapshotStats) *snapshotCollector {
+	return &snapshotCollector{
+		st:       st,
+		duration: prometheus.NewDesc("telguard_baselines_snapshot_seconds", "How long the latest successful baselines snapshot took to write.", nil, nil),
+		size:     prometheus.NewDesc("telguard_baselines_snapshot_bytes", "Size of the latest successful baselines snapshot.", nil, nil),
+		total:    prometheus.NewDesc("telguard_baselines_snapshots_total", "Baselines snapshots attempted.", nil, nil),
+		failures: prometheus.NewDesc("telguard_baselines_snapshot_errors_total", "Baselines snapshots that failed (the previous file stays).", nil, nil),
+	}
+}
+
+func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.duration, c.size, c.total, c.failures} {
+		ch <- d
+	}
+}
+
+func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	c.st.mu.Lock()
+	last, size, total, failures := c.st.last, c.st.bytes, c.st.total, c.st.failures
+	c.st.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(c.duration, prometheus.GaugeValue, last.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(size))
+	ch <- prometheus.MustNewConstMetric(c.total, prometheus.CounterValue, float64(total))
+	ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(failures))
 }

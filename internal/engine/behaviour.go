@@ -1,10 +1,13 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/telguard/telguard/internal/engine/anomaly"
@@ -18,13 +21,89 @@ import (
 // and the source networks the tenant calls from. All of it is learned in
 // event time from calls that end, never from attempts: an attack that is
 // blocked teaches nothing.
+//
+// Memory is bounded: at most max accounts (the least recently active goes
+// first, counted in evicted), each a fixed-size baseline (see
+// BaselineBytes), and at most anomaly.MaxNetworks networks.
 type behaviour struct {
-	accounts map[string]*anomaly.Baseline
-	groups   map[string]*anomaly.Baseline // rebuilt from the accounts at most hourly
-	built    time.Time                    // event time the group baselines were built
-	nets     *anomaly.Networks
+	accounts map[string]*learned
+	// lru links the accounts, most recently learned from first.
+	lru    learned                      // sentinel: lru.next is the newest, lru.prev the oldest
+	max    int                          // accounts kept at most
+	groups map[string]*anomaly.Baseline // rebuilt from the accounts at most hourly
+	built  time.Time                    // event time the group baselines were built
+	nets   *anomaly.Networks
 	// forgotten is the event time silent accounts were last dropped.
 	forgotten time.Time
+	// evicted counts accounts dropped because max was reached.
+	evicted int64
+}
+
+// learned is one account's baseline, linked in its tenant's recency list.
+type learned struct {
+	b          *anomaly.Baseline
+	name       string
+	prev, next *learned
+}
+
+// DefaultMaxBaselines is how many account baselines a tenant keeps by
+// default (Options.MaxBaselines): at about 5.5 KB each, some 280 MB.
+const DefaultMaxBaselines = 50000
+
+// BaselineBytes is the heap an account's baseline takes: the fixed part
+// (168 hour-of-week statistics and running sums, 4,864 bytes with its
+// allocation rounding), its recency links and map entry, and at most 64
+// destination hashes (512 bytes) and 16 countries (640 bytes). What an
+// account's recent calls take is counted apart (recentCallBytes).
+const BaselineBytes = 4864 + 160 + 512 + 640
+
+func (bh *behaviour) init() {
+	if bh.accounts == nil {
+		bh.accounts = map[string]*learned{}
+		bh.lru.next, bh.lru.prev = &bh.lru, &bh.lru
+	}
+	if bh.nets == nil {
+		bh.nets = anomaly.NewNetworks()
+	}
+	if bh.max <= 0 {
+		bh.max = DefaultMaxBaselines
+	}
+}
+
+func (bh *behaviour) unlink(l *learned) {
+	l.prev.next, l.next.prev = l.next, l.prev
+	l.prev, l.next = nil, nil
+}
+
+func (bh *behaviour) pushFront(l *learned) {
+	l.prev, l.next = &bh.lru, bh.lru.next
+	bh.lru.next.prev = l
+	bh.lru.next = l
+}
+
+// drop forgets an account's baseline.
+func (bh *behaviour) drop(l *learned) {
+	bh.unlink(l)
+	delete(bh.accounts, l.name)
+}
+
+// put adds (or replaces) an account's baseline as the most recent, making
+// room by dropping the least recently active accounts.
+func (bh *behaviour) put(account string, b *anomaly.Baseline) *learned {
+	if l := bh.accounts[account]; l != nil {
+		l.b = b
+		bh.unlink(l)
+		bh.pushFront(l)
+		return l
+	}
+	for len(bh.accounts) >= bh.max && bh.lru.prev != &bh.lru {
+		bh.drop(bh.lru.prev)
+		bh.evicted++
+	}
+	l := &learned{b: b, name: account}
+	bh.accounts[account] = l
+	bh.pushFront(l)
+	return l
 }
 
 // groupRebuild is how much event time passes between rebuilds of the
@@ -38,18 +117,17 @@ func (s *tenantState) learn(f *flight, t *policy.Tenant, end time.Time, billed t
 		return
 	}
 	bh := &s.behaviour
-	if bh.accounts == nil {
-		bh.accounts = map[string]*anomaly.Baseline{}
-		bh.nets = anomaly.NewNetworks()
-	}
-	b := bh.accounts[f.Account]
-	if b == nil {
-		b = anomaly.NewBaseline(t.Baselines.Config)
-		bh.accounts[f.Account] = b
+	bh.init()
+	l := bh.accounts[f.Account]
+	if l == nil {
+		l = bh.put(f.Account, anomaly.NewBaseline(t.Baselines.Config))
+	} else if bh.lru.next != l {
+		bh.unlink(l)
+		bh.pushFront(l)
 	}
 	// A billed duration is an answer, even if the answer was not reported.
 	answered := !f.Answered.IsZero() || billed > 0
-	b.Observe(anomaly.Call{
+	l.b.Observe(anomaly.Call{
 		ID: f.CallID, Time: f.Started.In(t.Location), E164: f.E164, Country: f.Country,
 		International: f.International, RatePerMinute: f.RatePerMinute,
 		Ended: true, Answered: answered, Billed: billed, End: end,
@@ -67,9 +145,9 @@ const forgetAfter = 8
 // forget drops the baselines of accounts silent for forgetAfter
 // half-lives. The sweep calls it.
 func (bh *behaviour) forget(now time.Time) {
-	for a, b := range bh.accounts {
-		if now.Sub(b.Last()) > forgetAfter*b.HalfLife() {
-			delete(bh.accounts, a)
+	for _, l := range bh.accounts {
+		if now.Sub(l.b.Last()) > forgetAfter*l.b.HalfLife() {
+			bh.drop(l)
 		}
 	}
 }
@@ -81,9 +159,9 @@ func (s *tenantState) baselineFor(t *policy.Tenant, g *policy.Group, account str
 	if bh.accounts == nil {
 		return nil
 	}
-	if b := bh.accounts[account]; b != nil && b.Warm() {
-		b.Advance(now)
-		return b
+	if l := bh.accounts[account]; l != nil && l.b.Warm() {
+		l.b.Advance(now)
+		return l.b
 	}
 	if bh.groups == nil || now.Sub(bh.built) >= groupRebuild || now.Before(bh.built) {
 		bh.rebuildGroups(t)
@@ -100,8 +178,8 @@ func (s *tenantState) baselineFor(t *policy.Tenant, g *policy.Group, account str
 func (bh *behaviour) rebuildGroups(t *policy.Tenant) {
 	bh.groups = map[string]*anomaly.Baseline{}
 	names := make([]string, 0, len(bh.accounts))
-	for a, b := range bh.accounts {
-		if b.Warm() {
+	for a, l := range bh.accounts {
+		if l.b.Warm() {
 			names = append(names, a)
 		}
 	}
@@ -113,7 +191,7 @@ func (bh *behaviour) rebuildGroups(t *policy.Tenant) {
 			m = anomaly.NewBaseline(t.Baselines.Config)
 			bh.groups[g.Name] = m
 		}
-		m.Merge(bh.accounts[a])
+		m.Merge(bh.accounts[a].b)
 	}
 }
 
@@ -363,9 +441,34 @@ func (s *tenantState) sweepInbound(now time.Time, maxDur time.Duration) {
 }
 
 // ExportBaselines returns a snapshot of every tenant's learned behaviour
-// (account baselines and source networks), for the daemon to persist. It
-// copies each tenant's state under its lock and encodes outside it.
+// (account baselines and source networks); WriteBaselines streams the same
+// bytes.
 func (e *Engine) ExportBaselines() ([]byte, error) {
+	var buf bytes.Buffer
+	if _, err := e.WriteBaselines(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// exportChunk is how many accounts are encoded per hold of a tenant's
+// lock: about 100 µs of encoding, so a decision waiting for the lock
+// waits no longer than that, whatever the number of accounts.
+const exportChunk = 32
+
+// exportFlush is the size at which the encoded snapshot is handed to the
+// writer: memory used while exporting stays about this, not the snapshot's
+// size (some 4.3 KB an account).
+const exportFlush = 256 << 10
+
+// WriteBaselines writes a snapshot of every tenant's learned behaviour to
+// w, for the daemon to persist; ImportBaselines loads it. It holds a
+// tenant's lock only to list its accounts and then for exportChunk
+// accounts at a time, so decisions run on while a large snapshot is
+// written. Each baseline is written as it was at one instant; an account
+// forgotten while the snapshot is written is written empty (and skipped
+// on import), one first learned meanwhile waits for the next snapshot.
+func (e *Engine) WriteBaselines(w io.Writer) (int64, error) {
 	e.mu.Lock()
 	ids := make([]string, 0, len(e.tenants))
 	for id := range e.tenants {
@@ -373,7 +476,12 @@ func (e *Engine) ExportBaselines() ([]byte, error) {
 	}
 	e.mu.Unlock()
 	slices.Sort(ids)
-	var out []anomaly.TenantBaselines
+	type section struct {
+		s     *tenantState
+		nets  *anomaly.Networks
+		names []string
+	}
+	var secs []section
 	for _, id := range ids {
 		s := e.state(id)
 		s.mu.Lock()
@@ -382,29 +490,53 @@ func (e *Engine) ExportBaselines() ([]byte, error) {
 			s.mu.Unlock()
 			continue
 		}
-		tb := anomaly.TenantBaselines{Tenant: id, Networks: bh.nets.Clone()}
-		accts := make([]string, 0, len(bh.accounts))
+		sec := section{s: s, nets: bh.nets.Clone(), names: make([]string, 0, len(bh.accounts))}
 		for a := range bh.accounts {
-			accts = append(accts, a)
-		}
-		slices.Sort(accts)
-		for _, a := range accts {
-			tb.Accounts = append(tb.Accounts, anomaly.AccountBaseline{Account: a, Baseline: bh.accounts[a].Clone()})
+			sec.names = append(sec.names, a)
 		}
 		s.mu.Unlock()
-		out = append(out, tb)
+		slices.Sort(sec.names)
+		secs = append(secs, sec)
 	}
-	data, err := anomaly.MarshalSnapshot(out)
-	if err != nil {
-		return nil, fmt.Errorf("export baselines: %w", err)
+	var total int64
+	buf := anomaly.AppendSnapshotHeader(make([]byte, 0, exportFlush+64<<10), len(secs))
+	flush := func(force bool) error {
+		if len(buf) < exportFlush && !force {
+			return nil
+		}
+		n, err := w.Write(buf)
+		total += int64(n)
+		buf = buf[:0]
+		if err != nil {
+			return fmt.Errorf("export baselines: %w", err)
+		}
+		return nil
 	}
-	return data, nil
+	for _, sec := range secs {
+		buf = anomaly.AppendSnapshotTenant(buf, sec.s.id, sec.nets, len(sec.names))
+		for i := 0; i < len(sec.names); i += exportChunk {
+			sec.s.mu.Lock()
+			for _, a := range sec.names[i:min(i+exportChunk, len(sec.names))] {
+				var b *anomaly.Baseline
+				if l := sec.s.behaviour.accounts[a]; l != nil {
+					b = l.b
+				}
+				buf = anomaly.AppendSnapshotAccount(buf, a, b)
+			}
+			sec.s.mu.Unlock()
+			if err := flush(false); err != nil {
+				return total, err
+			}
+		}
+	}
+	return total, flush(true)
 }
 
 // ImportBaselines loads a snapshot ExportBaselines made, at start-up before
 // the first decision. Baselines in the snapshot replace what the engine
-// has for the same accounts. A damaged snapshot changes nothing and is an
-// error wrapping anomaly.ErrCorrupt.
+// has for the same accounts; past the tenant's bound the least recently
+// active are dropped. A damaged snapshot changes nothing and is an error
+// wrapping anomaly.ErrCorrupt.
 func (e *Engine) ImportBaselines(data []byte) error {
 	tenants, err := anomaly.UnmarshalSnapshot(data)
 	if err != nil {
@@ -414,16 +546,19 @@ func (e *Engine) ImportBaselines(data []byte) error {
 		s := e.state(tb.Tenant)
 		s.mu.Lock()
 		bh := &s.behaviour
-		if bh.accounts == nil {
-			bh.accounts = map[string]*anomaly.Baseline{}
-		}
+		bh.init()
 		if tb.Networks != nil {
 			bh.nets = tb.Networks
-		} else if bh.nets == nil {
-			bh.nets = anomaly.NewNetworks()
 		}
+		// The oldest first, so that the newest end up most recent.
+		slices.SortStableFunc(tb.Accounts, func(x, y anomaly.AccountBaseline) int {
+			return x.Baseline.Last().Compare(y.Baseline.Last())
+		})
 		for _, a := range tb.Accounts {
-			bh.accounts[a.Account] = a.Baseline
+			if a.Baseline.Calls() == 0 {
+				continue // forgotten while the snapshot was written
+			}
+			bh.put(a.Account, a.Baseline)
 		}
 		bh.groups = nil
 		s.mu.Unlock()
@@ -448,7 +583,12 @@ func (e *Engine) Model() *anomaly.Forest { return e.model.Load() }
 
 // BaselineStats counts what the engine has learned of a tenant.
 type BaselineStats struct {
+	Tenant                   string
 	Accounts, Warm, Networks int
+	// Evicted counts accounts dropped because the tenant reached
+	// Options.MaxBaselines, NetworksEvicted networks dropped because it
+	// reached anomaly.MaxNetworks; both since start.
+	Evicted, NetworksEvicted int64
 }
 
 // Baselines reports what the engine has learned of tenant.
@@ -456,15 +596,41 @@ func (e *Engine) Baselines(tenant string) BaselineStats {
 	s := e.state(tenant)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var st BaselineStats
-	for _, b := range s.behaviour.accounts {
-		st.Accounts++
-		if b.Warm() {
+	return s.baselineStats()
+}
+
+func (s *tenantState) baselineStats() BaselineStats {
+	bh := &s.behaviour
+	st := BaselineStats{Tenant: s.id, Accounts: len(bh.accounts), Evicted: bh.evicted}
+	for _, l := range bh.accounts {
+		if l.b.Warm() {
 			st.Warm++
 		}
 	}
-	if s.behaviour.nets != nil {
-		st.Networks = s.behaviour.nets.Len()
+	if bh.nets != nil {
+		st.Networks = bh.nets.Len()
+		st.NetworksEvicted = bh.nets.Evicted()
 	}
 	return st
+}
+
+// AllBaselines reports what the engine has learned of every tenant that
+// has learned something, in tenant order, for metrics.
+func (e *Engine) AllBaselines() []BaselineStats {
+	e.mu.Lock()
+	states := make([]*tenantState, 0, len(e.tenants))
+	for _, s := range e.tenants {
+		states = append(states, s)
+	}
+	e.mu.Unlock()
+	slices.SortFunc(states, func(a, b *tenantState) int { return strings.Compare(a.id, b.id) })
+	var out []BaselineStats
+	for _, s := range states {
+		s.mu.Lock()
+		if s.behaviour.accounts != nil {
+			out = append(out, s.baselineStats())
+		}
+		s.mu.Unlock()
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -70,5 +71,70 @@ func TestBaselinesLearnAndForget(t *testing.T) {
 	e.Sweep(at.Add(17 * 7 * 24 * time.Hour))
 	if st := e.Baselines("t0"); st.Accounts != 0 {
 		t.Errorf("kept after 17 weeks of silence: %+v", st)
+	}
+}
+
+// learnCalls has each account make one call that ends, an hour apart per
+// account, in the order given.
+func learnCalls(t *testing.T, e *engine.Engine, at time.Time, accounts ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for i, a := range accounts {
+		ev := event.Event{Kind: event.CallAttempt, Time: at.Add(time.Duration(i) * time.Minute), Tenant: "t0", Account: a,
+			CallID: fmt.Sprint("c-", a, "-", i), To: "011987654321", SourceIP: netip.MustParseAddr("198.51.100.7")}
+		if d := e.Decide(ctx, ev); d.Verdict.Blocks() {
+			t.Fatalf("call by %s blocked: %v", a, d.Rules())
+		}
+		ev.Kind, ev.Time, ev.Duration = event.CallEnded, ev.Time.Add(30*time.Second), 20*time.Second
+		if err := e.Observe(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// snapshotAccounts lists the accounts a snapshot holds.
+func snapshotAccounts(t *testing.T, e *engine.Engine) []string {
+	t.Helper()
+	snap, err := e.ExportBaselines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenants, err := anomaly.UnmarshalSnapshot(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, tb := range tenants {
+		for _, a := range tb.Accounts {
+			out = append(out, a.Account)
+		}
+	}
+	return out
+}
+
+// A tenant keeps at most MaxBaselines account baselines: a new account
+// pushes out the least recently active one, and the drop is counted.
+func TestBaselinesBoundedLeastRecentFirst(t *testing.T) {
+	e := engine.New(benchPolicy(t, 1), engine.Options{MaxBaselines: 3})
+	at := time.Date(2026, 3, 2, 13, 0, 0, 0, time.UTC)
+	learnCalls(t, e, at, "office-1", "office-2", "office-3", "office-1", "office-4")
+	st := e.Baselines("t0")
+	if st.Accounts != 3 || st.Evicted != 1 {
+		t.Fatalf("stats %+v; want 3 accounts, 1 evicted", st)
+	}
+	if got := snapshotAccounts(t, e); !slices.Equal(got, []string{"office-1", "office-3", "office-4"}) {
+		t.Errorf("kept %v; want office-2 (the least recently active) dropped", got)
+	}
+	// A snapshot loaded into a smaller engine keeps the most recent.
+	snap, _ := e.ExportBaselines()
+	small := engine.New(benchPolicy(t, 1), engine.Options{MaxBaselines: 2})
+	if err := small.ImportBaselines(snap); err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshotAccounts(t, small); !slices.Equal(got, []string{"office-1", "office-4"}) {
+		t.Errorf("import kept %v; want the two most recently active", got)
+	}
+	if st := small.Baselines("t0"); st.Evicted != 1 || st.Networks != 1 {
+		t.Errorf("import stats %+v; want 1 evicted, the network kept", st)
 	}
 }

@@ -26,6 +26,10 @@ type Options struct {
 	Clock  clock.Clock
 	Sink   Sink
 	Logger *slog.Logger
+	// MaxBaselines bounds the account baselines learned per tenant; past
+	// it the least recently active account's is dropped (and counted).
+	// Default DefaultMaxBaselines.
+	MaxBaselines int
 }
 
 // Engine decides call attempts and tracks the call lifecycle. Safe for
@@ -39,6 +43,7 @@ type Engine struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	tenants map[string]*tenantState
+	maxBase int // Options.MaxBaselines
 }
 
 type discardSink struct{}
@@ -47,7 +52,10 @@ func (discardSink) Emit(...event.Change) {}
 
 // New returns an engine running policy p.
 func New(p *policy.Policy, o Options) *Engine {
-	e := &Engine{clock: o.Clock, sink: o.Sink, log: o.Logger, tenants: map[string]*tenantState{}}
+	e := &Engine{clock: o.Clock, sink: o.Sink, log: o.Logger, tenants: map[string]*tenantState{}, maxBase: o.MaxBaselines}
+	if e.maxBase <= 0 {
+		e.maxBase = DefaultMaxBaselines
+	}
 	if e.clock == nil {
 		e.clock = clock.Real{}
 	}
@@ -78,6 +86,7 @@ func (e *Engine) state(tenant string) *tenantState {
 	s := e.tenants[tenant]
 	if s == nil {
 		s = newTenantState(tenant)
+		s.behaviour.max = e.maxBase
 		e.tenants[tenant] = s
 	}
 	return s

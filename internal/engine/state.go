@@ -371,6 +371,17 @@ func (s *tenantState) sweep(now time.Time, t *policy.Tenant, changes []event.Cha
 		maxDur = t.MaxCallDuration
 	}
 	s.sweepInbound(now, maxDur)
+	if t != nil {
+		// A usage record of a day gone by counts for nothing (used and
+		// usage look at today's only); kept, one would stay per account
+		// that ever called abroad.
+		day := localDay(now, t)
+		for a, q := range s.quota {
+			if q.Day < day {
+				delete(s.quota, a)
+			}
+		}
+	}
 	if now.Sub(s.behaviour.forgotten) >= time.Hour {
 		s.behaviour.forgotten = now
 		s.behaviour.forget(now)

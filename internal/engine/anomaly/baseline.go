@@ -389,7 +389,17 @@ const baselineMagic, baselineVersion = "TGBL", 1
 
 // MarshalBinary encodes the baseline, its configuration included.
 func (b *Baseline) MarshalBinary() ([]byte, error) {
-	out := make([]byte, 0, 4400)
+	return b.AppendBinary(make([]byte, 0, b.binarySize())), nil
+}
+
+// binarySize is an upper bound of the encoded size.
+func (b *Baseline) binarySize() int {
+	return 64 + 8*len(b.hourDests) + (len(b.week)+4)*24 + 64 + len(b.countries)*32 + 8*10
+}
+
+// AppendBinary appends the encoding MarshalBinary returns to out, so that
+// a snapshot of many baselines is written into one reused buffer.
+func (b *Baseline) AppendBinary(out []byte) []byte {
 	out = append(out, baselineMagic...)
 	out = append(out, baselineVersion)
 	c := b.cfg
@@ -428,7 +438,7 @@ func (b *Baseline) MarshalBinary() ([]byte, error) {
 		out = appendF64(out, cw.W.V)
 		out = appendVarint(out, cw.W.At)
 	}
-	return out, nil
+	return out
 }
 
 // UnmarshalBinary decodes what MarshalBinary wrote.

@@ -185,3 +185,21 @@ func BenchmarkCheck(b *testing.B) {
 		dst = d.Check(dst[:0], r, base, now)
 	}
 }
+
+// The ring starts small and grows to its capacity, keeping the calls in
+// order across each growth and wrapping only once full.
+func TestRecentGrowsToCapacity(t *testing.T) {
+	r := NewRecent(10)
+	for i, c := range seq(15, t0, time.Second, func(int, *Call) {}) {
+		r.Start(c)
+		if want := min(i+1, 10); r.Len() != want {
+			t.Fatalf("after %d calls Len %d; want %d", i+1, r.Len(), want)
+		}
+		if r.at(0).ID != c.ID || r.at(r.Len()-1).ID != fmt.Sprint("id", max(0, i-9)) {
+			t.Fatalf("after %d calls newest %s oldest %s", i+1, r.at(0).ID, r.at(r.Len()-1).ID)
+		}
+	}
+	if cap(r.calls) != 10 {
+		t.Errorf("ring capacity %d; want 10", cap(r.calls))
+	}
+}

@@ -12,8 +12,9 @@ import (
 // somewhere else shows as a call from a network the tenant never used.
 // Memory is bounded: past MaxNetworks the least recently used entry goes.
 type Networks struct {
-	first int64 // unix seconds of the first observation: the history's start
-	nets  map[netip.Prefix]*netSeen
+	first   int64 // unix seconds of the first observation: the history's start
+	nets    map[netip.Prefix]*netSeen
+	evicted int64 // networks dropped to stay within MaxNetworks
 }
 
 type netSeen struct {
@@ -64,6 +65,7 @@ func (n *Networks) Observe(ip netip.Addr, t time.Time) {
 			}
 		}
 		delete(n.nets, old)
+		n.evicted++
 	}
 	n.nets[p] = &netSeen{First: at, Last: at, Calls: 1}
 }
@@ -88,6 +90,10 @@ func (n *Networks) Known(ip netip.Addr, minCalls int, span time.Duration) bool {
 	return s != nil && s.Calls >= int64(minCalls) && time.Duration(s.Last-s.First)*time.Second >= span
 }
 
+// Evicted returns how many networks were dropped to stay within
+// MaxNetworks (since the set was made; not persisted).
+func (n *Networks) Evicted() int64 { return n.evicted }
+
 // Len returns how many networks are remembered.
 func (n *Networks) Len() int { return len(n.nets) }
 
@@ -101,7 +107,20 @@ func (n *Networks) MarshalBinary() ([]byte, error) {
 		keys = append(keys, p)
 	}
 	slices.SortFunc(keys, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
-	out := make([]byte, 0, 16+len(keys)*32)
+	return n.appendKeys(make([]byte, 0, 16+len(keys)*32), keys), nil
+}
+
+// appendBinary appends what MarshalBinary returns.
+func (n *Networks) appendBinary(out []byte) []byte {
+	keys := make([]netip.Prefix, 0, len(n.nets))
+	for p := range n.nets {
+		keys = append(keys, p)
+	}
+	slices.SortFunc(keys, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return n.appendKeys(out, keys)
+}
+
+func (n *Networks) appendKeys(out []byte, keys []netip.Prefix) []byte {
 	out = append(out, networksMagic...)
 	out = append(out, networksVersion)
 	out = appendVarint(out, n.first)
@@ -114,7 +133,7 @@ func (n *Networks) MarshalBinary() ([]byte, error) {
 		out = appendVarint(out, s.Last)
 		out = appendVarint(out, s.Calls)
 	}
-	return out, nil
+	return out
 }
 
 // UnmarshalBinary decodes what MarshalBinary wrote; anything else is
@@ -144,7 +163,7 @@ func (n *Networks) UnmarshalBinary(data []byte) error {
 
 // Clone returns a deep copy.
 func (n *Networks) Clone() *Networks {
-	c := &Networks{first: n.first, nets: make(map[netip.Prefix]*netSeen, len(n.nets))}
+	c := &Networks{first: n.first, nets: make(map[netip.Prefix]*netSeen, len(n.nets)), evicted: n.evicted}
 	for p, s := range n.nets {
 		v := *s
 		c.nets[p] = &v

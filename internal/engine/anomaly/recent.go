@@ -13,12 +13,15 @@ const maxMissed = 32
 // Recent is the sliding state of one subject (usually an account): its
 // latest calls, oldest evicted first once full, and the numbers that
 // recently rang it briefly. The detectors read it; the engine feeds it.
-// Memory is bounded by its capacity. Calls should arrive in roughly
-// increasing event time.
+// Memory is bounded by its capacity, and grows with the calls held (the
+// ring starts small and doubles up to the capacity), so a quiet account
+// costs a few hundred bytes rather than a full ring. Calls should arrive in
+// roughly increasing event time.
 type Recent struct {
-	calls  []Call // ring, oldest at head
+	calls  []Call // ring, oldest at head; wraps only once len reaches max
 	head   int
 	n      int
+	max    int
 	missed []missedCall // ring of recent short inbound calls
 	mhead  int
 }
@@ -34,28 +37,39 @@ func NewRecent(capacity int) *Recent {
 	if capacity < 1 {
 		capacity = DefaultRecentCalls
 	}
-	return &Recent{calls: make([]Call, 0, capacity)}
+	return &Recent{max: capacity}
 }
+
+// recentStart is the ring's first allocation: most accounts make a few
+// calls in a detector's window.
+const recentStart = 4
 
 // Len returns the number of calls held.
 func (r *Recent) Len() int { return r.n }
 
 // at returns the i-th newest call (0 is the newest).
 func (r *Recent) at(i int) *Call {
-	return &r.calls[(r.head+r.n-1-i)%cap(r.calls)]
+	return &r.calls[(r.head+r.n-1-i)%len(r.calls)]
 }
 
 // Start records a call attempt that was let through (or, when replaying
 // CDRs, a call that already ended: set its Ended fields).
 func (r *Recent) Start(c Call) {
 	c.hour = int8(c.Time.Hour() + 1)
-	if len(r.calls) < cap(r.calls) {
+	if len(r.calls) < r.max {
+		if len(r.calls) == cap(r.calls) {
+			// Until full the ring has not wrapped (head is 0), so a
+			// plain copy keeps its order.
+			grown := make([]Call, len(r.calls), min(r.max, max(recentStart, 2*cap(r.calls))))
+			copy(grown, r.calls)
+			r.calls = grown
+		}
 		r.calls = append(r.calls, c)
 		r.n++
 		return
 	}
 	r.calls[r.head] = c
-	r.head = (r.head + 1) % cap(r.calls)
+	r.head = (r.head + 1) % len(r.calls)
 }
 
 // End records how call id ended. It reports false if the call is no longer

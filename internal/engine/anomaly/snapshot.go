@@ -29,28 +29,66 @@ const snapshotMagic, snapshotVersion = "TGBS", 1
 
 // MarshalSnapshot encodes tenants' baselines, in the order given.
 func MarshalSnapshot(tenants []TenantBaselines) ([]byte, error) {
-	out := make([]byte, 0, 1024)
-	out = append(out, snapshotMagic...)
-	out = append(out, snapshotVersion)
-	out = appendVarint(out, int64(len(tenants)))
+	out := AppendSnapshotHeader(make([]byte, 0, 1024), len(tenants))
 	for _, t := range tenants {
-		out = appendString(out, t.Tenant)
-		var nw []byte
-		if t.Networks != nil {
-			nw, _ = t.Networks.MarshalBinary()
-		}
-		out = appendString(out, string(nw))
-		out = appendVarint(out, int64(len(t.Accounts)))
+		out = AppendSnapshotTenant(out, t.Tenant, t.Networks, len(t.Accounts))
 		for _, a := range t.Accounts {
-			b, err := a.Baseline.MarshalBinary()
-			if err != nil {
-				return nil, err
-			}
-			out = appendString(out, a.Account)
-			out = appendString(out, string(b))
+			out = AppendSnapshotAccount(out, a.Account, a.Baseline)
 		}
 	}
 	return out, nil
+}
+
+// The Append functions write a snapshot piece by piece, in the form
+// MarshalSnapshot writes it at once, so that a large one can be streamed
+// out in small pieces: the header with the number of tenants, then for
+// each tenant its header with the number of accounts, followed by that
+// many accounts.
+
+// AppendSnapshotHeader starts a snapshot of tenants tenants.
+func AppendSnapshotHeader(out []byte, tenants int) []byte {
+	out = append(out, snapshotMagic...)
+	out = append(out, snapshotVersion)
+	return appendVarint(out, int64(tenants))
+}
+
+// AppendSnapshotTenant starts a tenant's section: its id, its networks
+// (nil for none) and how many accounts follow.
+func AppendSnapshotTenant(out []byte, tenant string, n *Networks, accounts int) []byte {
+	out = appendString(out, tenant)
+	if n == nil {
+		return appendVarint(appendVarint(out, 0), int64(accounts))
+	}
+	// The networks are length-prefixed: encode in place, then put the
+	// length in front.
+	at := len(out)
+	out = n.appendBinary(out)
+	nw := len(out) - at
+	var pre [10]byte
+	p := appendVarint(pre[:0], int64(nw))
+	out = append(out, p...)
+	copy(out[at+len(p):], out[at:at+nw])
+	copy(out[at:], p)
+	return appendVarint(out, int64(accounts))
+}
+
+// AppendSnapshotAccount appends one account's baseline. A nil or empty
+// baseline (an account forgotten while the snapshot was written) is
+// written empty and skipped when the snapshot is loaded.
+func AppendSnapshotAccount(out []byte, account string, b *Baseline) []byte {
+	out = appendString(out, account)
+	if b == nil {
+		b = &Baseline{cfg: BaselineConfig{}.withDefaults()}
+	}
+	at := len(out)
+	out = b.AppendBinary(out)
+	n := len(out) - at
+	var pre [10]byte
+	p := appendVarint(pre[:0], int64(n))
+	out = append(out, p...)
+	copy(out[at+len(p):], out[at:at+n])
+	copy(out[at:], p)
+	return out
 }
 
 // UnmarshalSnapshot decodes what MarshalSnapshot wrote. A damaged snapshot

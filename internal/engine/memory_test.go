@@ -1,0 +1,171 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/telguard/telguard/internal/engine"
+	"github.com/telguard/telguard/internal/engine/policy"
+	"github.com/telguard/telguard/internal/event"
+)
+
+// memTenant is the SIP edge benchmark's tenant: baselines, patterns and
+// new_network at their defaults (baselines enforce, as the example policy).
+const memTenant = `version: 1
+tenants:
+  t0:
+    home_country: GB
+    timezone: Europe/London
+    defaults:
+      international: true
+    baselines:
+      mode: enforce
+`
+
+// edgeLoad drives accounts×calls attempts at rate calls a second of event
+// time, all from one source address, ending each call 30 s after it
+// started (answered), as the SIP edge benchmark does.
+type edgeLoad struct {
+	accounts []string
+	ids      int
+	start    time.Time
+	ip       netip.Addr
+}
+
+func newEdgeLoad(n int) *edgeLoad {
+	l := &edgeLoad{start: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), ip: netip.MustParseAddr("192.0.2.10")}
+	for i := range n {
+		l.accounts = append(l.accounts, fmt.Sprintf("acct-%d", i))
+	}
+	return l
+}
+
+// run sends calls attempts (round robin over the accounts) at rate a
+// second from the load's current position, and ends each 30 s later.
+func (l *edgeLoad) run(tb testing.TB, e *engine.Engine, calls int, rate int) {
+	ctx := context.Background()
+	step := time.Second / time.Duration(rate)
+	type up struct {
+		id  string
+		end time.Time
+	}
+	var open []up
+	for i := range calls {
+		n := l.ids
+		l.ids++
+		now := l.start.Add(time.Duration(n) * step)
+		for len(open) > 0 && !open[0].end.After(now) {
+			_ = e.Observe(ctx, event.Event{Kind: event.CallAnswered, Tenant: "t0", CallID: open[0].id, Time: open[0].end.Add(-25 * time.Second)})
+			_ = e.Observe(ctx, event.Event{Kind: event.CallEnded, Tenant: "t0", CallID: open[0].id, Time: open[0].end})
+			open = open[1:]
+		}
+		a := l.accounts[n%len(l.accounts)]
+		id := fmt.Sprintf("call-%d", n)
+		d := e.Decide(ctx, event.Event{Kind: event.CallAttempt, Tenant: "t0", Account: a, CallID: id,
+			To: fmt.Sprintf("+4420794%05d", (n*7919+i)%100000), SourceIP: l.ip, Time: now})
+		if !d.Verdict.Blocks() {
+			open = append(open, up{id, now.Add(30 * time.Second)})
+		}
+	}
+	for _, u := range open {
+		_ = e.Observe(ctx, event.Event{Kind: event.CallEnded, Tenant: "t0", CallID: u.id, Time: u.end, Duration: 25 * time.Second})
+	}
+}
+
+func liveHeap() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// BenchmarkBaselineMemory reports the live heap the engine holds per
+// account and per call for the SIP edge benchmark's traffic (10,000
+// accounts, 200 calls a second from one address): the heap after one
+// round of calls (every account seen once) is per account; the growth over
+// the following rounds is per call and should be about zero.
+func BenchmarkBaselineMemory(b *testing.B) {
+	const accounts, rounds = 10000, 6
+	for range b.N {
+		p, err := policy.Parse("mem.yaml", []byte(memTenant), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		base := liveHeap()
+		e := engine.New(p, engine.Options{})
+		l := newEdgeLoad(accounts)
+		l.run(b, e, accounts, 200)
+		one := liveHeap()
+		l.run(b, e, (rounds-1)*accounts, 200)
+		all := liveHeap()
+		snap, err := e.ExportBaselines()
+		if err != nil {
+			b.Fatal(err)
+		}
+		after := liveHeap()
+		b.ReportMetric(float64(one-base)/accounts, "B/account")
+		b.ReportMetric((float64(all)-float64(one))/float64((rounds-1)*accounts), "B/call")
+		b.ReportMetric(float64(len(snap))/accounts, "snapB/account")
+		b.ReportMetric((float64(after)-float64(all))/accounts, "B/account-after-export")
+		b.ReportMetric(float64(e.Baselines("t0").Accounts), "learned")
+		runtime.KeepAlive(e)
+	}
+}
+
+// BenchmarkExportStall reports Decide's worst and p99 latency while the
+// baselines of 20,000 accounts are exported (the daemon's snapshot), and
+// how long the export took.
+func BenchmarkExportStall(b *testing.B) {
+	const accounts = 20000
+	p, err := policy.Parse("mem.yaml", []byte(memTenant), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := engine.New(p, engine.Options{})
+	l := newEdgeLoad(accounts)
+	l.run(b, e, 2*accounts, 200)
+	b.ResetTimer()
+	var worst, exp time.Duration
+	for range b.N {
+		var wg sync.WaitGroup
+		done := make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			if os.Getenv("STALL_NOEXPORT") != "" {
+				time.Sleep(700 * time.Millisecond)
+			} else if _, err := e.WriteBaselines(io.Discard); err != nil {
+				b.Error(err)
+			}
+			exp = max(exp, time.Since(t0))
+			close(done)
+		}()
+		ctx := context.Background()
+		for n := 0; ; n++ {
+			select {
+			case <-done:
+				wg.Wait()
+				goto next
+			default:
+			}
+			now := l.start.Add(time.Duration(l.ids) * 5 * time.Millisecond)
+			l.ids++
+			t0 := time.Now()
+			e.Decide(ctx, event.Event{Kind: event.CallAttempt, Tenant: "t0", Account: l.accounts[n%accounts],
+				CallID: fmt.Sprintf("stall-%d", l.ids), To: "+442079400000", SourceIP: l.ip, Time: now})
+			worst = max(worst, time.Since(t0))
+		}
+	next:
+	}
+	b.ReportMetric(float64(worst.Microseconds()), "worst-decide-µs")
+	b.ReportMetric(float64(exp.Milliseconds()), "export-ms")
+}
