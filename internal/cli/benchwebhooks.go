@@ -67,7 +67,10 @@ Phases, each --duration long:
                then the queue drains.
 Reported: acknowledged webhooks/s (202), ack latency p50/p99 as the
 client saw it, the ingress/bare ratio, deliveries/s reached at the
-receiver, and whether the queue and the outbox drained.
+receiver, the process's CPU time (user and system, generator included)
+per acknowledged webhook or per delivery — a cost other processes on a
+shared machine move far less than throughput — and whether the queue and
+the outbox drained.
 
 The data directory (queue and delivery outbox) is a temporary directory
 under $TMPDIR (default /tmp): set TMPDIR to measure another filesystem,
@@ -156,6 +159,19 @@ type benchHooksRow struct {
 	delivered          int64
 	drained            string
 	deliverySpan       time.Duration
+	// cpu is the process's CPU time (user and system) during the phase:
+	// per event it is a cost that other processes on a shared machine
+	// move less than throughput.
+	cpu time.Duration
+}
+
+// processCPU returns the CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (b *benchHooks) logf(format string, args ...any) {
@@ -265,12 +281,13 @@ func (b *benchHooks) run(ctx context.Context, workers, delivConc int, syncAll bo
 		b.add(r)
 		accepted += r.acked
 
-		start, before := time.Now(), delivered.Load()
+		start, before, cpu0 := time.Now(), delivered.Load(), processCPU()
 		startWorkers()
 		workersOn = true
 		ok := b.drain(ctx, q, &delivered, accepted)
 		d := benchHooksRow{phase: "3 drain", target: "workers+delivery alone, backlog of 2",
-			delivered: delivered.Load() - before, deliverySpan: time.Since(start), drained: drainWord(ok)}
+			delivered: delivered.Load() - before, deliverySpan: time.Since(start), drained: drainWord(ok),
+			cpu: processCPU() - cpu0}
 		b.add(d)
 	}
 	if !skip["pipeline"] && ctx.Err() == nil {
@@ -338,10 +355,21 @@ func rate(n int64, d time.Duration) float64 {
 
 func (b *benchHooks) report() {
 	w := tabwriter.NewWriter(b.e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "phase\twhat\twebhooks/s (202)\tp50\tp99\tdeliveries/s\tqueue\n")
+	fmt.Fprintf(w, "phase\twhat\twebhooks/s (202)\tp50\tp99\tdeliveries/s\tCPU/event\tqueue\n")
 	var bareRate, ingressRate, pipeRate float64
+	var bareCPU, ingressCPU float64 // µs per 202
 	for _, r := range b.rows {
-		ack, p50, p99, dps := "—", "—", "—", "—"
+		ack, p50, p99, dps, cpu := "—", "—", "—", "—", "—"
+		if n := max(r.acked, r.delivered); n > 0 && r.cpu > 0 {
+			per := float64(r.cpu.Microseconds()) / float64(n)
+			cpu = fmt.Sprintf("%.0f µs", per)
+			switch r.phase[0] {
+			case '1':
+				bareCPU = per
+			case '2':
+				ingressCPU = per
+			}
+		}
 		if r.sent > 0 {
 			v := rate(r.acked, r.elapsed)
 			ack, p50, p99 = fmt.Sprintf("%.0f", v), fmtDur(r.p50), fmtDur(r.p99)
@@ -357,12 +385,15 @@ func (b *benchHooks) report() {
 		if r.deliverySpan > 0 {
 			dps = fmt.Sprintf("%.0f", rate(r.delivered, r.deliverySpan))
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.phase, r.target, ack, p50, p99, dps, r.drained)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.phase, r.target, ack, p50, p99, dps, cpu, r.drained)
 	}
 	w.Flush()
 	if bareRate > 0 {
 		if ingressRate > 0 {
 			fmt.Fprintf(b.e.stdout, "ingress / bare: %.0f%%\n", 100*ingressRate/bareRate)
+		}
+		if ingressCPU > 0 && bareCPU > 0 {
+			fmt.Fprintf(b.e.stdout, "ingress / bare by CPU per webhook (generator included): %.0f%%\n", 100*bareCPU/ingressCPU)
 		}
 		if pipeRate > 0 {
 			fmt.Fprintf(b.e.stdout, "pipeline / bare: %.0f%%\n", 100*pipeRate/bareRate)
@@ -396,7 +427,7 @@ func (b *benchHooks) load(ctx context.Context, url string) benchHooksRow {
 	lats := make([][]time.Duration, b.conc)
 	var errOnce sync.Once
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	for c := range b.conc {
 		wg.Go(func() {
 			lat := make([]time.Duration, 0, 1<<16)
@@ -432,10 +463,10 @@ func (b *benchHooks) load(ctx context.Context, url string) benchHooksRow {
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	all := slices.Concat(lats...)
 	slices.Sort(all)
-	r := benchHooksRow{sent: sent.Load(), acked: acked.Load(), other: other.Load(), elapsed: elapsed}
+	r := benchHooksRow{sent: sent.Load(), acked: acked.Load(), other: other.Load(), elapsed: elapsed, cpu: cpu}
 	if len(all) > 0 {
 		r.p50, r.p99 = all[len(all)/2], all[len(all)*99/100]
 	}
