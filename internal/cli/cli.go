@@ -32,12 +32,12 @@ Commands:
   check               decide one call against a policy file and print the decision
   policy validate     check a policy file; errors name file:line
   accounts unsuspend  lift an account's international-calling suspension
-  webhooks dlq        list or replay webhook deliveries that ran out of retries
+  webhooks secret|dlq rotate or list a source's signing secrets; list or replay dead deliveries
   bench               load-test the decision API and report decisions/s and latency
   bench-sip           benchmark the SIP edge with SIPp: calls/s, added latency, banned-source flood
   bench-webhooks      benchmark the webhook ingress against a bare handler, and delivery to a local receiver
   cdr import          check a CDR file (Asterisk, FreeSWITCH, generic CSV) and load it as call history
-  replay              run a CDR file through a policy in event time: what would have been blocked, money saved
+  replay              run a CDR file (or --stored history) through a policy in event time: what would have been blocked, money saved
   anomaly train       train the anomaly model from stored calls or a CDR file
   sim                 replay simulated traffic with attacks through a policy: interception, losses, false positives
   version             print the version

@@ -227,6 +227,9 @@ func (c *Config) Validate() error {
 	if _, err := c.Webhooks.AllowInternalPrefixes(); err != nil {
 		return err
 	}
+	if err := c.Webhooks.validate(); err != nil {
+		return err
+	}
 	return nil
 }
 

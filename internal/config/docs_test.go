@@ -36,6 +36,32 @@ func TestDocExampleIsTheDefaults(t *testing.T) {
 	}
 }
 
+// Every field of the configuration is documented: its YAML name appears
+// in docs/config.md or in the section's own page.
+func TestEveryFieldIsDocumented(t *testing.T) {
+	docs := readDoc(t, "config.md") + readDoc(t, "sip.md") + readDoc(t, "webhooks.md")
+	var walk func(path string, typ reflect.Type)
+	walk = func(path string, typ reflect.Type) {
+		for typ.Kind() == reflect.Slice || typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Map {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || typ.PkgPath() != reflect.TypeFor[Config]().PkgPath() {
+			return
+		}
+		for f := range typ.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if !strings.Contains(docs, "`"+name+"`") && !strings.Contains(docs, name+":") {
+				t.Errorf("config field %s%s is not documented in docs/config.md, sip.md or webhooks.md", path, name)
+			}
+			walk(path+name+".", f.Type)
+		}
+	}
+	walk("", reflect.TypeFor[Config]())
+}
+
 func readDoc(t *testing.T, name string) string {
 	t.Helper()
 	b, err := os.ReadFile("../../docs/" + name)
