@@ -238,6 +238,7 @@ func SimulateRemote(ctx context.Context, o Options, h *HTTPDecider) (Report, Rem
 	rep.Seed, rep.Policy, rep.Start = o.Seed, o.Policy.File, o.Start
 	rep.Days, rep.Tenants, rep.Accounts = o.Days, o.Tenants, o.Accounts
 	rep.WarmUpDays = o.WarmUpDays
+	rep.Target = h.base
 	return rep, h.Stats(), nil
 }
 

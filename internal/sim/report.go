@@ -30,6 +30,9 @@ type Report struct {
 	// Model says whether an anomaly model scored the measured days, and
 	// what it was trained on.
 	Model string `json:"anomaly_model,omitempty"`
+	// Target is the daemon driven over its decision API; empty when the
+	// engine ran in process. Latency is then each check's HTTP round trip.
+	Target string `json:"target,omitempty"`
 	// Scores are the anomaly scores of the measured attempts that were
 	// scored (allowed by every other rule), honest and fraud apart: how
 	// well the model separates them, whatever anomaly.score's mode.
@@ -289,7 +292,8 @@ const ColumnHelp = `Report columns (one row per attack scenario, then all attack
   lost%         lost / at risk
 Honest traffic: attempts, blocked, false-positive rate (blocked / attempts), challenged
 calls, and which rules blocked honest calls. Decision latency: wall time of each
-in-process Decide, p50 and p99 (the one figure that varies between runs of a seed).
+in-process Decide (with --target: each check's HTTP round trip), p50 and p99 (the
+one figure that varies between runs of a seed).
 `
 
 // WriteText writes the report as aligned tables.
@@ -347,8 +351,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	l := r.Latency
-	fmt.Fprintf(&b, "\ndecision latency (in-process Decide, %d decisions): p50 %.1f µs, p99 %.1f µs, max %.1f µs\n",
-		l.Decisions, l.P50, l.P99, l.Max)
+	what := "in-process Decide"
+	if r.Target != "" {
+		what = "HTTP round trip of each check to " + r.Target
+	}
+	fmt.Fprintf(&b, "\ndecision latency (%s, %d decisions): p50 %.1f µs, p99 %.1f µs, max %.1f µs\n",
+		what, l.Decisions, l.P50, l.P99, l.Max)
 	if r.ObserveErrors > 0 {
 		fmt.Fprintf(&b, "observe errors: %d\n", r.ObserveErrors)
 	}
