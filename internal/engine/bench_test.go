@@ -203,6 +203,15 @@ func (tr *traffic) settle(ctx context.Context, e *engine.Engine, ev event.Event,
 // latencies. Use -benchtime=200000x for the figures in docs.
 func BenchmarkDecide(b *testing.B) { benchDecide(b, benchPolicy(b, 1), false) }
 
+// BenchmarkDecideNoBaselines is BenchmarkDecide with the tenant's
+// baselines off (no learning, no baseline rules): run both in one go to
+// see what baselines add.
+func BenchmarkDecideNoBaselines(b *testing.B) {
+	p := benchPolicy(b, 1)
+	p.Tenants["t0"].Baselines.Enabled = false
+	benchDecide(b, p, false)
+}
+
 // BenchmarkDecideModel is BenchmarkDecide with an anomaly model loaded, so
 // that every attempt no other rule blocks is also scored by the isolation
 // forest: run both in one go to see what scoring adds.

@@ -26,6 +26,17 @@ type Call struct {
 	// hour in Time's zone is costly to work out, and windows ask for it
 	// on every decision. 0 means not yet known.
 	hour int8
+	// dest is hash64(E164)|1, set by Recent.Start so that windows do not
+	// hash every number again on every decision; 0 means not yet known.
+	dest uint64
+}
+
+// destHash returns hash64(c.E164)|1 (never 0).
+func (c *Call) destHash() uint64 {
+	if c.dest == 0 {
+		return hash64(c.E164) | 1
+	}
+	return c.dest
 }
 
 // hourOfDay returns the hour of c.Time in its zone.

@@ -56,6 +56,7 @@ func (r *Recent) at(i int) *Call {
 // CDRs, a call that already ended: set its Ended fields).
 func (r *Recent) Start(c Call) {
 	c.hour = int8(c.Time.Hour() + 1)
+	c.dest = hash64(c.E164) | 1
 	if len(r.calls) < r.max {
 		if len(r.calls) == cap(r.calls) {
 			// Until full the ring has not wrapped (head is 0), so a
@@ -186,7 +187,7 @@ func (r *Recent) Features(now time.Time, cfg FeatureConfig, b *Baseline) Feature
 			}
 		}
 		if nd < maxHourDests && c.E164 != "" {
-			h := hash64(c.E164) | 1 // 0 marks an empty slot
+			h := c.destHash() // never 0, which marks an empty slot
 			for j := h; ; j++ {
 				slot := &dests[j%uint64(len(dests))]
 				if *slot == h {
