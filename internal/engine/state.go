@@ -364,7 +364,12 @@ func (s *tenantState) sweep(now time.Time, t *policy.Tenant, changes []event.Cha
 		// still counted as simultaneous.
 		if now.Sub(rc.last) > horizon && len(s.byAccount[account]) == 0 && now.After(rc.keep) {
 			delete(s.recent, account)
+			continue
 		}
+		// Keep only the calls the windows read: without this a busy
+		// account would hold its last recentCapacity calls for as long
+		// as it keeps calling, however old.
+		rc.r.Trim(now.Add(-horizon))
 	}
 	maxDur := policy.DefaultMaxCallDuration
 	if t != nil {

@@ -10,25 +10,28 @@ type Call struct {
 	// Time is the attempt's event time. Its location decides hour of week
 	// and night: pass it in the account's (tenant's) time zone.
 	Time          time.Time
-	E164          string // normalised destination; evidence only, never logged unmasked
-	Country       string // ISO 3166 alpha-2 of the destination
-	International bool
-	HighRisk      bool    // high-risk or premium-rate range
+	E164          string  // normalised destination; evidence only, never logged unmasked
+	Country       string  // ISO 3166 alpha-2 of the destination
 	RatePerMinute float64 // rated cost per minute, tenant currency; 0 if unknown
 
 	// Set once the call has ended.
-	Ended    bool
-	Answered bool
-	Billed   time.Duration // answered (billed) duration
-	End      time.Time     // when it ended; zero means Time+Billed
+	Billed time.Duration // answered (billed) duration
+	End    time.Time     // when it ended; zero means Time+Billed
 
+	// dest is hash64(E164)|1, set by Recent.Start so that windows do not
+	// hash every number again on every decision; 0 means not yet known.
+	dest uint64
+
+	// The flags share one word (a Recent holds up to 128 calls an
+	// account): 128 bytes a call in all.
+	International bool
+	HighRisk      bool // high-risk or premium-rate range
+	Ended         bool // set once the call has ended
+	Answered      bool
 	// hour is Time's hour of the day plus one, set by Recent.Start: the
 	// hour in Time's zone is costly to work out, and windows ask for it
 	// on every decision. 0 means not yet known.
 	hour int8
-	// dest is hash64(E164)|1, set by Recent.Start so that windows do not
-	// hash every number again on every decision; 0 means not yet known.
-	dest uint64
 }
 
 // destHash returns hash64(c.E164)|1 (never 0).

@@ -199,7 +199,39 @@ func TestRecentGrowsToCapacity(t *testing.T) {
 			t.Fatalf("after %d calls newest %s oldest %s", i+1, r.at(0).ID, r.at(r.Len()-1).ID)
 		}
 	}
-	if cap(r.calls) != 10 {
-		t.Errorf("ring capacity %d; want 10", cap(r.calls))
+	if len(r.calls) != 10 {
+		t.Errorf("ring size %d; want 10", len(r.calls))
+	}
+}
+
+// Trim forgets ended calls older than the cut, but not a call still up
+// nor anything after it, and gives the room back once half is unused.
+func TestRecentTrim(t *testing.T) {
+	r := NewRecent(128)
+	for i, c := range seq(100, t0, time.Minute, func(int, *Call) {}) {
+		r.Start(c)
+		if i != 10 {
+			r.End(c.ID, c.Time.Add(30*time.Second), true, 20*time.Second)
+		}
+	}
+	r.Trim(t0.Add(5 * time.Minute))
+	if r.Len() != 95 || r.at(94).ID != "id5" {
+		t.Fatalf("after trimming 5: Len %d, oldest %s", r.Len(), r.at(r.Len()-1).ID)
+	}
+	r.Trim(t0.Add(90 * time.Minute))
+	if r.Len() != 90 || r.at(89).ID != "id10" {
+		t.Fatalf("a call up stops the trim: Len %d, oldest %s", r.Len(), r.at(r.Len()-1).ID)
+	}
+	r.End("id10", t0.Add(95*time.Minute), true, time.Hour)
+	r.Trim(t0.Add(90 * time.Minute))
+	if r.Len() != 10 || r.at(9).ID != "id90" || r.at(0).ID != "id99" || len(r.calls) != 15 {
+		t.Fatalf("after trimming to 10: Len %d, oldest %s, newest %s, ring %d", r.Len(), r.at(r.Len()-1).ID, r.at(0).ID, len(r.calls))
+	}
+	for i, c := range seq(200, t0.Add(2*time.Hour), time.Second, func(int, *Call) {}) {
+		c.ID = fmt.Sprint("n", i)
+		r.Start(c)
+	}
+	if r.Len() != 128 || r.at(0).ID != "n199" || r.at(127).ID != "n72" {
+		t.Errorf("refilled: Len %d, newest %s, oldest %s", r.Len(), r.at(0).ID, r.at(127).ID)
 	}
 }

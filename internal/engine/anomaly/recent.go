@@ -18,7 +18,7 @@ const maxMissed = 32
 // costs a few hundred bytes rather than a full ring. Calls should arrive in
 // roughly increasing event time.
 type Recent struct {
-	calls  []Call // ring, oldest at head; wraps only once len reaches max
+	calls  []Call // ring of len(calls) slots, n of them used, oldest at head
 	head   int
 	n      int
 	max    int
@@ -57,20 +57,52 @@ func (r *Recent) at(i int) *Call {
 func (r *Recent) Start(c Call) {
 	c.hour = int8(c.Time.Hour() + 1)
 	c.dest = hash64(c.E164) | 1
-	if len(r.calls) < r.max {
-		if len(r.calls) == cap(r.calls) {
-			// Until full the ring has not wrapped (head is 0), so a
-			// plain copy keeps its order.
-			grown := make([]Call, len(r.calls), min(r.max, max(recentStart, 2*cap(r.calls))))
-			copy(grown, r.calls)
-			r.calls = grown
-		}
-		r.calls = append(r.calls, c)
+	if r.n == len(r.calls) && len(r.calls) < r.max {
+		r.resize(min(r.max, max(recentStart, len(r.calls)+len(r.calls)/2)))
+	}
+	if r.n < len(r.calls) {
+		r.calls[(r.head+r.n)%len(r.calls)] = c
 		r.n++
 		return
 	}
 	r.calls[r.head] = c
 	r.head = (r.head + 1) % len(r.calls)
+}
+
+// resize moves the calls held into a ring of size n (at least Len),
+// oldest first.
+func (r *Recent) resize(n int) {
+	grown := make([]Call, n)
+	for i := range r.n {
+		grown[i] = *r.at(r.n - 1 - i)
+	}
+	r.calls, r.head = grown, 0
+}
+
+// Trim forgets the ended calls that started before cut, oldest first (it
+// stops at the first call still up, which the simultaneous-calls detector
+// still counts), and gives back the room they took once the ring is less
+// than half used. Call it with the start of the longest window read, so
+// that an account keeps only its calls in that window, not its last
+// capacity calls however old.
+func (r *Recent) Trim(cut time.Time) {
+	drop := 0
+	for drop < r.n {
+		c := &r.calls[(r.head+drop)%len(r.calls)]
+		if !c.Ended || !c.Time.Before(cut) {
+			break
+		}
+		*c = Call{} // let go of its strings
+		drop++
+	}
+	if drop == 0 {
+		return
+	}
+	r.head = (r.head + drop) % len(r.calls)
+	r.n -= drop
+	if r.n < len(r.calls)/2 {
+		r.resize(max(recentStart, r.n+r.n/2))
+	}
 }
 
 // End records how call id ended. It reports false if the call is no longer
