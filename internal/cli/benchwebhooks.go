@@ -90,7 +90,8 @@ func (e *env) benchWebhooks(args []string) error {
 	delivConc := fs.Int("delivery-concurrency", 0, "delivery attempts at once (0: the daemon's default, 8)")
 	drainTimeout := fs.Duration("drain-timeout", 60*time.Second, "how long to wait for the queue and outbox to drain")
 	syncAll := fs.Bool("sync", false, "fsync every queued event and outbox write (queue_sync: true)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` (go tool pprof)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` (go tool pprof): of the whole run, or of --profile-phase")
+	profPhase := fs.String("profile-phase", "", "with --cpuprofile, profile only this phase: bare, ingress, drain or pipeline")
 	skip := fs.String("skip", "", "comma-separated phases to skip: bare, ingress (also skips drain), pipeline")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -123,18 +124,29 @@ func (e *env) benchWebhooks(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	switch *profPhase {
+	case "", "bare", "ingress", "drain", "pipeline":
+	default:
+		return usagef("bench-webhooks: --profile-phase: unknown phase %q", *profPhase)
+	}
+	if *profPhase != "" && *cpuProfile == "" {
+		return usagef("bench-webhooks: --profile-phase needs --cpuprofile")
+	}
+	b := &benchHooks{e: e, conc: *conc, dur: *duration, drainTimeout: *drainTimeout, profPhase: *profPhase}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
 			return fmt.Errorf("bench-webhooks: %w", err)
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("bench-webhooks: %w", err)
+		b.profile = f
+		if *profPhase == "" {
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return fmt.Errorf("bench-webhooks: %w", err)
+			}
+			defer pprof.StopCPUProfile()
 		}
-		defer pprof.StopCPUProfile()
 	}
-	b := &benchHooks{e: e, conc: *conc, dur: *duration, drainTimeout: *drainTimeout}
 	if err := b.run(ctx, *workers, *delivConc, *syncAll, skipped); err != nil {
 		return fmt.Errorf("bench-webhooks: %w", err)
 	}
@@ -146,6 +158,8 @@ type benchHooks struct {
 	conc         int
 	dur          time.Duration
 	drainTimeout time.Duration
+	profile      *os.File // --cpuprofile
+	profPhase    string   // --profile-phase: "" for the whole run
 	key          []byte
 	seq          atomic.Int64 // event ids
 	rows         []benchHooksRow
@@ -264,7 +278,9 @@ func (b *benchHooks) run(ctx context.Context, workers, delivConc int, syncAll bo
 
 	var accepted int64 // 202s so far, all phases
 	if !skip["bare"] {
+		stopProf := b.profileFrom("bare")
 		r := b.load(ctx, "http://"+bare.Addr().String()+"/hooks/bench")
+		stopProf()
 		r.phase, r.target, r.drained = "1 bare", "net/http: read body, 202", "—"
 		b.add(r)
 	}
@@ -274,17 +290,21 @@ func (b *benchHooks) run(ctx context.Context, workers, delivConc int, syncAll bo
 	}
 	workersOn := false
 	if !skip["ingress"] {
+		stopProf := b.profileFrom("ingress")
 		r := b.load(ctx, hookURL)
+		stopProf()
 		r.phase, r.target = "2 ingress", "verify+dedupe+enqueue, workers off"
 		depth, _ := q.Depth(ctx)
 		r.drained = fmt.Sprintf("queued %d", depth)
 		b.add(r)
 		accepted += r.acked
 
+		stopProf = b.profileFrom("drain")
 		start, before, cpu0 := time.Now(), delivered.Load(), processCPU()
 		startWorkers()
 		workersOn = true
 		ok := b.drain(ctx, q, &delivered, accepted)
+		stopProf()
 		d := benchHooksRow{phase: "3 drain", target: "workers+delivery alone, backlog of 2",
 			delivered: delivered.Load() - before, deliverySpan: time.Since(start), drained: drainWord(ok),
 			cpu: processCPU() - cpu0}
@@ -294,12 +314,14 @@ func (b *benchHooks) run(ctx context.Context, workers, delivConc int, syncAll bo
 		if !workersOn {
 			startWorkers()
 		}
+		stopProf := b.profileFrom("pipeline")
 		before := delivered.Load()
 		r := b.load(ctx, hookURL)
 		accepted += r.acked
 		r.delivered = delivered.Load() - before
 		start := time.Now()
 		ok := b.drain(ctx, q, &delivered, accepted)
+		stopProf()
 		r.phase, r.target = "4 pipeline", "ingress + workers + delivery"
 		r.drained = drainWord(ok) + fmt.Sprintf(" (+%v)", time.Since(start).Round(10*time.Millisecond))
 		r.deliverySpan = r.elapsed
@@ -310,6 +332,19 @@ func (b *benchHooks) run(ctx context.Context, workers, delivConc int, syncAll bo
 		return ctx.Err()
 	}
 	return nil
+}
+
+// profileFrom starts the CPU profile when phase is the --profile-phase
+// and returns what stops it.
+func (b *benchHooks) profileFrom(phase string) (stop func()) {
+	if b.profile == nil || b.profPhase != phase {
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(b.profile); err != nil {
+		b.logf("cpuprofile: %v", err)
+		return func() {}
+	}
+	return pprof.StopCPUProfile
 }
 
 func drainWord(ok bool) string {
