@@ -252,8 +252,20 @@ func (q *Queue) startEmbedded() error {
 // Publish stores data under id and returns once JetStream acknowledged it.
 // dup reports that a message with the same id was already stored within
 // the duplicate window; it is then not stored again. When ctx has no
-// deadline, Options.PublishTimeout applies.
+// deadline, Options.PublishTimeout applies. data may be reused once
+// Publish returned without an error.
 func (q *Queue) Publish(ctx context.Context, id string, data []byte) (dup bool, err error) {
+	timeout := q.opts.PublishTimeout
+	if _, ok := ctx.Deadline(); ok {
+		timeout = 0
+	}
+	return q.PublishWithin(ctx, timeout, id, data)
+}
+
+// PublishWithin is Publish bounded by timeout (0: by ctx only) instead of
+// a deadline on ctx, which costs a context and its registration with the
+// parent per message.
+func (q *Queue) PublishWithin(ctx context.Context, timeout time.Duration, id string, data []byte) (dup bool, err error) {
 	if id == "" {
 		return false, ErrNoID
 	}
@@ -261,11 +273,6 @@ func (q *Queue) Publish(ctx context.Context, id string, data []byte) (dup bool, 
 	case <-q.done:
 		return false, ErrClosed
 	default:
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, q.opts.PublishTimeout)
-		defer cancel()
 	}
 	// Asynchronous publishing lets the client write the messages of
 	// concurrent callers together and match their acks as they come,
@@ -275,6 +282,12 @@ func (q *Queue) Publish(ctx context.Context, id string, data []byte) (dup bool, 
 	if err != nil {
 		return false, q.publishError(err)
 	}
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
 	select {
 	case ack := <-fut.Ok():
 		return ack.Duplicate, nil
@@ -282,6 +295,8 @@ func (q *Queue) Publish(ctx context.Context, id string, data []byte) (dup bool, 
 		return false, q.publishError(err)
 	case <-ctx.Done():
 		return false, fmt.Errorf("publish: %w", ctx.Err())
+	case <-expired:
+		return false, fmt.Errorf("publish: %w", context.DeadlineExceeded)
 	case <-q.done:
 		return false, ErrClosed
 	}

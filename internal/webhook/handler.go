@@ -2,12 +2,15 @@ package webhook
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
+	"sync"
 	"time"
 )
 
@@ -42,8 +45,10 @@ func (s *Server) serveHook(w http.ResponseWriter, r *http.Request) {
 	label := "unknown"
 	if src != nil {
 		label = src.name
+		src.m.received.Inc()
+	} else {
+		s.metrics.receivedUnknown.Inc()
 	}
-	s.metrics.received.WithLabelValues(label).Inc()
 	select {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
@@ -57,6 +62,25 @@ func (s *Server) serveHook(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// bufPool holds the buffers a request's body and its queued envelope are
+// built in. Buffers that grew past maxPooledBuf are left to the GC so one
+// large body does not pin memory.
+var bufPool = sync.Pool{New: func() any { return new(buffer) }}
+
+type buffer struct{ b []byte }
+
+const maxPooledBuf = 64 << 10
+
+func getBuf() *buffer { return bufPool.Get().(*buffer) }
+
+func putBuf(b *buffer) {
+	if cap(b.b) > maxPooledBuf {
+		return
+	}
+	b.b = b.b[:0]
+	bufPool.Put(b)
+}
+
 func (s *Server) handle(w http.ResponseWriter, r *http.Request, src *source) error {
 	if src == nil {
 		return errUnknownSource
@@ -67,20 +91,27 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, src *source) err
 		return errForbidden
 	}
 	if ok, wait := s.ipLimit.allow(ipKey(ip), now); !ok {
-		s.metrics.rateLimited.WithLabelValues("ip").Inc()
+		s.metrics.rateLimitedIP.Inc()
 		return &rateLimitedError{wait}
 	}
 	if ok, wait := src.limit.allow(src.name, now); !ok {
-		s.metrics.rateLimited.WithLabelValues("source").Inc()
+		s.metrics.rateLimitedSource.Inc()
 		return &rateLimitedError{wait}
 	}
 	if r.ContentLength > src.cfg.MaxBodyBytes {
 		return &http.MaxBytesError{Limit: src.cfg.MaxBodyBytes}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, src.cfg.MaxBodyBytes))
+	bodyBuf := getBuf()
+	defer putBuf(bodyBuf)
+	if r.ContentLength > 0 {
+		bodyBuf.b = slices.Grow(bodyBuf.b, int(r.ContentLength)+1) // +1 to see EOF without growing
+	}
+	var err error
+	bodyBuf.b, err = readAll(bodyBuf.b, http.MaxBytesReader(w, r.Body, src.cfg.MaxBodyBytes))
 	if err != nil {
 		return err
 	}
+	body := bodyBuf.b
 	v, err := src.verifier.Verify(r.Header, body, now)
 	if errors.Is(err, ErrBadSignature) && s.reloadSecrets() {
 		// A secret rotated a moment ago is good at once, not at the next poll.
@@ -88,15 +119,15 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, src *source) err
 	}
 	switch {
 	case errors.Is(err, ErrStale):
-		s.metrics.stale.WithLabelValues(src.name).Inc()
+		src.m.stale.Inc()
 		s.alert(src, RuleSignatureFailures, src.sigSpike, ip, now)
 		return err
 	case err != nil:
-		s.metrics.signatureFailures.WithLabelValues(src.name).Inc()
+		src.m.signatureFailures.Inc()
 		s.alert(src, RuleSignatureFailures, src.sigSpike, ip, now)
 		return err
 	}
-	s.metrics.verified.WithLabelValues(src.name).Inc()
+	src.m.verified.Inc()
 	id := v.ID
 	if src.pointer != nil {
 		if id, err = pointerID(body, src.pointer); err != nil {
@@ -106,27 +137,89 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, src *source) err
 	if !ValidID(id) {
 		return errBadEventID
 	}
-	data, err := json.Marshal(Envelope{Source: src.name, Tenant: src.cfg.Tenant, ID: id, Received: now.UTC(), Body: body})
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.EnqueueTimeout)
-	defer cancel()
+	env := getBuf()
+	env.b = src.appendEnvelope(env.b, id, now, body)
 	start := time.Now()
-	dup, err := s.queue.Publish(ctx, DedupeKey(src.name, id), data)
+	dup, err := s.publish(r.Context(), src.dedupePrefix+id, env.b)
 	s.metrics.enqueueSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
-		s.metrics.enqueueFailures.WithLabelValues(src.name).Inc()
+		// env is not reused: a publish that did not finish may still
+		// read it.
+		src.m.enqueueFailures.Inc()
 		return &enqueueError{err}
 	}
+	putBuf(env)
 	if dup {
-		s.metrics.duplicates.WithLabelValues(src.name).Inc()
+		src.m.duplicates.Inc()
 		s.alert(src, RuleDuplicates, src.dupSpike, ip, now)
-		writeStatus(w, http.StatusOK, "duplicate")
+		writeStatus(w, http.StatusOK, statusDuplicate)
 		return nil
 	}
-	writeStatus(w, http.StatusAccepted, "accepted")
+	writeStatus(w, http.StatusAccepted, statusAccepted)
 	return nil
+}
+
+// TimedQueue is a Queue that bounds a Publish by a timeout of its own,
+// more cheaply than a context per request. *queue.Queue implements it.
+type TimedQueue interface {
+	PublishWithin(ctx context.Context, timeout time.Duration, id string, data []byte) (dup bool, err error)
+}
+
+// publish stores data under id within Config.EnqueueTimeout.
+func (s *Server) publish(ctx context.Context, id string, data []byte) (bool, error) {
+	if tq, ok := s.queue.(TimedQueue); ok {
+		return tq.PublishWithin(ctx, s.cfg.EnqueueTimeout, id, data)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.EnqueueTimeout)
+	defer cancel()
+	return s.queue.Publish(ctx, id, data)
+}
+
+// readAll is io.ReadAll into buf.
+func readAll(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// envelopePrefix is the start of a source's envelopes, up to the id:
+// what json.Marshal(Envelope) writes for the source and its tenant.
+func envelopePrefix(source, tenant string) string {
+	name, _ := json.Marshal(source)
+	ten, _ := json.Marshal(tenant)
+	return `{"source":` + string(name) + `,"tenant":` + string(ten) + `,"id":"`
+}
+
+// appendEnvelope appends the JSON of Envelope{src, tenant, id, now, body}
+// to dst as json.Marshal would write it (DecodeEnvelope reads either),
+// without reflection: id is printable ASCII (ValidID), so only " and \
+// need escaping; Received is RFC 3339 with nanoseconds in UTC; Body is
+// base64.
+func (src *source) appendEnvelope(dst []byte, id string, now time.Time, body []byte) []byte {
+	dst = slices.Grow(dst, len(src.envPrefix)+2*len(id)+64+base64.StdEncoding.EncodedLen(len(body)))
+	dst = append(dst, src.envPrefix...)
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c == '"' || c == '\\' {
+			dst = append(dst, '\\', c)
+		} else {
+			dst = append(dst, c)
+		}
+	}
+	dst = append(dst, `","received":"`...)
+	dst = now.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","body":"`...)
+	dst = base64.StdEncoding.AppendEncode(dst, body)
+	return append(dst, `"}`...)
 }
 
 func remoteIP(r *http.Request) netip.Addr {
@@ -146,10 +239,16 @@ func allowed(cidrs []netip.Prefix, ip netip.Addr) bool {
 	return false
 }
 
-func writeStatus(w http.ResponseWriter, code int, status string) {
-	w.Header().Set("Content-Type", "application/json")
+var (
+	statusAccepted  = []byte(`{"status":"accepted"}` + "\n")
+	statusDuplicate = []byte(`{"status":"duplicate"}` + "\n")
+	contentTypeJSON = []string{"application/json"} // shared: net/http only reads it
+)
+
+func writeStatus(w http.ResponseWriter, code int, body []byte) {
+	w.Header()["Content-Type"] = contentTypeJSON
 	w.WriteHeader(code)
-	_, _ = io.WriteString(w, `{"status":"`+status+`"}`+"\n")
+	_, _ = w.Write(body)
 }
 
 // logRefusal logs a refused request without its body or headers.

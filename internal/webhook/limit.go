@@ -12,13 +12,13 @@ import (
 // refilled completely are forgotten (they carry no information), and if
 // none has, an arbitrary one is, so an attacker spraying addresses cannot
 // grow memory.
-type limiter struct {
+type limiter[K comparable] struct {
 	rate  float64 // tokens per second
 	burst float64
 	max   int
 
 	mu sync.Mutex
-	m  map[string]*bucket
+	m  map[K]*bucket
 }
 
 type bucket struct {
@@ -26,13 +26,13 @@ type bucket struct {
 	last   time.Time
 }
 
-func newLimiter(rate float64, burst, maxKeys int) *limiter {
-	return &limiter{rate: rate, burst: float64(burst), max: maxKeys, m: make(map[string]*bucket)}
+func newLimiter[K comparable](rate float64, burst, maxKeys int) *limiter[K] {
+	return &limiter[K]{rate: rate, burst: float64(burst), max: maxKeys, m: make(map[K]*bucket)}
 }
 
 // allow takes a token for key at now. When none is left it returns false
 // and how long until one is.
-func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
+func (l *limiter[K]) allow(key K, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.m[key]
@@ -54,7 +54,7 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 	return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
 }
 
-func (l *limiter) evict(now time.Time) {
+func (l *limiter[K]) evict(now time.Time) {
 	full := time.Duration(l.burst / l.rate * float64(time.Second))
 	for k, b := range l.m {
 		if now.Sub(b.last) >= full {
@@ -70,12 +70,13 @@ func (l *limiter) evict(now time.Time) {
 }
 
 // ipKey groups IPv6 clients by /64, the smallest block one host usually
-// gets, so one host cannot dodge its limit by rotating addresses.
-func ipKey(a netip.Addr) string {
+// gets, so one host cannot dodge its limit by rotating addresses: the
+// key of an IPv6 address is its /64 network address.
+func ipKey(a netip.Addr) netip.Addr {
 	a = a.Unmap()
 	if a.Is6() {
 		p, _ := a.Prefix(64)
-		return p.String()
+		return p.Addr()
 	}
-	return a.String()
+	return a
 }

@@ -22,6 +22,27 @@ type metrics struct {
 	enqueueSeconds    prometheus.Histogram
 	secretReloads     *prometheus.CounterVec // outcome: reloaded, failed
 	alerts            *prometheus.CounterVec // source, rule
+
+	// Resolved once, as the hot path would otherwise look them up by
+	// label on every request.
+	receivedUnknown                  prometheus.Counter
+	rateLimitedIP, rateLimitedSource prometheus.Counter
+}
+
+// sourceMetrics are one source's counters, resolved once.
+type sourceMetrics struct {
+	received, verified, signatureFailures, stale, duplicates, enqueueFailures prometheus.Counter
+}
+
+func (m *metrics) forSource(name string) sourceMetrics {
+	return sourceMetrics{
+		received:          m.received.WithLabelValues(name),
+		verified:          m.verified.WithLabelValues(name),
+		signatureFailures: m.signatureFailures.WithLabelValues(name),
+		stale:             m.stale.WithLabelValues(name),
+		duplicates:        m.duplicates.WithLabelValues(name),
+		enqueueFailures:   m.enqueueFailures.WithLabelValues(name),
+	}
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -51,6 +72,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
 	}
+	m.receivedUnknown = m.received.WithLabelValues("unknown")
+	m.rateLimitedIP = m.rateLimited.WithLabelValues("ip")
+	m.rateLimitedSource = m.rateLimited.WithLabelValues("source")
 	for _, c := range []prometheus.Collector{m.received, m.verified, m.signatureFailures, m.stale,
 		m.duplicates, m.rateLimited, m.enqueueFailures, m.shed, m.enqueueSeconds, m.secretReloads, m.alerts} {
 		if err := reg.Register(c); err != nil {

@@ -116,9 +116,13 @@ type source struct {
 	configured []Secret // before the secret store is applied
 	verifier   *Verifier
 	pointer    []string // parsed EventIDPointer; nil → header id
-	limit      *limiter
+	limit      *limiter[string]
 	sigSpike   *spike
 	dupSpike   *spike
+
+	m            sourceMetrics
+	envPrefix    string // appendEnvelope
+	dedupePrefix string // DedupeKey(name, "")
 }
 
 // Server is the webhook ingress. Build it with New, then call Listen
@@ -129,7 +133,7 @@ type Server struct {
 	logger  *slog.Logger
 	metrics *metrics
 	sources map[string]*source
-	ipLimit *limiter
+	ipLimit *limiter[netip.Addr]
 	slots   chan struct{}
 	mux     *http.ServeMux
 	srv     serve.HTTP
@@ -178,7 +182,7 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 		queue:   q,
 		logger:  logger,
 		sources: make(map[string]*source, len(cfg.Sources)),
-		ipLimit: newLimiter(cfg.PerIPRate, cfg.PerIPBurst, maxIPKeys),
+		ipLimit: newLimiter[netip.Addr](cfg.PerIPRate, cfg.PerIPBurst, maxIPKeys),
 		slots:   make(chan struct{}, cfg.MaxInFlight),
 		mux:     http.NewServeMux(),
 	}
@@ -204,6 +208,9 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 	var err error
 	if s.metrics, err = newMetrics(reg); err != nil {
 		return nil, fmt.Errorf("new webhook server: %w", err)
+	}
+	for _, src := range s.sources {
+		src.m = s.metrics.forSource(src.name)
 	}
 	s.mux.HandleFunc("POST /hooks/{source}", s.serveHook)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
@@ -250,7 +257,8 @@ func newSource(name string, sc SourceConfig, stored []StoredSecret, now time.Tim
 	if err != nil {
 		return nil, err
 	}
-	src := &source{name: name, cfg: sc, configured: configured, verifier: v, limit: newLimiter(sc.Rate, sc.Burst, 1)}
+	src := &source{name: name, cfg: sc, configured: configured, verifier: v, limit: newLimiter[string](sc.Rate, sc.Burst, 1),
+		envPrefix: envelopePrefix(name, sc.Tenant), dedupePrefix: DedupeKey(name, "")}
 	if sc.EventIDPointer != "" {
 		if src.pointer, err = parsePointer(sc.EventIDPointer); err != nil {
 			return nil, err

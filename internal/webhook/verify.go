@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -114,7 +116,7 @@ func ParseSecret(s string) ([]byte, error) {
 // runs (SetSecrets).
 type Verifier struct {
 	scheme    Scheme
-	secrets   atomic.Pointer[[]Secret]
+	secrets   atomic.Pointer[secretSet]
 	tolerance time.Duration
 
 	// generic HMAC
@@ -282,19 +284,43 @@ func (v *Verifier) verifyStandard(h http.Header, body []byte, now time.Time) (Ve
 	if err != nil {
 		return Verified{}, err
 	}
-	sigs, err := ParseSignatureHeader(sigRaw)
-	if err != nil {
-		return Verified{}, err
+	// The v1 entries that can be an HMAC-SHA256 at all (32 bytes), decoded
+	// on the stack; the rules are ParseSignatureHeader's.
+	var (
+		sigs  [MaxSignatures][sha256.Size]byte
+		nsigs int
+	)
+	if len(sigRaw) > MaxSignatureHeader {
+		return Verified{}, ErrMalformed
 	}
-	var want [sha256.Size]byte
+	n := 0
+	for field := range strings.FieldsSeq(sigRaw) {
+		if n++; n > MaxSignatures {
+			return Verified{}, ErrMalformed
+		}
+		version, value, ok := strings.Cut(field, ",")
+		if !ok || version != "v1" {
+			continue
+		}
+		if decodeSHA256Base64(&sigs[nsigs], value) {
+			nsigs++
+		}
+	}
+	set := v.secrets.Load()
 	ok := false
-	for _, s := range v.active(now) {
-		mac := hmac.New(sha256.New, s.Key)
-		writeStrings(mac, id, ".", tsRaw, ".")
-		mac.Write(body)
-		mac.Sum(want[:0])
-		for _, sig := range sigs {
-			if sig.Version == "v1" && hmac.Equal(sig.Value, want[:]) {
+	var want [sha256.Size]byte
+	for i := range set.list {
+		if !set.list[i].activeAt(now) {
+			continue
+		}
+		m := set.get(i)
+		m.buf = append(append(append(append(m.buf[:0], id...), '.'), tsRaw...), '.')
+		m.h.Write(m.buf)
+		m.h.Write(body)
+		m.h.Sum(want[:0])
+		set.put(i, m)
+		for j := range nsigs {
+			if hmac.Equal(sigs[j][:], want[:]) {
 				ok = true
 			}
 		}
@@ -303,6 +329,27 @@ func (v *Verifier) verifyStandard(h http.Header, body []byte, now time.Time) (Ve
 		return Verified{}, ErrBadSignature
 	}
 	return v.checkTime(Verified{ID: id, Timestamp: ts}, now)
+}
+
+// decodeSHA256Base64 decodes s (base64, padded or not) into dst and
+// reports whether it is exactly a SHA-256 size; nothing else can match.
+func decodeSHA256Base64(dst *[sha256.Size]byte, s string) bool {
+	const padded = (sha256.Size + 2) / 3 * 4 // 44
+	if len(s) > padded {
+		return false
+	}
+	var buf [padded]byte // DecodedLen(44) = 33
+	n, err := base64.StdEncoding.Decode(buf[:], []byte(s))
+	if err != nil {
+		if n, err = base64.RawStdEncoding.Decode(buf[:], []byte(s)); err != nil {
+			return false
+		}
+	}
+	if n != sha256.Size {
+		return false
+	}
+	copy(dst[:], buf[:n])
+	return true
 }
 
 func (v *Verifier) verifyGeneric(h http.Header, body []byte, now time.Time) (Verified, error) {
@@ -338,11 +385,16 @@ func (v *Verifier) verifyGeneric(h http.Header, body []byte, now time.Time) (Ver
 	}
 	var want [sha256.Size]byte
 	ok := false
-	for _, s := range v.active(now) {
-		mac := hmac.New(sha256.New, s.Key)
-		v.writeTemplate(mac, id, body, tsRaw)
-		mac.Sum(want[:0])
-		if hmac.Equal(sig, want[:]) {
+	set := v.secrets.Load()
+	for i := range set.list {
+		if !set.list[i].activeAt(now) {
+			continue
+		}
+		m := set.get(i)
+		v.writeTemplate(m.h, id, body, tsRaw)
+		m.h.Sum(want[:0])
+		set.put(i, m)
+		if hmac.Equal(sig[:], want[:]) {
 			ok = true
 		}
 	}
@@ -352,40 +404,40 @@ func (v *Verifier) verifyGeneric(h http.Header, body []byte, now time.Time) (Ver
 	return v.checkTime(Verified{ID: id, Timestamp: ts}, now)
 }
 
-func (v *Verifier) decodeGeneric(raw string) ([]byte, error) {
+func (v *Verifier) decodeGeneric(raw string) (sig [sha256.Size]byte, err error) {
 	if len(raw) > MaxSignatureHeader {
-		return nil, ErrMalformed
+		return sig, ErrMalformed
 	}
 	s, ok := strings.CutPrefix(strings.TrimSpace(raw), v.prefix)
 	if !ok {
-		return nil, ErrMalformed
+		return sig, ErrMalformed
 	}
-	var (
-		b   []byte
-		err error
-	)
 	if v.encoding == Hex {
-		b, err = hex.DecodeString(s)
-	} else {
-		b, err = decodeBase64(s)
+		if len(s) != hex.EncodedLen(sha256.Size) {
+			return sig, ErrMalformed
+		}
+		if _, err := hex.Decode(sig[:], []byte(s)); err != nil {
+			return sig, ErrMalformed
+		}
+		return sig, nil
 	}
-	if err != nil || len(b) != sha256.Size {
-		return nil, ErrMalformed
+	if !decodeSHA256Base64(&sig, s) {
+		return sig, ErrMalformed
 	}
-	return b, nil
+	return sig, nil
 }
 
-func (v *Verifier) writeTemplate(w hash.Hash, id string, body []byte, ts string) {
+func (v *Verifier) writeTemplate(w io.Writer, id string, body []byte, ts string) {
 	for _, p := range v.template {
 		switch p.field {
 		case 0:
-			writeStrings(w, p.lit)
+			_, _ = io.WriteString(w, p.lit)
 		case 'b':
-			w.Write(body)
+			_, _ = w.Write(body)
 		case 't':
-			writeStrings(w, ts)
+			_, _ = io.WriteString(w, ts)
 		case 'i':
-			writeStrings(w, id)
+			_, _ = io.WriteString(w, id)
 		}
 	}
 }
@@ -402,30 +454,42 @@ func (v *Verifier) SetSecrets(secrets []Secret) error {
 			return fmt.Errorf("secret %d is empty", i+1)
 		}
 	}
-	c := slices.Clone(secrets)
-	v.secrets.Store(&c)
+	set := &secretSet{list: slices.Clone(secrets), macs: make([]sync.Pool, len(secrets))}
+	for i := range set.list {
+		key := set.list[i].Key
+		set.macs[i].New = func() any { return &keyedMAC{h: hmac.New(sha256.New, key)} }
+	}
+	v.secrets.Store(set)
 	return nil
 }
 
-// active returns the secrets that have not expired at now.
-func (v *Verifier) active(now time.Time) []Secret {
-	all := *v.secrets.Load()
-	for _, s := range all {
-		if !s.Expires.IsZero() && !now.Before(s.Expires) {
-			return filterActive(all, now)
-		}
-	}
-	return all
+// secretSet is one version of a Verifier's secrets, with a pool of HMAC
+// states per secret: hmac.New hashes the key into its pads each time,
+// where Reset only restores them.
+type secretSet struct {
+	list []Secret
+	macs []sync.Pool // of *keyedMAC, one pool per secret
 }
 
-func filterActive(all []Secret, now time.Time) []Secret {
-	out := make([]Secret, 0, len(all))
-	for _, s := range all {
-		if s.Expires.IsZero() || now.Before(s.Expires) {
-			out = append(out, s)
-		}
+// keyedMAC is a reusable HMAC-SHA256 for one secret and a scratch buffer
+// for what is signed ahead of the body.
+type keyedMAC struct {
+	h   hash.Hash
+	buf []byte
+}
+
+func (s *secretSet) get(i int) *keyedMAC { return s.macs[i].Get().(*keyedMAC) }
+
+func (s *secretSet) put(i int, m *keyedMAC) {
+	m.h.Reset()
+	if cap(m.buf) > 2*(MaxIDLength+maxTimestamp+2) {
+		m.buf = nil
 	}
-	return out
+	s.macs[i].Put(m)
+}
+
+func (s Secret) activeAt(now time.Time) bool {
+	return s.Expires.IsZero() || now.Before(s.Expires)
 }
 
 func (v *Verifier) checkTime(r Verified, now time.Time) (Verified, error) {
