@@ -436,15 +436,14 @@ func (s *Server) forward(in *listener, req *sip.Request, branch string, followRo
 		s.addPath(req, in, out, src)
 	}
 	if rr != 0 && req.Method != sip.REGISTER {
-		stamp := s.stamp(rr, callID)
 		// Two entries when the request changes listener (RFC 5658), or
 		// stays on a TCP or TLS listener but changes connection: each
 		// names its side's flow, and the guard follows the one nearer
 		// the request's recipient (see popRoutes).
 		if in != out || (in.stream() && src != dst) {
-			req.PrependHeader(s.recordRoute(in, stamp, src))
+			req.PrependHeader(s.recordRoute(in, rr, callID, src))
 		}
-		req.PrependHeader(s.recordRoute(out, stamp, dst))
+		req.PrependHeader(s.recordRoute(out, rr, callID, dst))
 	}
 	v := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: out.viaTransport(),
 		Host: out.host, Port: out.port, Params: sip.HeaderParams{{K: "branch", V: branch}}}
@@ -491,11 +490,17 @@ func (s *Server) udpFor(a netip.Addr, prefer *listener) *listener {
 // recordRoute is the guard's Record-Route on listener l. On TCP and TLS it
 // names the connection (flow) of the peer on that side, so requests the
 // upstream sends into the dialog find the connection: a caller over TCP or
-// TLS cannot be dialled back at its Contact.
-func (s *Server) recordRoute(l *listener, stamp string, peer netip.AddrPort) *sip.RecordRouteHeader {
-	params := sip.HeaderParams{{K: "transport", V: l.network}, {K: "lr", V: ""}, {K: "tg", V: stamp}}
+// TLS cannot be dialled back at its Contact. The stamp signs the flag, the
+// listener, the flow and the Call-ID together, so no part can be changed
+// or moved to another dialog.
+func (s *Server) recordRoute(l *listener, flag byte, callID string, peer netip.AddrPort) *sip.RecordRouteHeader {
+	fl := ""
 	if l.stream() {
-		params = append(params, sip.HeaderKV{K: "fl", V: peer.String()})
+		fl = peer.String()
+	}
+	params := sip.HeaderParams{{K: "transport", V: l.network}, {K: "lr", V: ""}, {K: "tg", V: s.stamp(flag, l.idx, fl, callID)}}
+	if fl != "" {
+		params = append(params, sip.HeaderKV{K: "fl", V: fl})
 	}
 	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: l.host, Port: l.port, UriParams: params}}
 }
@@ -508,38 +513,50 @@ func (s *Server) recordRoute(l *listener, stamp string, peer netip.AddrPort) *si
 // any NAT), whatever its Contact says. Two entries when the REGISTER
 // changes listener, as with Record-Route.
 func (s *Server) addPath(req *sip.Request, in, out *listener, src netip.AddrPort) {
-	fl := src.String()
-	entry := func(l *listener, flow bool) string {
-		params := sip.HeaderParams{{K: "transport", V: l.network}, {K: "lr", V: ""}}
-		if flow {
-			params = append(params, sip.HeaderKV{K: "tg", V: s.stamp(stampPath, fl)}, sip.HeaderKV{K: "fl", V: fl})
+	entry := func(l *listener, fl string) string {
+		params := sip.HeaderParams{{K: "transport", V: l.network}, {K: "lr", V: ""}, {K: "tg", V: s.stamp(stampPath, l.idx, fl, "")}}
+		if fl != "" {
+			params = append(params, sip.HeaderKV{K: "fl", V: fl})
 		}
 		u := sip.Uri{Scheme: "sip", Host: l.host, Port: l.port, UriParams: params}
 		return "<" + u.String() + ">"
 	}
-	v := entry(in, true)
+	v := entry(in, src.String())
 	if in != out {
 		// One header, so a registrar that keeps only the first Path
 		// header still keeps both entries.
-		v = entry(out, false) + ", " + v
+		v = entry(out, "") + ", " + v
 	}
 	req.PrependHeader(sip.NewHeader("Path", v))
 }
 
-// stamp signs a Call-ID: only dialogs that passed the guard carry it.
-func (s *Server) stamp(flag byte, callID string) string {
+// stamp signs one of the guard's Route entries: its flag, the index of
+// the listener it names, the flow it names (fl, "" for none) and what it
+// is bound to (the dialog's Call-ID for a Record-Route; "" for a Path,
+// which outlives any one dialog). Each field is length-prefixed, so no
+// two different entries sign the same bytes.
+func (s *Server) stamp(flag byte, idx int, fl, bind string) string {
 	m := hmac.New(sha256.New, s.stampKey)
-	m.Write([]byte{flag})
-	m.Write([]byte(callID))
+	var b [8]byte
+	b[0] = flag
+	b[1], b[2] = byte(idx>>8), byte(idx)
+	m.Write(b[:3])
+	for _, f := range []string{fl, bind} {
+		n := len(f)
+		b[0], b[1], b[2], b[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+		m.Write(b[:4])
+		m.Write([]byte(f))
+	}
 	return string(flag) + hex.EncodeToString(m.Sum(nil)[:8])
 }
 
-// checkStamp returns the flag of a valid stamp for callID, or 0.
-func (s *Server) checkStamp(stamp, callID string) byte {
+// checkStamp returns the flag of a stamp valid for the listener, flow and
+// binding given, or 0. The comparison is constant-time.
+func (s *Server) checkStamp(stamp string, idx int, fl, bind string) byte {
 	if len(stamp) != 17 {
 		return 0
 	}
-	want := s.stamp(stamp[0], callID)
+	want := s.stamp(stamp[0], idx, fl, bind)
 	if !hmac.Equal([]byte(stamp), []byte(want)) {
 		return 0
 	}
@@ -555,7 +572,13 @@ type route struct {
 }
 
 // popRoutes removes the guard's own Route entries from the top of req and
-// returns what they said.
+// returns what they said. Only a contiguous run at the top counts, and
+// only entries the guard signed (or plain ones naming no flow and no
+// stamp, which say nothing but "through the guard"): the first entry
+// naming the guard with a flow or stamp that does not verify ends the run
+// and stays, so a caller cannot plant one in its Record-Route (the PBX
+// would echo it) to steer the PBX's requests into another peer's
+// connection.
 func (s *Server) popRoutes(req *sip.Request, callID string, src netip.AddrPort) route {
 	var rt route
 	for range 4 { // a double Record-Route leaves two; more is a loop
@@ -567,19 +590,27 @@ func (s *Server) popRoutes(req *sip.Request, callID string, src netip.AddrPort) 
 		if l == nil {
 			break
 		}
-		tg, _ := r.Address.UriParams.Get("tg")
+		tg, hasTag := r.Address.UriParams.Get("tg")
 		fl, hasFlow := r.Address.UriParams.Get("fl")
-		if tg != "" && tg[0] != stampPath && rt.flag == 0 {
-			rt.flag = s.checkStamp(tg, callID)
+		if hasTag || hasFlow {
+			bind := callID
+			if tg != "" && tg[0] == stampPath {
+				bind = ""
+			}
+			flag := s.checkStamp(tg, l.idx, fl, bind)
+			if flag == 0 {
+				s.log.Debug("sip route entry not the guard's own", "source", src.String())
+				break
+			}
+			if flag != stampPath && rt.flag == 0 {
+				rt.flag = flag
+			}
 		}
 		// The flow followed is the last one named that is neither where
 		// the request came from nor the upstream: the entry on the side
 		// the request goes on to, whichever order the sender kept its
-		// route set in (one entry names each side). A flow is followed on
-		// a TCP or TLS listener (a connection the peer opened: the guard
-		// dials none), or anywhere when a Path stamp signs it.
-		signed := tg != "" && tg[0] == stampPath && hasFlow && s.checkStamp(tg, fl) == stampPath
-		if hasFlow && (l.stream() || signed) {
+		// route set in (one entry names each side).
+		if hasFlow {
 			if ap, err := netip.ParseAddrPort(fl); err == nil {
 				ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 				if ap != src && ap != s.upstream {

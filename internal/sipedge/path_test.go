@@ -77,8 +77,9 @@ Content-Length: 0
 		t.Fatalf("Path headers at the PBX: %v, want the guard's only, naming the caller's flow", paths)
 	}
 
-	// The PBX (trusted) sends to the forged route: the guard ignores the
-	// unsigned flow and follows the Request-URI (the caller).
+	// The PBX (trusted) sends to the forged route: the guard does not
+	// take the unsigned entry for its own; it names the guard, so the
+	// request would loop, and is refused.
 	r.upstream.send(r.port, `INVITE sip:1001@`+r.caller.conn.LocalAddr().String()+` SIP/2.0
 Via: SIP/2.0/UDP $ME;branch=z9hG4bK-pbx1
 Route: `+forged+`
@@ -90,7 +91,7 @@ Max-Forwards: 70
 Content-Length: 0
 
 `)
-	r.caller.expectRequest(sip.INVITE)
+	r.upstream.expectResponse(482)
 	victim.expectNothing("an INVITE by a forged Path flow")
 }
 

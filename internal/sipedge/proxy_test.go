@@ -217,7 +217,7 @@ Content-Length: 0
 	r.upstream.expectNothing("upstream after a forged BYE")
 
 	// With a stamp from a dialog that passed the guard, it goes through.
-	stamp := r.srv.stamp(stampScreened, "forged@test")
+	stamp := r.srv.stamp(stampScreened, 0, "", "forged@test")
 	withRoute := strings.Replace(bye, "Max-Forwards: 70",
 		"Route: <sip:127.0.0.1:"+strconv.Itoa(r.port)+";transport=udp;lr;tg="+stamp+">\nMax-Forwards: 70", 1)
 	r.caller.send(r.port, withRoute)
@@ -310,7 +310,7 @@ func TestUpstreamRequestsFollowTheirRoute(t *testing.T) {
 	bye := `
 BYE sip:1001@$CALLER SIP/2.0
 Via: SIP/2.0/UDP $ME;branch=z9hG4bK-pbx-bye
-Route: <sip:127.0.0.1:$GUARD;lr;tg=whatever>
+Route: <sip:127.0.0.1:$GUARD;lr;tg=$STAMP>
 From: <sip:5511999990000@pbx>;tag=b2
 To: <sip:1001@example.com>;tag=a1
 Call-ID: call-9@test
@@ -319,7 +319,8 @@ Max-Forwards: 70
 Content-Length: 0
 
 `
-	bye = strings.NewReplacer("$CALLER", "127.0.0.1:"+strconv.Itoa(r.caller.port()), "$GUARD", strconv.Itoa(r.port)).Replace(bye)
+	bye = strings.NewReplacer("$CALLER", "127.0.0.1:"+strconv.Itoa(r.caller.port()), "$GUARD", strconv.Itoa(r.port),
+		"$STAMP", r.srv.stamp(stampScreened, 0, "", "call-9@test")).Replace(bye)
 	r.upstream.send(r.port, bye)
 	got := r.caller.expectRequest(sip.BYE)
 	if got.Route() != nil {
