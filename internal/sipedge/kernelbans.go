@@ -40,6 +40,10 @@ const maxKernelBans = 256
 // filters need refreshing.
 const kernelBanRefresh = 100 * time.Millisecond
 
+// kernelFilterRetry is how long after the kernel refused a socket filter
+// the guard tries the full list again.
+const kernelFilterRetry = 5 * time.Second
+
 // Classic BPF, as linux/filter.h defines it.
 const (
 	bpfLD   = 0x00
@@ -78,7 +82,9 @@ func ret(k uint32) bpfInsn { return bpfInsn{code: bpfRET | bpfK, k: k} }
 // any of keep (trusted peers, the upstream) are left out, and so are
 // those that have ended by now. It also returns the earliest end among
 // the bans it holds, when the program must be rebuilt (zero: never).
-func banProgram(bans []prefilter.Ban, keep []netip.Prefix, now time.Time) ([]bpfInsn, time.Time, int) {
+// At most limit bans are held (and never more than maxKernelBans).
+func banProgram(bans []prefilter.Ban, keep []netip.Prefix, now time.Time, limit int) ([]bpfInsn, time.Time, int) {
+	limit = min(limit, maxKernelBans)
 	var live []prefilter.Ban
 	for _, b := range bans {
 		if !b.Until.After(now) || !b.Prefix.IsValid() {
@@ -96,7 +102,7 @@ func banProgram(bans []prefilter.Ban, keep []netip.Prefix, now time.Time) ([]bpf
 	size := 4 + 2 // the version dispatch and the two final accepts
 	var next time.Time
 	for _, b := range live {
-		if len(v4)+len(v6) == maxKernelBans {
+		if len(v4)+len(v6) >= limit {
 			break
 		}
 		p := b.Prefix.Masked()
@@ -167,27 +173,58 @@ func matchWords(b []byte, bits, off int) []bpfInsn {
 }
 
 // syncKernelBans keeps l's socket filter in step with the pre-filter's
-// bans until ctx ends. It gives up (the pre-filter still drops banned
-// sources) if the system refuses socket filters.
+// bans until ctx ends. When the kernel refuses a program (out of socket
+// option memory, say) it never leaves the previous one in force, whose
+// lifted bans would keep dropping their sources: it tries again with half
+// the bans, down to none, and failing even that removes the filter. Each
+// refusal is counted and logged; the next change, or kernelFilterRetry
+// after a refusal, starts again from the full list.
 func (s *Server) syncKernelBans(ctx context.Context, l *listener, bl BanLister) {
 	keep := append(slices.Clone(s.trusts), netip.PrefixFrom(s.upstream.Addr(), s.upstream.Addr().BitLen()))
+	name := l.network + ":" + l.addr.String()
 	tick := time.NewTicker(kernelBanRefresh)
 	defer tick.Stop()
 	version, first := uint64(0), true
-	var next time.Time
+	var next, retry time.Time // retry: when to try the full list again after a refusal
 	for {
 		now := time.Now()
-		if v := bl.BanVersion(); first || v != version || (!next.IsZero() && !now.Before(next)) {
-			prog, until, n := banProgram(bl.Bans(), keep, now)
-			if err := attachSocketFilter(l.conn, prog); err != nil {
+		v := bl.BanVersion()
+		due := first || v != version || (!next.IsZero() && !now.Before(next)) || (!retry.IsZero() && !now.Before(retry))
+		if due {
+			first, retry = false, time.Time{}
+			bans := bl.Bans()
+			failures := 0
+			var lastErr error
+			for limit := maxKernelBans; ; limit /= 2 {
+				prog, until, n := banProgram(bans, keep, now, limit)
+				err := s.attachFilter(l.conn, prog)
+				if err == nil {
+					s.metrics.kernelBans.WithLabelValues(name).Set(float64(n))
+					version, next = v, until
+					break
+				}
 				if ctx.Err() != nil {
 					return
 				}
-				s.log.Warn("sip edge: no kernel socket filter; banned sources are dropped after reading", "addr", l.addr.String(), "err", err)
-				return
+				failures++
+				lastErr = err
+				s.metrics.kernelFilterErrors.WithLabelValues(name).Inc()
+				if limit == 0 {
+					// Not even an accept-all program: take the filter
+					// off, so no stale ban stays in the kernel.
+					if err := detachSocketFilter(l.conn); err != nil {
+						s.log.Warn("sip edge: kernel socket filter not removed", "addr", name, "err", err)
+					}
+					s.metrics.kernelBans.WithLabelValues(name).Set(0)
+					version = v
+					break
+				}
 			}
-			s.metrics.kernelBans.WithLabelValues(l.network + ":" + l.addr.String()).Set(float64(n))
-			version, next, first = v, until, false
+			if failures > 0 {
+				retry = now.Add(kernelFilterRetry)
+				s.log.Warn("sip edge: kernel socket filter refused; holding fewer bans (the pre-filter still drops the rest)",
+					"addr", name, "refusals", failures, "err", lastErr)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -29,3 +29,21 @@ func attachSocketFilter(c *net.UDPConn, prog []bpfInsn) error {
 	}
 	return nil
 }
+
+// detachSocketFilter removes c's socket filter, if it has one.
+func detachSocketFilter(c *net.UDPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("detach socket filter: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
+	}); err != nil {
+		return fmt.Errorf("detach socket filter: %w", err)
+	}
+	if serr != nil && serr != unix.ENOENT {
+		return fmt.Errorf("detach socket filter: %w", serr)
+	}
+	return nil
+}

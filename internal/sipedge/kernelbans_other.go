@@ -11,3 +11,5 @@ import (
 func attachSocketFilter(*net.UDPConn, []bpfInsn) error {
 	return errors.New("socket filters need Linux")
 }
+
+func detachSocketFilter(*net.UDPConn) error { return nil }

@@ -2,9 +2,12 @@ package sipedge
 
 import (
 	"encoding/binary"
+	"errors"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,7 +82,7 @@ func TestBanProgram(t *testing.T) {
 		ban("192.0.2.99/32", -time.Second), // ended
 		ban("10.0.0.0/8", time.Hour),       // covers a trusted peer: the pre-filter decides
 	}
-	prog, next, n := banProgram(bans, []netip.Prefix{netip.MustParsePrefix("10.1.2.3/32")}, now)
+	prog, next, n := banProgram(bans, []netip.Prefix{netip.MustParsePrefix("10.1.2.3/32")}, now, maxKernelBans)
 	if n != 5 || !next.Equal(now.Add(time.Minute)) {
 		t.Fatalf("held %d bans, next refresh %v; want 5 and the /24's end", n, next)
 	}
@@ -108,7 +111,7 @@ func TestBanProgram(t *testing.T) {
 	}
 
 	// No bans: accept everything. Too many: the longest-lasting are held.
-	prog, next, n = banProgram(nil, nil, now)
+	prog, next, n = banProgram(nil, nil, now, maxKernelBans)
 	if n != 0 || !next.IsZero() || runBPF(t, prog, ipHeader(netip.MustParseAddr("192.0.2.1"))) == 0 {
 		t.Fatal("an empty ban list drops")
 	}
@@ -116,7 +119,7 @@ func TestBanProgram(t *testing.T) {
 	for i := range maxKernelBans + 50 {
 		many = append(many, ban(netip.AddrFrom4([4]byte{100, 64, byte(i >> 8), byte(i)}).String()+"/32", time.Duration(i+1)*time.Second))
 	}
-	prog, _, n = banProgram(many, nil, now)
+	prog, _, n = banProgram(many, nil, now, maxKernelBans)
 	if n != maxKernelBans || len(prog) > maxInsn {
 		t.Fatalf("held %d bans in %d instructions", n, len(prog))
 	}
@@ -199,7 +202,7 @@ func FuzzBanProgram(f *testing.F) {
 		if err != nil {
 			return
 		}
-		prog, _, n := banProgram([]prefilter.Ban{{Prefix: p, Until: now.Add(time.Hour)}}, nil, now)
+		prog, _, n := banProgram([]prefilter.Ban{{Prefix: p, Until: now.Add(time.Hour)}}, nil, now, maxKernelBans)
 		if n != 1 {
 			t.Fatalf("%v not held", p)
 		}
@@ -208,4 +211,120 @@ func FuzzBanProgram(f *testing.F) {
 			t.Fatalf("ban %v, source %v: dropped %v", p, sa, dropped)
 		}
 	})
+}
+
+// 256 IPv6 /128 bans, the longest program the guard builds, attach to a
+// real socket, and a banned address's datagrams are dropped by the kernel.
+func TestKernelHolds256IPv6Bans(t *testing.T) {
+	needIPv6(t)
+	f, err := prefilter.New(prefilter.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	until := time.Now().Add(time.Hour)
+	for i := range maxKernelBans {
+		a := netip.MustParseAddr("2001:db8::").As16()
+		a[14], a[15] = byte(i>>8), byte(i)
+		f.Ban(netip.PrefixFrom(netip.AddrFrom16(a), 128), until, "test")
+	}
+	startGuard(t, &fakeEngine{}, newPeer(t).port(), reg, func(c *Config) {
+		c.Listen = []string{"udp:127.0.0.1:0", "udp:[::1]:0"}
+		c.Filter = f
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := gaugeValues(t, reg, "telguard_sip_kernel_bans")
+		if len(got) == 2 && got[0] == maxKernelBans && got[1] == maxKernelBans {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kernel bans per listener = %v, want %d on both", got, maxKernelBans)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if errs := counterSum(t, reg, "telguard_sip_kernel_filter_errors_total"); errs != 0 {
+		t.Fatalf("the kernel refused %v filters", errs)
+	}
+}
+
+func gaugeValues(t *testing.T, reg *prometheus.Registry, name string) []float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				out = append(out, m.GetGauge().GetValue())
+			}
+		}
+	}
+	return out
+}
+
+// When the kernel refuses a new filter, the old one (with a ban since
+// lifted) must not stay: the lifted source gets through again, the refusal
+// is counted, and refreshing goes on once the kernel takes filters again.
+func TestKernelFilterRefusalDoesNotKeepLiftedBans(t *testing.T) {
+	f, err := prefilter.New(prefilter.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := newPeer(t)
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{Listen: []string{"udp:127.0.0.1:0"}, Upstream: "udp:127.0.0.1:" + strconv.Itoa(up.port()),
+		Tenant: "demo", Filter: f}, &fakeEngine{}, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refuse atomic.Bool
+	s.attachFilter = func(c *net.UDPConn, prog []bpfInsn) error {
+		if refuse.Load() {
+			return errors.New("injected: out of memory")
+		}
+		return attachSocketFilter(c, prog)
+	}
+	port := runGuard(t, s)
+	lifted := newPeerAt(t, "127.0.0.7")
+	f.Ban(netip.MustParsePrefix("127.0.0.7/32"), time.Now().Add(time.Hour), "test")
+	f.Ban(netip.MustParsePrefix("127.0.0.9/32"), time.Now().Add(time.Hour), "test")
+	waitKernelBans(t, reg, 2)
+
+	refuse.Store(true)
+	f.Unban(netip.MustParsePrefix("127.0.0.7/32"))
+	deadline := time.Now().Add(5 * time.Second)
+	for counterSum(t, reg, "telguard_sip_kernel_filter_errors_total") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no refusal counted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitKernelBans(t, reg, 0)
+	lifted.send(port, invite)
+	up.expectRequest("INVITE")
+
+	refuse.Store(false)
+	f.Ban(netip.MustParsePrefix("127.0.0.10/32"), time.Now().Add(time.Hour), "test")
+	waitKernelBans(t, reg, 2)
+}
+
+// counterSum adds up every series of a counter vector in reg.
+func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }

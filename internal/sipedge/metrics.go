@@ -47,6 +47,8 @@ type metrics struct {
 
 	natContact prometheus.Counter
 	kernelBans *prometheus.GaugeVec // listener
+
+	kernelFilterErrors *prometheus.CounterVec // listener
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -73,7 +75,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "telguard_sip_kernel_bans",
 		Help: "Bans held in a UDP listener's kernel socket filter, whose datagrams the kernel drops before the guard reads them.",
 	}, []string{"listener"})
+	m.kernelFilterErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "telguard_sip_kernel_filter_errors_total",
+		Help: "Socket filters the kernel refused for a UDP listener; the guard retried with fewer bans, down to none.",
+	}, []string{"listener"})
 	var err error
+	if m.kernelFilterErrors, err = prom.Register(reg, m.kernelFilterErrors); err != nil {
+		return nil, err
+	}
 	if m.kernelBans, err = prom.Register(reg, m.kernelBans); err != nil {
 		return nil, err
 	}

@@ -58,6 +58,10 @@ type Server struct {
 	listeners []*listener
 	up        *listener // the listener that talks to the upstream
 	started   bool
+
+	// attachFilter installs a socket filter (attachSocketFilter; tests
+	// make it fail).
+	attachFilter func(*net.UDPConn, []bpfInsn) error
 }
 
 // listener is one bound socket: a UDP socket the guard reads itself, or a
@@ -177,6 +181,8 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 		calls:    newFIFOCache[string, callState](cfg.MaxCalls, cfg.CallTTL),
 		ended:    newFIFOCache[string, struct{}](cfg.MaxCalls, endedTTL),
 		trusts:   cfg.TrustedCIDRs,
+
+		attachFilter: attachSocketFilter,
 	}
 	if err := s.registerTableGauges(reg); err != nil {
 		return nil, fmt.Errorf("new sip edge: %w", err)

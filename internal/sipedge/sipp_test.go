@@ -140,6 +140,13 @@ func startGuard(t *testing.T, eng Engine, upstreamPort int, reg *prometheus.Regi
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, runGuard(t, s)
+}
+
+// runGuard runs s (built by New) until the test ends and returns its
+// first (UDP) listener's port.
+func runGuard(t *testing.T, s *Server) int {
+	t.Helper()
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +160,7 @@ func startGuard(t *testing.T, eng Engine, upstreamPort int, reg *prometheus.Regi
 		}
 	})
 	ap := netip.MustParseAddrPort(strings.TrimPrefix(s.Addrs()[0], "udp:"))
-	return s, int(ap.Port())
+	return int(ap.Port())
 }
 
 // sipp is one SIPp process.
