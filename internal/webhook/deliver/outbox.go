@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"cmp"
 	"container/heap"
 	"encoding/binary"
 	"errors"
@@ -35,9 +36,14 @@ import (
 // Segments are closed at segmentSize and deleted from the oldest on once
 // no pending delivery lives in them (only the oldest may go: its puts
 // are what the "done" records of later segments cancel). A few deliveries
-// retrying for hours would pin old segments, so when one is closed the
-// oldest segment holding few live deliveries, or any when too many
-// segments are kept, has them copied forward (as puts) and is deleted.
+// retrying for hours would pin old segments, so when a segment is closed
+// the live records of the oldest ones are copied forward (as puts) if
+// more than half of their bytes are dead, or if the log holds more dead
+// bytes than live ones plus compactSlack segments. A destination down for
+// long makes a large live set with nothing dead: it is never copied.
+// Copies go into a segment of their own (not a rotation, so they cannot
+// trigger another compaction), at most one segment's worth per rotation,
+// and are read outside mu: the log is written about twice at worst.
 //
 // A record is [length u32][crc32c u32][type u8][payload]; the payload is a
 // put's delivery (see putRecord) or a done's id. A record cut short by a crash fails its
@@ -45,13 +51,12 @@ import (
 // belonged to never returned. After a restart new records go to a new
 // segment, never after a torn tail.
 const (
-	segmentSize           = 8 << 20
-	maxSegmentsKept       = 8   // beyond this the oldest is compacted whatever its live share
-	compactLiveShare      = 0.2 // …or when at most this share of its records is live
-	maxRecord             = 4 << 20
-	recordHeader          = 9
-	recPut           byte = 1
-	recDone          byte = 2
+	segmentSize       = 8 << 20
+	compactSlack      = 4 // segments' worth of dead bytes beyond the live ones before the oldest is copied whatever its share
+	maxRecord         = 4 << 20
+	recordHeader      = 9
+	recPut       byte = 1
+	recDone      byte = 2
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -60,11 +65,11 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 var errOutboxClosed = errors.New("outbox closed")
 
 type segment struct {
-	id    uint64
-	f     *os.File
-	size  int64
-	live  int // pending deliveries whose current record is here
-	total int // put records written here
+	id        uint64
+	f         *os.File
+	size      int64
+	live      int   // pending deliveries whose current record is here
+	liveBytes int64 // their records' bytes; the rest of size is dead
 }
 
 // loc is where a delivery's current record is.
@@ -85,15 +90,10 @@ type logOp struct {
 	id   string
 	rec  []byte    // the framed record
 	at   time.Time // put: not before
-	// move: a compaction copy of the record at from, written only if the
-	// delivery is still there and nothing else touched it first.
-	move bool
-	from loc
 
-	seq  uint64
-	skip bool
-	at2  loc // where it was written
-	err  error
+	seq uint64
+	at2 loc // where it was written
+	err error
 }
 
 type outbox struct {
@@ -115,6 +115,7 @@ type outbox struct {
 	applied  uint64 // ops written (or failed) and applied
 	closed   bool
 	wbuf     []byte
+	written  int64 // bytes written to segments, compaction copies included
 }
 
 // openOutbox replays the log in dir (creating it) and starts a new
@@ -198,7 +199,6 @@ func (o *outbox) replay(id uint64) error {
 			if err != nil {
 				break
 			}
-			seg.total++
 			o.applyPut(j.ID, loc{seg: id, off: int64(off), n: 8 + n}, j.NotBefore)
 		case recDone:
 			o.applyDone(string(payload))
@@ -265,15 +265,22 @@ func (o *outbox) segByID(id uint64) *segment {
 // applyPut points id at l. Callers hold mu (or are replaying).
 func (o *outbox) applyPut(id string, l loc, at time.Time) {
 	if e := o.index[id]; e != nil {
-		if s := o.segByID(e.loc.seg); s != nil && e.loc.n > 0 {
-			s.live--
-		}
+		o.unlive(e.loc)
 		e.loc, e.at = l, at
 	} else {
 		o.index[id] = &outboxEntry{loc: l, at: at}
 	}
 	if s := o.segByID(l.seg); s != nil {
 		s.live++
+		s.liveBytes += int64(l.n)
+	}
+}
+
+// unlive counts the record at l dead.
+func (o *outbox) unlive(l loc) {
+	if s := o.segByID(l.seg); s != nil && l.n > 0 {
+		s.live--
+		s.liveBytes -= int64(l.n)
 	}
 }
 
@@ -282,9 +289,7 @@ func (o *outbox) applyDone(id string) {
 	if e == nil {
 		return
 	}
-	if s := o.segByID(e.loc.seg); s != nil && e.loc.n > 0 {
-		s.live--
-	}
+	o.unlive(e.loc)
 	delete(o.index, id)
 	delete(o.busy, id)
 }
@@ -428,39 +433,32 @@ func (o *outbox) submit(op *logOp, wait bool) error {
 	return err
 }
 
-// flushLocked writes and applies batches until nothing is pending, then
-// compacts if a segment was closed. Called with mu held and flushing set;
-// mu is released during each write.
+// flushLocked writes and applies batches until nothing is pending. A
+// batch fits in what is left of the segment (at least one record goes);
+// a full segment is closed, compacted from and replaced before the next.
+// Called with mu held and flushing set; mu is released during each write.
 func (o *outbox) flushLocked() {
-	rotated := false
 	for len(o.pending) > 0 {
-		batch := o.pending
-		o.pending = nil
 		seg := o.segs[len(o.segs)-1]
 		if seg.size >= o.segMax {
-			if err := o.newSegment(seg.id + 1); err == nil {
-				seg, rotated = o.segs[len(o.segs)-1], true
+			o.compactLocked()
+			if err := o.newSegment(o.segs[len(o.segs)-1].id + 1); err == nil {
+				seg = o.segs[len(o.segs)-1]
 			}
+		}
+		room, k := o.segMax-seg.size, 0
+		for n := int64(0); k < len(o.pending); k++ {
+			n += int64(len(o.pending[k].rec))
+			if k > 0 && n > room {
+				break
+			}
+		}
+		batch := o.pending[:k:k]
+		if o.pending = o.pending[k:]; len(o.pending) == 0 {
+			o.pending = nil
 		}
 		buf := o.wbuf[:0]
-		// A compaction copy is written only if nothing before it in the
-		// log touched its delivery since it was taken: earlier batches are
-		// applied already, earlier ops of this one are tracked here.
-		var touched map[string]bool
-		if slices.ContainsFunc(batch, func(op *logOp) bool { return op.move }) {
-			touched = map[string]bool{}
-		}
 		for _, op := range batch {
-			if op.move {
-				e := o.index[op.id]
-				if e == nil || e.loc != op.from || touched[op.id] {
-					op.skip = true
-					continue
-				}
-			}
-			if touched != nil {
-				touched[op.id] = true
-			}
 			op.at2 = loc{seg: seg.id, off: seg.size + int64(len(buf)), n: len(op.rec)}
 			buf = append(buf, op.rec...)
 		}
@@ -471,15 +469,14 @@ func (o *outbox) flushLocked() {
 		}
 		o.mu.Lock()
 		seg.size += int64(n)
+		o.written += int64(n)
 		if cap(buf) <= 1<<20 {
 			o.wbuf = buf[:0]
 		}
 		if err != nil {
 			err = fmt.Errorf("outbox write: %w", err)
 			// Nothing more goes after what may be a torn record.
-			if nerr := o.newSegment(seg.id + 1); nerr == nil {
-				rotated = true
-			}
+			_ = o.newSegment(seg.id + 1)
 		}
 		for _, op := range batch {
 			o.apply(op, err)
@@ -487,17 +484,10 @@ func (o *outbox) flushLocked() {
 		o.applied = batch[len(batch)-1].seq
 		o.dropOldLocked()
 		o.cond.Broadcast()
-		if len(o.pending) == 0 && rotated {
-			rotated = false
-			o.compactLocked()
-		}
 	}
 }
 
 func (o *outbox) apply(op *logOp, err error) {
-	if op.skip {
-		return
-	}
 	if err != nil {
 		op.err = err
 		if op.kind == recPut && o.writing[op.id] {
@@ -509,49 +499,100 @@ func (o *outbox) apply(op *logOp, err error) {
 	}
 	switch op.kind {
 	case recPut:
-		if op.move {
-			if e := o.index[op.id]; e != nil {
-				o.applyPut(op.id, op.at2, e.at)
-			}
-			return
-		}
 		if o.writing[op.id] {
 			delete(o.index, op.id) // the reservation
 			delete(o.writing, op.id)
 			delete(o.busy, op.id)
 		}
 		o.applyPut(op.id, op.at2, op.at)
-		if s := o.segByID(op.at2.seg); s != nil {
-			s.total++
-		}
 		heap.Push(&o.due, dueEntry{at: op.at, id: op.id})
 	case recDone:
 		o.applyDone(op.id)
 	}
 }
 
-// compactLocked copies the live deliveries of the oldest segment forward
-// when few of its records are live, or when too many segments are kept.
-// The copies are appended to pending; the flush loop writes them.
+// compactLocked copies the live records of the oldest segments forward
+// into a segment of their own, placed after the one just filled, so that
+// the oldest can go (see the top of this file). Only the flush loop
+// changes where a record is, and it is here, so the records picked stay
+// where they are while mu is released to read and write them.
 func (o *outbox) compactLocked() {
-	if len(o.segs) < 3 { // the oldest, at least one more closed, the one written
+	var live, dead int64
+	for _, s := range o.segs {
+		live += s.liveBytes
+		dead += s.size - s.liveBytes
+	}
+	force := dead > live+compactSlack*o.segMax
+	from := map[uint64]bool{}
+	budget := o.segMax
+	for _, s := range o.segs[:len(o.segs)-1] {
+		if s.live <= 0 {
+			continue // goes once those before it do
+		}
+		if !force && 2*(s.size-s.liveBytes) <= s.size || len(from) > 0 && s.liveBytes > budget {
+			break
+		}
+		from[s.id] = true
+		budget -= s.liveBytes
+	}
+	if len(from) == 0 {
 		return
 	}
-	old := o.segs[0]
-	if old.live <= 0 || (len(o.segs) <= maxSegmentsKept && float64(old.live) > compactLiveShare*float64(max(old.total, 1))) {
-		return
+	type move struct {
+		id       string
+		from, to loc
+		at       time.Time
 	}
+	var moves []move
 	for id, e := range o.index {
-		if e.loc.seg != old.id || e.loc.n == 0 {
-			continue
+		if e.loc.n > 0 && from[e.loc.seg] {
+			moves = append(moves, move{id: id, from: e.loc, at: e.at})
 		}
-		rec := make([]byte, e.loc.n)
-		if _, err := old.f.ReadAt(rec, e.loc.off); err != nil {
-			return // tried again at the next rotation
-		}
-		o.seq++
-		o.pending = append(o.pending, &logOp{kind: recPut, id: id, rec: rec, move: true, from: e.loc, seq: o.seq})
 	}
+	slices.SortFunc(moves, func(a, b move) int {
+		if c := cmp.Compare(a.from.seg, b.from.seg); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.from.off, b.from.off)
+	})
+	if err := o.newSegment(o.segs[len(o.segs)-1].id + 1); err != nil {
+		return // tried again at the next rotation
+	}
+	cs := o.segs[len(o.segs)-1]
+	files := map[uint64]*os.File{}
+	for id := range from {
+		files[id] = o.segByID(id).f
+	}
+	o.mu.Unlock()
+	var buf []byte
+	var err error
+	for i := range moves {
+		m := &moves[i]
+		m.to = loc{seg: cs.id, off: int64(len(buf)), n: m.from.n}
+		buf = slices.Grow(buf, m.from.n)[:len(buf)+m.from.n]
+		if _, err = files[m.from.seg].ReadAt(buf[m.to.off:], m.from.off); err != nil {
+			break
+		}
+	}
+	n := 0
+	if err == nil {
+		n, err = cs.f.WriteAt(buf, 0)
+		if err == nil && o.sync {
+			err = cs.f.Sync()
+		}
+	}
+	o.mu.Lock()
+	cs.size += int64(n)
+	o.written += int64(n)
+	if err != nil {
+		// The originals stay where they are; copies written here repeat
+		// them and are harmless, a torn one ends this segment.
+		return
+	}
+	for _, m := range moves {
+		o.applyPut(m.id, m.to, m.at)
+	}
+	o.dropOldLocked()
 }
 
 // add stores j unless a delivery with its id is pending; added reports

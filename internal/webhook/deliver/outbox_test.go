@@ -159,7 +159,7 @@ func TestOutboxSegmentsAreReclaimed(t *testing.T) {
 			}
 		}
 	}
-	if n := o.segments(); n > maxSegmentsKept+1 {
+	if n := o.segments(); n > compactSlack+4 {
 		t.Fatalf("%d segments kept for one pending delivery", n)
 	}
 	files, _ := os.ReadDir(dir)
@@ -325,4 +325,66 @@ func FuzzDecodePut(f *testing.F) {
 			t.Fatalf("round trip: %+v → %+v, %v", got, back, err)
 		}
 	})
+}
+
+// A destination down for long leaves a live set of many segments; the
+// outbox then writes each delivery about once, instead of copying whole
+// segments forward at every new one. When it comes back and delivers
+// most of them while more come in and a quarter wait for a retry hours
+// away, what it copies stays a small multiple of what it was asked.
+func TestOutboxLargeLiveSetIsNotRecopied(t *testing.T) {
+	dir := t.TempDir()
+	o := openTestOutbox(t, dir, 16<<10)
+	at := time.Unix(1_700_000_000, 0)
+	var logged int64 // bytes of the records asked for
+	add := func(i int) {
+		j := testJob(i, at.Add(time.Duration(i))) // due in the order added
+		if i%4 == 0 && i >= 3000 {
+			j.NotBefore = at.Add(24 * time.Hour)
+		}
+		rec, _ := putRecord(j)
+		logged += int64(len(rec))
+		if _, err := o.add(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	written := func() int64 {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.written
+	}
+	for i := range 3000 { // ~370 bytes each: ~70 segments, all live
+		add(i)
+	}
+	if logged <= 8*o.segMax {
+		t.Fatalf("only %d live bytes: the live set should span more than 8 segments", logged)
+	}
+	if w := written(); w > logged {
+		t.Fatalf("%d bytes written for %d live bytes", w, logged)
+	}
+	for i := 3000; i < 12000; i++ {
+		add(i)
+		for _, id := range o.claim(at.Add(time.Hour), 1) {
+			logged += int64(len(frame(recDone, []byte(id))))
+			if err := o.delivered(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	w, segs := written(), o.segments()
+	t.Logf("%d bytes written for %d bytes of records, %d segments", w, logged, segs)
+	if w > 3*logged {
+		t.Fatalf("%d bytes written for %d bytes of records", w, logged)
+	}
+	if w == logged {
+		t.Fatal("nothing was copied forward: the test does not exercise compaction")
+	}
+	pending := pendingIDs(o)
+	if live := int64(len(pending)) * 400; int64(segs)*o.segMax > 3*live+(compactSlack+4)*o.segMax {
+		t.Fatalf("%d segments kept for %d pending deliveries", segs, len(pending))
+	}
+	o.close()
+	if after := pendingIDs(openTestOutbox(t, dir, 0)); !slices.Equal(after, pending) {
+		t.Fatalf("%d pending after a restart, %d before", len(after), len(pending))
+	}
 }
