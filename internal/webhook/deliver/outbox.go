@@ -116,6 +116,19 @@ type outbox struct {
 	closed   bool
 	wbuf     []byte
 	written  int64 // bytes written to segments, compaction copies included
+	faults   faults
+	// broken is set when a failed write left bytes that could neither be
+	// cut off nor left behind for a new segment: every later write fails
+	// (workers nak, the queue keeps the events) until a restart, which
+	// starts a new segment after them.
+	broken error
+}
+
+// faults replaces file operations in tests; nil ones are the real ones.
+type faults struct {
+	write    func(f *os.File, b []byte, off int64) (int, error)
+	truncate func(f *os.File, size int64) error
+	create   func(name string) (*os.File, error)
 }
 
 // openOutbox replays the log in dir (creating it) and starts a new
@@ -235,7 +248,13 @@ func (o *outbox) importLegacy(dir string) error {
 }
 
 func (o *outbox) newSegment(id uint64) error {
-	f, err := os.OpenFile(o.segPath(id), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	create := o.faults.create
+	if create == nil {
+		create = func(name string) (*os.File, error) {
+			return os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+		}
+	}
+	f, err := create(o.segPath(id))
 	if err != nil {
 		return err
 	}
@@ -410,6 +429,10 @@ func (o *outbox) submit(op *logOp, wait bool) error {
 		o.mu.Unlock()
 		return errOutboxClosed
 	}
+	if o.broken != nil {
+		o.mu.Unlock()
+		return o.broken
+	}
 	o.seq++
 	op.seq = o.seq
 	o.pending = append(o.pending, op)
@@ -439,6 +462,15 @@ func (o *outbox) submit(op *logOp, wait bool) error {
 // Called with mu held and flushing set; mu is released during each write.
 func (o *outbox) flushLocked() {
 	for len(o.pending) > 0 {
+		if o.broken != nil {
+			for _, op := range o.pending {
+				o.apply(op, o.broken)
+			}
+			o.applied = o.pending[len(o.pending)-1].seq
+			o.pending = nil
+			o.cond.Broadcast()
+			return
+		}
 		seg := o.segs[len(o.segs)-1]
 		if seg.size >= o.segMax {
 			o.compactLocked()
@@ -463,20 +495,26 @@ func (o *outbox) flushLocked() {
 			buf = append(buf, op.rec...)
 		}
 		o.mu.Unlock()
-		n, err := seg.f.WriteAt(buf, seg.size)
+		var n int
+		var err error
+		if o.faults.write != nil {
+			n, err = o.faults.write(seg.f, buf, seg.size)
+		} else {
+			n, err = seg.f.WriteAt(buf, seg.size)
+		}
 		if err == nil && o.sync {
 			err = seg.f.Sync()
 		}
 		o.mu.Lock()
-		seg.size += int64(n)
 		o.written += int64(n)
 		if cap(buf) <= 1<<20 {
 			o.wbuf = buf[:0]
 		}
-		if err != nil {
+		if err == nil {
+			seg.size += int64(n)
+		} else {
 			err = fmt.Errorf("outbox write: %w", err)
-			// Nothing more goes after what may be a torn record.
-			_ = o.newSegment(seg.id + 1)
+			o.cutTornLocked(seg, seg.size+int64(n), err)
 		}
 		for _, op := range batch {
 			o.apply(op, err)
@@ -485,6 +523,26 @@ func (o *outbox) flushLocked() {
 		o.dropOldLocked()
 		o.cond.Broadcast()
 	}
+}
+
+// cutTornLocked handles a failed write to seg, which now ends at end: the
+// bytes past seg.size may be a torn record, after which a replay would
+// stop and lose whatever is written next. They are cut off; if that
+// fails, writing moves to a new segment; if that fails too, the outbox
+// is broken. Called with mu held.
+func (o *outbox) cutTornLocked(seg *segment, end int64, werr error) {
+	truncate := o.faults.truncate
+	if truncate == nil {
+		truncate = (*os.File).Truncate
+	}
+	if end == seg.size || truncate(seg.f, seg.size) == nil {
+		return
+	}
+	seg.size = end // whatever it holds, nothing more goes after it
+	if o.newSegment(seg.id+1) == nil {
+		return
+	}
+	o.broken = fmt.Errorf("outbox broken until restart after %w", werr)
 }
 
 func (o *outbox) apply(op *logOp, err error) {

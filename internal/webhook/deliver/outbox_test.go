@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -386,5 +387,53 @@ func TestOutboxLargeLiveSetIsNotRecopied(t *testing.T) {
 	o.close()
 	if after := pendingIDs(openTestOutbox(t, dir, 0)); !slices.Equal(after, pending) {
 		t.Fatalf("%d pending after a restart, %d before", len(after), len(pending))
+	}
+}
+
+// A write that fails half-way (disk full, I/O error) fails its puts, and
+// leaves nothing that hides later ones: every put that returned nil is
+// there after a restart, even when no new segment can be made.
+func TestOutboxFailedWriteLeavesNoTornRecord(t *testing.T) {
+	for _, truncFails := range []bool{false, true} {
+		t.Run(fmt.Sprintf("truncate fails %v", truncFails), func(t *testing.T) {
+			dir := t.TempDir()
+			o := openTestOutbox(t, dir, 0)
+			at := time.Unix(1_700_000_000, 0)
+			if _, err := o.add(testJob(0, at)); err != nil {
+				t.Fatal(err)
+			}
+			o.mu.Lock()
+			o.faults.write = func(f *os.File, b []byte, off int64) (int, error) {
+				n, _ := f.WriteAt(b[:len(b)/2], off)
+				return n, errors.New("no space left on device")
+			}
+			o.faults.create = func(string) (*os.File, error) { return nil, errors.New("no space left on device") }
+			if truncFails {
+				o.faults.truncate = func(*os.File, int64) error { return errors.New("input/output error") }
+			}
+			o.mu.Unlock()
+			if _, err := o.add(testJob(1, at)); err == nil {
+				t.Fatal("a failed write reported success")
+			}
+			o.mu.Lock()
+			o.faults.write = nil
+			o.mu.Unlock()
+			var ok []string
+			for i := 2; i < 5; i++ {
+				if _, err := o.add(testJob(i, at)); err == nil {
+					ok = append(ok, testJob(i, at).ID)
+				}
+			}
+			if truncFails && len(ok) > 0 {
+				t.Fatalf("%d puts accepted after a torn record that could not be cut off", len(ok))
+			}
+			o.close()
+			after := pendingIDs(openTestOutbox(t, dir, 0))
+			for _, id := range append(ok, testJob(0, at).ID) {
+				if !slices.Contains(after, id) {
+					t.Fatalf("%s was stored and is lost after a restart (pending %v)", id, after)
+				}
+			}
+		})
 	}
 }
