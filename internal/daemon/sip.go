@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/telguard/telguard/internal/event"
@@ -24,13 +23,13 @@ func (d *Daemon) newSIPEdge() error {
 		return err
 	}
 	// The upstream is trusted by the filter too: the PBX must never be
-	// flood-banned by its own traffic.
-	filterTrusted := trusted
-	if _, hostport, ok := strings.Cut(sc.Upstream, ":"); ok {
-		if ap, err := netip.ParseAddrPort(hostport); err == nil {
-			filterTrusted = append(slices.Clone(trusted), netip.PrefixFrom(ap.Addr().Unmap(), ap.Addr().Unmap().BitLen()))
-		}
+	// flood-banned by its own traffic, nor country-filtered. A name is
+	// resolved once, here, and the guard is given the same address.
+	upAddr, err := sipedge.ResolveUpstream(sc.Upstream)
+	if err != nil {
+		return fmt.Errorf("sip edge: %w", err)
 	}
+	filterTrusted := append(slices.Clone(trusted), netip.PrefixFrom(upAddr.Addr(), upAddr.Addr().BitLen()))
 	d.filter, err = prefilter.New(prefilter.Config{
 		MaxPacketBytes: sc.MaxPacketBytes, FloodRequests: sc.FloodRequests,
 		FloodWindow: sc.FloodWindow, FloodBan: sc.FloodBan, Trusted: filterTrusted,
@@ -66,7 +65,7 @@ func (d *Daemon) newSIPEdge() error {
 		return err
 	}
 	d.sip, err = sipedge.New(sipedge.Config{
-		Listen: sc.Listen, Upstream: sc.Upstream, Advertise: sc.Advertise, Tenant: sc.Tenant,
+		Listen: sc.Listen, Upstream: sc.Upstream, UpstreamAddr: upAddr, Advertise: sc.Advertise, Tenant: sc.Tenant,
 		TLSCert: sc.TLSCert, TLSKey: sc.TLSKey, TLSClientCAs: sc.TLSClientCAs,
 		TrustedCIDRs: trusted, AccountFrom: sc.AccountFrom, StampKey: key, Filter: d.filter,
 		KeepNATContact: sc.NATContact == "keep", UpstreamTLSCAs: sc.UpstreamTLSCAs,

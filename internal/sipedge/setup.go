@@ -138,9 +138,11 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 		}
 	}
 	// Resolved once: the guard's idea of "from the upstream" is this address.
-	ua, err := net.ResolveUDPAddr("udp"+network[3:], hostport)
-	if err != nil {
-		return nil, fmt.Errorf("new sip edge: resolve upstream %q: %w", cfg.Upstream, err)
+	upAddr := cfg.UpstreamAddr
+	if !upAddr.IsValid() {
+		if upAddr, err = ResolveUpstream(cfg.Upstream); err != nil {
+			return nil, fmt.Errorf("new sip edge: %w", err)
+		}
 	}
 	setDefault(&cfg.MaxTransactions, defaultMaxTransactions)
 	setDefault(&cfg.MaxCalls, defaultMaxCalls)
@@ -172,7 +174,7 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 		log:      logger,
 		metrics:  m,
 		parser:   sip.NewParser(),
-		upstream: netip.AddrPortFrom(unmap(ua.AddrPort().Addr()), ua.AddrPort().Port()),
+		upstream: netip.AddrPortFrom(unmap(upAddr.Addr()), upAddr.Port()),
 		upNet:    network[:3],
 		upTLS:    upTLS,
 		stampKey: key,
@@ -189,6 +191,26 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 	}
 	return s, nil
 }
+
+// ResolveUpstream resolves an upstream ("udp:host:port", "tcp:…",
+// "tls:…") to the one address the guard treats as the PBX: the first the
+// resolver gives (IPv4 first for a plain udp, tcp or tls).
+func ResolveUpstream(upstream string) (netip.AddrPort, error) {
+	network, hostport, err := splitNetAddr(upstream)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("upstream %q: %w", upstream, err)
+	}
+	ua, err := net.ResolveUDPAddr("udp"+network[3:], hostport)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("resolve upstream %q: %w", upstream, err)
+	}
+	ap := ua.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// Upstream returns the address the guard sends callers' requests to and
+// treats as the PBX: Upstream resolved once, at New.
+func (s *Server) Upstream() netip.AddrPort { return s.upstream }
 
 // registerTableGauges reports the sizes of the guard's bounded tables, so
 // an operator (and bench-sip) can see call state level off.

@@ -107,6 +107,11 @@ type Config struct {
 	// address or, with a TCP or TLS upstream, on any connection from its
 	// IP.
 	Upstream string
+	// UpstreamAddr, when valid, is the address Upstream's host resolves
+	// to (ResolveUpstream), so the caller and the guard agree on it; the
+	// zero value: New resolves Upstream itself. Server.Upstream reports
+	// the address in use either way.
+	UpstreamAddr netip.AddrPort
 	// UpstreamTLSCAs is a PEM file of the CAs a tls upstream's
 	// certificate must chain to (checked for the host Upstream names);
 	// empty: the system's roots. The guard offers its own certificate

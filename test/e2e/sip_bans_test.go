@@ -17,9 +17,15 @@ import (
 // address.
 func startSIPConfig(t *testing.T, pbx int, extra ...string) (*daemon, string) {
 	t.Helper()
+	return startSIPConfigWith(t, "udp:127.0.0.1:"+strconv.Itoa(pbx), extra...)
+}
+
+// startSIPConfigWith is startSIPConfig with the upstream given as is.
+func startSIPConfigWith(t *testing.T, upstream string, extra ...string) (*daemon, string) {
+	t.Helper()
 	dir := workdir(t)
 	guard := freeUDP(t, "127.0.0.1")
-	cfg := fmt.Sprintf("sip:\n  listen: [\"udp:127.0.0.1:%d\"]\n  upstream: \"udp:127.0.0.1:%d\"\n", guard, pbx)
+	cfg := fmt.Sprintf("sip:\n  listen: [\"udp:127.0.0.1:%d\"]\n  upstream: %q\n", guard, upstream)
 	for _, l := range extra {
 		cfg += "  " + l + "\n"
 	}
