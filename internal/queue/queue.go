@@ -125,6 +125,7 @@ type Queue struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	pub    *publisher
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -173,6 +174,10 @@ func Open(ctx context.Context, o Options) (*Queue, error) {
 	if err != nil {
 		q.shutdown()
 		return nil, fmt.Errorf("open queue: create stream %s: %w", o.Stream, err)
+	}
+	if q.pub, err = newPublisher(q.nc, o.Subject); err != nil {
+		q.shutdown()
+		return nil, fmt.Errorf("open queue: %w", err)
 	}
 	return q, nil
 }
@@ -274,32 +279,21 @@ func (q *Queue) PublishWithin(ctx context.Context, timeout time.Duration, id str
 		return false, ErrClosed
 	default:
 	}
-	// Asynchronous publishing lets the client write the messages of
-	// concurrent callers together and match their acks as they come,
-	// where a request per message waits on a reply inbox of its own; each
-	// caller still returns only once its own message is stored.
-	fut, err := q.js.PublishMsgAsync(&nats.Msg{Subject: q.opts.Subject, Data: data}, jetstream.WithMsgID(id))
-	if err != nil {
-		return false, q.publishError(err)
-	}
-	var expired <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		expired = t.C
-	}
-	select {
-	case ack := <-fut.Ok():
-		return ack.Duplicate, nil
-	case err := <-fut.Err():
-		return false, q.publishError(err)
-	case <-ctx.Done():
-		return false, fmt.Errorf("publish: %w", ctx.Err())
-	case <-expired:
-		return false, fmt.Errorf("publish: %w", context.DeadlineExceeded)
-	case <-q.done:
+	// One reply subscription for all publishes lets the client write the
+	// messages of concurrent callers together and match their acks as
+	// they come, where a request per message waits on a reply inbox of
+	// its own; each caller still returns only once its own message is
+	// stored.
+	dup, err = q.pub.publish(ctx, timeout, id, data, q.done)
+	switch {
+	case err == nil:
+		return dup, nil
+	case errors.Is(err, ErrClosed):
 		return false, ErrClosed
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false, fmt.Errorf("publish: %w", err)
 	}
+	return false, q.publishError(err)
 }
 
 func (q *Queue) publishError(err error) error {
