@@ -201,6 +201,9 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Deliverer
 	if d.outbox, err = openOutbox(filepath.Join(cfg.Dir, "log"), cfg.MaxPending, cfg.Sync, filepath.Join(cfg.Dir, "outbox")); err != nil {
 		return nil, fmt.Errorf("new deliverer: %w", err)
 	}
+	if n := d.outbox.unreadable; n > 0 {
+		d.logger.Error("outbox records that passed their checksum but could not be read were skipped: those deliveries are lost", "records", n)
+	}
 	if d.dead, err = openSpool(filepath.Join(cfg.Dir, "dead"), cfg.MaxDead, cfg.Sync); err != nil {
 		d.outbox.close()
 		return nil, fmt.Errorf("new deliverer: %w", err)

@@ -122,6 +122,9 @@ type outbox struct {
 	// (workers nak, the queue keeps the events) until a restart, which
 	// starts a new segment after them.
 	broken error
+	// unreadable counts records that passed their checksum and did not
+	// decode when the log was opened: deliveries lost, said loudly.
+	unreadable int
 }
 
 // faults replaces file operations in tests; nil ones are the real ones.
@@ -210,7 +213,8 @@ func (o *outbox) replay(id uint64) error {
 		case recPut:
 			j, err := decodePut(payload)
 			if err != nil {
-				break
+				o.unreadable++
+				break // out of the switch: the records after it are read
 			}
 			o.applyPut(j.ID, loc{seg: id, off: int64(off), n: 8 + n}, j.NotBefore)
 		case recDone:
@@ -654,13 +658,17 @@ func (o *outbox) compactLocked() {
 }
 
 // add stores j unless a delivery with its id is pending; added reports
-// which.
+// which. One whose first put is still being written is not pending yet:
+// add waits for that write, and stores j itself if it failed.
 func (o *outbox) add(j job) (added bool, err error) {
 	rec, err := putRecord(j)
 	if err != nil {
 		return false, err
 	}
 	o.mu.Lock()
+	for o.writing[j.ID] {
+		o.cond.Wait()
+	}
 	if _, ok := o.index[j.ID]; ok {
 		o.mu.Unlock()
 		return false, nil
@@ -679,6 +687,7 @@ func (o *outbox) add(j job) (added bool, err error) {
 			delete(o.index, j.ID)
 			delete(o.writing, j.ID)
 			delete(o.busy, j.ID)
+			o.cond.Broadcast() // to adds of the same id waiting for this one
 		}
 		o.mu.Unlock()
 		return false, err

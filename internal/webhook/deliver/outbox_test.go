@@ -437,3 +437,63 @@ func TestOutboxFailedWriteLeavesNoTornRecord(t *testing.T) {
 		})
 	}
 }
+
+// A redelivery of an event whose first put is still being written waits
+// for that write: if it fails, the redelivery stores the delivery, rather
+// than reporting it stored already and letting the queue forget it.
+func TestOutboxAddWaitsForReservation(t *testing.T) {
+	dir := t.TempDir()
+	o := openTestOutbox(t, dir, 0)
+	at := time.Unix(1_700_000_000, 0)
+	started, release := make(chan struct{}), make(chan struct{})
+	calls := 0
+	o.faults.write = func(f *os.File, b []byte, off int64) (int, error) {
+		if calls++; calls == 1 {
+			close(started)
+			<-release
+			return 0, errors.New("input/output error")
+		}
+		return f.WriteAt(b, off)
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := o.add(testJob(1, at))
+		first <- err
+	}()
+	<-started
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		close(release)
+	}()
+	added, err := o.add(testJob(1, at))
+	if ferr := <-first; ferr == nil {
+		t.Fatal("the failed write reported success")
+	}
+	if err == nil && !added {
+		t.Fatal("the redelivery was told the delivery was stored while its write failed")
+	}
+	if err == nil && !slices.Contains(pendingIDs(o), testJob(1, at).ID) {
+		t.Fatal("the redelivery was acked and the delivery is not stored")
+	}
+}
+
+// A record whose checksum holds but which does not decode (written by a
+// later version, or a bug) is counted, and the records after it are read.
+func TestOutboxUndecodableRecordIsCounted(t *testing.T) {
+	dir := t.TempDir()
+	at := time.Unix(1_700_000_000, 0)
+	var data []byte
+	bad := frame(recPut, []byte{putVersion + 1, 'x'})
+	good, _ := putRecord(testJob(2, at))
+	data = append(append(data, bad...), good...)
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%016d.seg", 1)), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := openTestOutbox(t, dir, 0)
+	if o.unreadable != 1 {
+		t.Fatalf("%d unreadable records counted, want 1", o.unreadable)
+	}
+	if !slices.Equal(pendingIDs(o), []string{testJob(2, at).ID}) {
+		t.Fatalf("pending %v", pendingIDs(o))
+	}
+}
