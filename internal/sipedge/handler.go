@@ -528,6 +528,37 @@ func (s *Server) addPath(req *sip.Request, in, out *listener, src netip.AddrPort
 		v = entry(out, "") + ", " + v
 	}
 	req.PrependHeader(sip.NewHeader("Path", v))
+	addSupported(req, "path")
+}
+
+// addSupported adds option to req's Supported header: a registrar with
+// Path support on (Asterisk's support_path) answers 420 to a REGISTER
+// that carries Path without "Supported: path" (RFC 3327 §5.1 asks the
+// proxy to add it). The request's Supported headers, long or compact
+// ("k"), become one holding all their options and the new one.
+func addSupported(req *sip.Request, option string) {
+	var opts []string
+	var names []string
+	for _, h := range req.Headers() {
+		n := h.Name()
+		if !strings.EqualFold(n, "Supported") && !strings.EqualFold(n, "k") {
+			continue
+		}
+		names = append(names, n)
+		for o := range strings.SplitSeq(h.Value(), ",") {
+			o = strings.TrimSpace(o)
+			if strings.EqualFold(o, option) {
+				return
+			}
+			if o != "" {
+				opts = append(opts, o)
+			}
+		}
+	}
+	for _, n := range names {
+		req.RemoveHeader(n)
+	}
+	req.AppendHeader(sip.NewHeader("Supported", strings.Join(append(opts, option), ", ")))
 }
 
 // stamp signs one of the guard's Route entries: its flag, the index of

@@ -116,3 +116,38 @@ func TestSIPpPathOverTCP(t *testing.T) {
 		t.Fatalf("pbx exited %d, want 0", code)
 	}
 }
+
+// A Path goes with "Supported: path" (RFC 3327 §5.1; Asterisk answers 420
+// otherwise), merged into the phone's own Supported options.
+func TestPathAddsSupportedPath(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	guard := "127.0.0.1:" + strconv.Itoa(r.port)
+	for i, tc := range []struct{ hdr, want string }{
+		{"", "path"},
+		{"Supported: outbound, gruu\n", "outbound, gruu, path"},
+		{"k: replaces\nSupported: timer\n", "replaces, timer, path"},
+		{"Supported: Path\n", "Path"},
+	} {
+		r.caller.send(r.port, `REGISTER sip:`+guard+` SIP/2.0
+Via: SIP/2.0/UDP $ME;branch=z9hG4bK-sup`+strconv.Itoa(i)+`;rport
+From: <sip:1001@`+guard+`>;tag=r1
+To: <sip:1001@`+guard+`>
+Call-ID: reg-supported-`+strconv.Itoa(i)+`
+CSeq: 1 REGISTER
+Contact: <sip:1001@$ME>
+`+tc.hdr+`Max-Forwards: 70
+Content-Length: 0
+
+`)
+		reg := r.upstream.expectRequest(sip.REGISTER)
+		var got []string
+		for _, h := range reg.Headers() {
+			if strings.EqualFold(h.Name(), "Supported") || strings.EqualFold(h.Name(), "k") {
+				got = append(got, h.Value())
+			}
+		}
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("with %q: Supported headers at the PBX %q, want one %q", tc.hdr, got, tc.want)
+		}
+	}
+}
