@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"path/filepath"
+	"slices"
 
 	"github.com/telguard/telguard/internal/config"
 	"github.com/telguard/telguard/internal/engine"
@@ -26,6 +28,7 @@ func (d *Daemon) newWebhooks(ctx context.Context, getenv func(string) string) er
 	}
 	icfg.SecretFile = filepath.Join(d.cfg.DataDir, webhook.SecretFileName)
 	icfg.OnAlert = d.recordWebhookAlert
+	d.warnRetiredSecrets(icfg)
 	d.queue, err = queue.Open(ctx, queue.Options{
 		Embedded: wc.QueueURL == "", URL: wc.QueueURL, Sync: wc.QueueSync,
 		DataDir: filepath.Join(d.cfg.DataDir, "queue"), Logger: d.log,
@@ -80,6 +83,23 @@ func (d *Daemon) newWebhooks(ctx context.Context, getenv func(string) string) er
 		return fail(err)
 	}
 	return nil
+}
+
+// warnRetiredSecrets names each configured secret whose retirement by a
+// rotation has passed: it verifies nothing, and the operator should take
+// it out of the config file. A store that cannot be read is reported by
+// webhook.New.
+func (d *Daemon) warnRetiredSecrets(icfg webhook.Config) {
+	stored, err := webhook.ReadSecretStore(icfg.SecretFile)
+	if err != nil {
+		return
+	}
+	now := d.clock.Now()
+	for _, name := range slices.Sorted(maps.Keys(icfg.Sources)) {
+		for _, id := range webhook.RetiredConfigured(icfg.Sources[name].Verifier.Secrets, stored[name], now) {
+			d.log.Warn("configured webhook secret retired by a rotation: it verifies nothing, remove it from the config file", "source", name, "secret_id", id)
+		}
+	}
 }
 
 // webhookSink hands a provider's call event to the engine, so calls made

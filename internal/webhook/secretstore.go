@@ -33,6 +33,10 @@ var (
 	// ErrTooManySecrets means a rotation would leave a source with more
 	// active secrets than a verifier takes.
 	ErrTooManySecrets = errors.New("too many active secrets")
+	// ErrNotOwner means rotate runs as another user than the one owning
+	// the data directory: the store it writes (mode 0600) would be
+	// unreadable to the daemon, which then refuses to start.
+	ErrNotOwner = errors.New("not the data directory's owner")
 )
 
 // StoredSecret is one entry of the secret store. An entry with a Secret
@@ -153,6 +157,9 @@ func RotateSecret(path, source string, configured []Secret, grace time.Duration,
 	if grace < 0 {
 		return Rotation{}, errors.New("rotate secret: negative grace")
 	}
+	if err := checkOwner(filepath.Dir(path)); err != nil {
+		return Rotation{}, fmt.Errorf("rotate secret: %w", err)
+	}
 	unlock, err := lockFile(path + ".lock")
 	if err != nil {
 		return Rotation{}, fmt.Errorf("rotate secret: %w", err)
@@ -200,12 +207,7 @@ func RotateSecret(path, source string, configured []Secret, grace time.Duration,
 	if n := len(EffectiveSecrets(configured, entries, now)); n > MaxSecrets {
 		return Rotation{}, fmt.Errorf("rotate secret: %w: %d would be active, at most %d (wait for the old ones to expire, or rotate with a shorter --grace)", ErrTooManySecrets, n, MaxSecrets)
 	}
-	// Retirement records are kept while they may matter; the oldest
-	// expired ones go first when there are too many.
-	for retired := countRetired(entries); retired > maxRetired; retired-- {
-		i := slices.IndexFunc(entries, func(e StoredSecret) bool { return e.Secret == "" })
-		entries = slices.Delete(entries, i, i+1)
-	}
+	entries = pruneRetired(entries, configured, now)
 	all[source] = entries
 	if err := writeSecretStore(path, all); err != nil {
 		return Rotation{}, fmt.Errorf("rotate secret: %w", err)
@@ -213,17 +215,99 @@ func RotateSecret(path, source string, configured []Secret, grace time.Duration,
 	return r, nil
 }
 
-func countRetired(es []StoredSecret) int {
+// pruneRetired drops retirement records past maxRetired, oldest expiry
+// first, and only those that can no longer matter: expired, and for a
+// secret no longer configured. The record of a configured secret is what
+// keeps it retired; dropping it would make it valid again.
+func pruneRetired(es []StoredSecret, configured []Secret, now time.Time) []StoredSecret {
+	ids := map[string]bool{}
+	for _, s := range configured {
+		ids[SecretID(s.Key)] = true
+	}
+	var drop []int
 	n := 0
-	for _, e := range es {
-		if e.Secret == "" {
-			n++
+	for i, e := range es {
+		if e.Secret != "" {
+			continue
+		}
+		n++
+		if !ids[e.ID] && !e.Expires.IsZero() && !now.Before(e.Expires) {
+			drop = append(drop, i)
 		}
 	}
-	return n
+	if n <= maxRetired {
+		return es
+	}
+	slices.SortStableFunc(drop, func(a, b int) int { return es[a].Expires.Compare(es[b].Expires) })
+	gone := map[int]bool{}
+	for _, i := range drop[:min(len(drop), n-maxRetired)] {
+		gone[i] = true
+	}
+	out := es[:0:0]
+	for i, e := range es {
+		if !gone[i] {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
-// writeSecretStore replaces the store at path atomically, mode 0600.
+// RetiredConfigured returns the ids of configured secrets whose
+// retirement (by a rotation) has passed: they no longer verify anything
+// and should be removed from the config file.
+func RetiredConfigured(configured []Secret, stored []StoredSecret, now time.Time) []string {
+	var ids []string
+	for _, s := range configured {
+		id := SecretID(s.Key)
+		for _, e := range stored {
+			if e.Secret == "" && e.ID == id && !e.Expires.IsZero() && !now.Before(e.Expires) {
+				ids = append(ids, id)
+				break
+			}
+		}
+	}
+	return ids
+}
+
+// checkOwner refuses a data directory owned by another user than the
+// one running (a root-owned store would take the daemon down at its next
+// start). A directory not made yet is made by this user.
+func checkOwner(dir string) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if uid := os.Geteuid(); int(st.Uid) != uid {
+		return fmt.Errorf("%w: %s belongs to uid %d, this runs as uid %d; run it as the daemon's user (e.g. sudo -u)", ErrNotOwner, dir, st.Uid, uid)
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable; a variable so tests can fail it.
+var syncDir = func(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// tempPattern names the store's temporary files. One left by a write
+// that died (it holds secrets) is removed at the next write, which holds
+// the lock, so none is being written.
+const tempPattern = ".webhook-secrets-*"
+
+// writeSecretStore replaces the store at path atomically, mode 0600. The
+// rename is durable when it returns: an error fsyncing the directory is
+// an error.
 func writeSecretStore(path string, sources map[string][]StoredSecret) error {
 	data, err := json.MarshalIndent(secretFile{Version: 1, Sources: sources}, "", "  ")
 	if err != nil {
@@ -233,7 +317,12 @@ func writeSecretStore(path string, sources map[string][]StoredSecret) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".webhook-secrets-*")
+	if stale, err := filepath.Glob(filepath.Join(dir, tempPattern)); err == nil {
+		for _, name := range stale {
+			_ = os.Remove(name)
+		}
+	}
+	f, err := os.CreateTemp(dir, tempPattern)
 	if err != nil {
 		return err
 	}
@@ -253,9 +342,8 @@ func writeSecretStore(path string, sources map[string][]StoredSecret) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -170,5 +171,81 @@ func TestSecretIDHidesTheSecret(t *testing.T) {
 	id := SecretID(keyA)
 	if id != SecretID(keyA) || id == SecretID(keyB) || strings.Contains(id, base64.StdEncoding.EncodeToString(keyA)[:8]) {
 		t.Fatalf("SecretID = %s", id)
+	}
+}
+
+// The retirement record of a configured secret is what keeps it retired:
+// however many records pile up, it is never pruned, or the old secret
+// would verify again. Expired records of secrets no longer configured go.
+func TestRetirementOfConfiguredSecretIsKept(t *testing.T) {
+	file := filepath.Join(t.TempDir(), SecretFileName)
+	old := now.Add(-time.Hour)
+	entries := []StoredSecret{{ID: SecretID(keyA), Created: old.Add(-time.Hour), Expires: old}}
+	for i := range maxRetired + 5 {
+		entries = append(entries, StoredSecret{ID: fmt.Sprintf("ws_gone%05d", i), Created: old, Expires: old.Add(time.Duration(i) * time.Second)})
+	}
+	if err := writeSecretStore(file, map[string][]StoredSecret{"telco": entries}); err != nil {
+		t.Fatal(err)
+	}
+	configured := []Secret{{Key: keyA}}
+	if ids := RetiredConfigured(configured, entries, now); len(ids) != 1 || ids[0] != SecretID(keyA) {
+		t.Fatalf("retired configured secrets = %v, want keyA's id", ids)
+	}
+	if _, err := RotateSecret(file, "telco", configured, time.Hour, now); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := ReadSecretStore(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range EffectiveSecrets(configured, stored["telco"], now) {
+		if string(s.Key) == string(keyA) {
+			t.Fatal("a retired configured secret is valid again after its record was pruned")
+		}
+	}
+	if n := len(stored["telco"]); n > maxRetired+1 {
+		t.Fatalf("%d entries kept, want at most %d", n, maxRetired+1)
+	}
+}
+
+// A rotation that cannot make its rename durable fails, rather than
+// showing a secret that a power cut may undo; a temporary file left by
+// a rotation that died (it holds secrets) is gone after the next one.
+func TestRotateDurableAndTidy(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, SecretFileName)
+	stale := filepath.Join(dir, ".webhook-secrets-123456")
+	if err := os.WriteFile(stale, []byte(`{"version":1}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RotateSecret(file, "telco", nil, time.Hour, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("stale temporary store left behind: %v", err)
+	}
+	orig := syncDir
+	t.Cleanup(func() { syncDir = orig })
+	syncDir = func(string) error { return errors.New("input/output error") }
+	if _, err := RotateSecret(file, "telco", nil, time.Hour, now); err == nil {
+		t.Fatal("a rotation whose directory fsync failed reported success")
+	}
+}
+
+// Run as another user than the data directory's owner (root, typically),
+// rotate refuses: the store it wrote would be unreadable to the daemon.
+func TestRotateRefusesAnotherUsersDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the directory to another user")
+	}
+	dir := t.TempDir()
+	if err := os.Chown(dir, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RotateSecret(filepath.Join(dir, SecretFileName), "telco", nil, time.Hour, now); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("rotate in a directory of uid 4242: %v, want ErrNotOwner", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, SecretFileName)); !os.IsNotExist(err) {
+		t.Fatalf("a store was written: %v", err)
 	}
 }

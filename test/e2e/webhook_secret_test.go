@@ -31,7 +31,7 @@ func TestWebhookSecretRotation(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "telguard.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	start(t, dir, withKey(), "--config", "telguard.yaml")
+	d := start(t, dir, withKey(), "--config", "telguard.yaml")
 	n := 0
 	post := func(key []byte) int {
 		t.Helper()
@@ -101,6 +101,17 @@ func TestWebhookSecretRotation(t *testing.T) {
 	out, _, _ = run(t, dir, "webhooks", "secret", "list", "telco", "--config", "telguard.yaml")
 	if l := grepLines(out, oldID); !strings.Contains(l, "expired") {
 		t.Fatalf("list: the configured secret is not shown expired:\n%s", out)
+	}
+
+	// At the next start the daemon names the configured secret that no
+	// longer verifies anything, so the operator removes it.
+	d.stop()
+	d = start(t, dir, withKey(), "--config", "telguard.yaml")
+	if l := grepLines(d.stderr.String(), oldID); !strings.Contains(l, "retired") {
+		t.Fatalf("no warning about the retired configured secret %s at start:\n%s", oldID, d.stderr)
+	}
+	if c := post(newKey); c != 202 {
+		t.Fatalf("issued secret after a restart: %d", c)
 	}
 
 	// Refusals a user can make.
