@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/telguard/telguard/internal/event"
 )
 
 // tcpPeer is a raw SIP endpoint on a TCP connection to the guard.
@@ -153,4 +155,49 @@ func responseFor(req *sip.Request, code int) string {
 	var b strings.Builder
 	res.StringWrite(&b)
 	return b.String()
+}
+
+// With a TCP upstream, a connection from the PBX's IP address that the
+// guard did not dial is a caller like any other: its INVITE is screened
+// (and denied here), not passed as the PBX's.
+func TestTCPClientOnThePBXsAddressIsScreened(t *testing.T) {
+	pbx, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pbx.Close()
+	got := make(chan string, 4)
+	go func() {
+		for {
+			c, err := pbx.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b := make([]byte, 65535)
+				n, _ := c.Read(b)
+				got <- string(b[:n])
+			}()
+		}
+	}()
+	eng := &fakeEngine{decide: func(event.Event) event.Decision {
+		return event.Decision{Verdict: event.Deny, SIPCode: 403}
+	}}
+	srv, _ := startGuard(t, eng, 0, nil, func(c *Config) {
+		c.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
+		c.Upstream = "tcp:" + pbx.Addr().String()
+	})
+	tcpAddr := strings.TrimPrefix(srv.Addrs()[1], "tcp:")
+	caller := dialTCPPeer(t, "127.0.0.1", tcpAddr)
+	caller.send(strings.ReplaceAll(strings.Replace(invite, "SIP/2.0/UDP", "SIP/2.0/TCP", 1), "\r\n", "\n"))
+	caller.expectResponse(403)
+	select {
+	case m := <-got:
+		t.Fatalf("the PBX got a request from a caller on its address: %.80q", m)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if n := eng.count(event.CallAttempt); n != 1 {
+		t.Fatalf("call attempts decided = %d, want 1", n)
+	}
 }

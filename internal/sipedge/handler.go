@@ -873,11 +873,21 @@ func (s *Server) dialUpstream(l *listener, req *sip.Request) (sip.Connection, er
 	return conn, nil
 }
 
-// fromUpstream reports a message from the upstream: from its address, or,
-// with a TCP or TLS upstream, on any connection from its IP (a PBX may open its
-// own connection to the guard's listener for its requests).
+// fromUpstream reports a message from the upstream: from its exact
+// address (over UDP; over TCP or TLS, the connection the guard dialled to
+// it), or, with a TLS upstream, on a connection the PBX opened to a tls
+// listener presenting the PBX's certificate. Another connection from the
+// PBX's IP address is a caller like any other: a phone or an attacker on
+// the PBX's host (or behind the same NAT) is screened.
 func (s *Server) fromUpstream(in *listener, src netip.AddrPort) bool {
-	return src == s.upstream || (s.upNet != "udp" && in.stream() && src.Addr() == s.upstream.Addr())
+	if src == s.upstream {
+		return true
+	}
+	if s.upNet != "tls" || in.network != "tls" || src.Addr() != s.upstream.Addr() {
+		return false
+	}
+	_, ok := s.pbxConns.Load(src)
+	return ok
 }
 
 // trusted reports a source that bypasses screening.

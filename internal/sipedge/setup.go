@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -58,6 +59,10 @@ type Server struct {
 	listeners []*listener
 	up        *listener // the listener that talks to the upstream
 	started   bool
+
+	// pbxConns holds the sources of TLS connections the PBX opened to
+	// the guard, presenting its certificate (see fromUpstream).
+	pbxConns sync.Map // netip.AddrPort → struct{}
 
 	// attachFilter installs a socket filter (attachSocketFilter; tests
 	// make it fail).
@@ -397,6 +402,15 @@ func (s *Server) Run(ctx context.Context) error {
 				full: func() { s.metrics.drop(dropTCPLimit) }, filter: s.cfg.Filter}
 			if l.network == "tls" {
 				ln.tls, ln.handshake = s.tlsConf, s.cfg.TLSHandshakeTimeout
+				if s.upTLS != nil {
+					ln.tls = s.tlsConf.Clone()
+					if ln.tls.ClientAuth == tls.NoClientCert {
+						// Asked, not required: only the PBX is expected
+						// to answer with a certificate.
+						ln.tls.ClientAuth = tls.RequestClientCert
+					}
+					ln.handshakeDone = s.notePBXConn
+				}
 				ln.handshakeFailed = func(c net.Conn, err error) {
 					s.metrics.drop(dropTLSHandshake)
 					s.log.Debug("sip edge tls handshake", "source", c.RemoteAddr().String(), "err", err)
@@ -549,6 +563,32 @@ func isKeepAlive(b []byte) bool {
 	return true
 }
 
+// notePBXConn records a TLS connection whose client certificate is the
+// PBX's (it verifies, as when the guard dials it, for the upstream's name)
+// so that fromUpstream takes its messages as the PBX's; the returned
+// function forgets it when the connection closes.
+func (s *Server) notePBXConn(c *tls.Conn) func() {
+	st := c.ConnectionState()
+	if len(st.PeerCertificates) == 0 {
+		return nil
+	}
+	opts := x509.VerifyOptions{Roots: s.upTLS.RootCAs, DNSName: s.upTLS.ServerName,
+		Intermediates: x509.NewCertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+	for _, ic := range st.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(ic)
+	}
+	if _, err := st.PeerCertificates[0].Verify(opts); err != nil {
+		return nil
+	}
+	ta, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return nil
+	}
+	ap := netip.AddrPortFrom(ta.AddrPort().Addr().Unmap(), ta.AddrPort().Port())
+	s.pbxConns.Store(ap, struct{}{})
+	return func() { s.pbxConns.Delete(ap) }
+}
+
 // limitListener caps the open TCP or TLS connections: each costs sipgo a
 // goroutine and a read buffer. Past the cap a new connection is closed at
 // once, so the kernel's backlog does not fill with connections nobody
@@ -567,6 +607,9 @@ type limitListener struct {
 	tls             *tls.Config // nil: plain TCP
 	handshake       time.Duration
 	handshakeFailed func(net.Conn, error)
+	// handshakeDone, when set, sees every finished handshake and returns
+	// what to run when the connection closes.
+	handshakeDone func(*tls.Conn) func()
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -588,7 +631,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 				return &streamConn{Conn: lc}, nil
 			}
 			tc := tls.Server(lc, l.tls)
-			return &streamConn{Conn: tc, tls: tc, handshake: l.handshake,
+			return &streamConn{Conn: tc, tls: tc, handshake: l.handshake, done: l.handshakeDone,
 				failed: func(err error) { l.handshakeFailed(lc, err) }}, nil
 		default:
 			c.Close()

@@ -104,8 +104,8 @@ type Config struct {
 	// its address family: the guard dials the upstream (once, keeping the
 	// connection) and names that listener in its Via and Record-Route. A
 	// message is "from the upstream" when it comes from exactly this
-	// address or, with a TCP or TLS upstream, on any connection from its
-	// IP.
+	// address (over TCP or TLS: on the connection the guard dialled) or,
+	// with a TLS upstream, on a connection presenting its certificate.
 	Upstream string
 	// UpstreamAddr, when valid, is the address Upstream's host resolves
 	// to (ResolveUpstream), so the caller and the guard agree on it; the

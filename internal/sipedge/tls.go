@@ -94,6 +94,11 @@ type streamConn struct {
 	tls       *tls.Conn // nil on TCP
 	handshake time.Duration
 	failed    func(error) // a handshake failed
+	done      func(*tls.Conn) func()
+
+	mu     sync.Mutex
+	closed bool
+	forget func() // undoes done's note, at Close
 
 	once sync.Once
 	err  error
@@ -108,6 +113,16 @@ func (c *streamConn) Read(b []byte) (int, error) {
 				return
 			}
 			c.tls.SetWriteDeadline(time.Time{})
+			if c.done != nil {
+				forget := c.done(c.tls)
+				c.mu.Lock()
+				if c.closed && forget != nil {
+					forget()
+					forget = nil
+				}
+				c.forget = forget
+				c.mu.Unlock()
+			}
 		})
 		if c.err != nil {
 			return 0, c.err
@@ -115,6 +130,18 @@ func (c *streamConn) Read(b []byte) (int, error) {
 	}
 	c.Conn.SetReadDeadline(time.Now().Add(streamIdleTimeout))
 	return c.Conn.Read(b)
+}
+
+func (c *streamConn) Close() error {
+	err := c.Conn.Close()
+	c.mu.Lock()
+	c.closed = true
+	if c.forget != nil {
+		c.forget()
+		c.forget = nil
+	}
+	c.mu.Unlock()
+	return err
 }
 
 func (c *streamConn) Write(b []byte) (int, error) {
