@@ -141,7 +141,7 @@ func FuzzToEvent(f *testing.F) {
 			t.Fatalf("branch %q", b)
 		}
 		s.popRoutes(req, string(*req.CallID()), src)
-		if s.fixNATContact(req, src) {
+		if s.fixNATContact(req, src, "udp") {
 			if _, err := sip.NewParser().ParseSIP([]byte(req.String())); err != nil {
 				t.Fatalf("a fixed Contact does not parse: %v", err)
 			}

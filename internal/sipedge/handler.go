@@ -52,7 +52,10 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 	now := s.cfg.Clock()
 	fromUp := s.fromUpstream(in, src)
 	trusted := fromUp || s.trusted(src.Addr())
-	if !trusted && !s.cfg.KeepNATContact && s.fixNATContact(req, src) {
+	// A REGISTER's Contact is left alone: the guard's Path carries where
+	// the phone really is, and a Contact rewritten to a NAT binding that
+	// later moves would leave the registrar a second, stale binding.
+	if !trusted && req.Method != sip.REGISTER && !s.cfg.KeepNATContact && s.fixNATContact(req, src, in.network) {
 		s.metrics.natContact.Inc()
 	}
 	if req.Method == sip.REGISTER && !trusted {
@@ -243,7 +246,7 @@ func (s *Server) onResponse(ctx context.Context, l *listener, res *sip.Response,
 			return
 		}
 	}
-	if !s.fromUpstream(l, src) && !s.cfg.KeepNATContact && s.fixNATContact(res, src) {
+	if !s.fromUpstream(l, src) && !s.trusted(src.Addr()) && !s.cfg.KeepNATContact && s.fixNATContact(res, src, l.network) {
 		s.metrics.natContact.Inc()
 	}
 	res.RemoveHeader("Via")
@@ -804,26 +807,37 @@ func (s *Server) write(l *listener, msg sip.Message, dst netip.AddrPort) error {
 }
 
 // natPrefixes are the addresses a Contact names from behind a NAT: RFC
-// 1918 private networks and RFC 6598 carrier-grade NAT space.
+// 1918 private networks, RFC 6598 carrier-grade NAT space and IPv6
+// unique local addresses (RFC 4193, behind NPTv6 or NAT66).
 var natPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("10.0.0.0/8"),
 	netip.MustParsePrefix("172.16.0.0/12"),
 	netip.MustParsePrefix("192.168.0.0/16"),
 	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("fc00::/7"),
 }
 
 // fixNATContact does what Kamailio's fix_nated_contact does: a Contact
 // that names a private or CGNAT address other than where the message came
 // from is a phone behind NAT, which nobody outside can reach there. Its
 // host and port become the message's source, the NAT binding the phone
-// keeps open, so the PBX's requests to it (in-dialog ones, and calls to
-// the registration) find it. Parameters (transport, ob, …) stay. It
-// reports whether it changed anything.
-func (s *Server) fixNATContact(msg sip.Message, src netip.AddrPort) bool {
+// keeps open, so the PBX's requests to it (in-dialog ones) find it.
+// Parameters (transport, ob, …) stay. A Contact for another transport
+// than the one the message came on (network) is left alone: the source
+// port of a UDP datagram is no TCP listener. It reports whether it
+// changed anything.
+func (s *Server) fixNATContact(msg sip.Message, src netip.AddrPort, network string) bool {
 	fixed := false
 	for _, h := range msg.GetHeaders("Contact") {
 		c, ok := h.(*sip.ContactHeader)
 		if !ok || c.Address.Wildcard || (c.Address.Scheme != "sip" && c.Address.Scheme != "sips") {
+			continue
+		}
+		transport := strings.ToLower(c.Address.UriParams.GetOr("transport", "udp"))
+		if c.Address.Scheme == "sips" {
+			transport = "tls"
+		}
+		if transport != network {
 			continue
 		}
 		ip, err := netip.ParseAddr(strings.Trim(c.Address.Host, "[]"))

@@ -1,6 +1,7 @@
 package sipedge
 
 import (
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -60,6 +61,9 @@ func TestFixNATContact(t *testing.T) {
 		{"public", "<sip:1001@198.51.100.10:5060>", "<sip:1001@198.51.100.10:5060>", false},
 		{"a name", "<sip:1001@phone.example.com>", "<sip:1001@phone.example.com>", false},
 		{"kept when asked", "<sip:1001@192.168.1.10:5060>", "<sip:1001@192.168.1.10:5060>", true},
+		{"ipv6 ula", "<sip:1001@[fd12:3456::10]:5060>", "<sip:1001@$ME>", false},
+		{"tcp contact over udp", "<sip:1001@192.168.1.10:5060;transport=tcp>", "<sip:1001@192.168.1.10:5060;transport=tcp>", false},
+		{"sips contact over udp", "<sips:1001@192.168.1.10:5061>", "<sips:1001@192.168.1.10:5061>", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, &fakeEngine{}, func(c *Config) { c.KeepNATContact = tc.keep })
@@ -70,5 +74,55 @@ func TestFixNATContact(t *testing.T) {
 				t.Fatalf("Contact at the PBX = %v, want %s", c, want)
 			}
 		})
+	}
+}
+
+// A REGISTER's Contact is left as the phone sent it (the Path carries its
+// real source): rewriting it to a NAT binding would leave the registrar a
+// stale second binding when the binding moves.
+func TestRegisterContactIsNotRewritten(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	guard := "127.0.0.1:" + strconv.Itoa(r.port)
+	r.caller.send(r.port, `REGISTER sip:`+guard+` SIP/2.0
+Via: SIP/2.0/UDP $ME;branch=z9hG4bK-natreg;rport
+From: <sip:1001@`+guard+`>;tag=r1
+To: <sip:1001@`+guard+`>
+Call-ID: reg-nat
+CSeq: 1 REGISTER
+Contact: <sip:1001@192.168.1.10:5060;ob>
+Max-Forwards: 70
+Content-Length: 0
+
+`)
+	reg := r.upstream.expectRequest(sip.REGISTER)
+	if c := reg.Contact(); c == nil || c.Value() != "<sip:1001@192.168.1.10:5060;ob>" {
+		t.Fatalf("Contact at the PBX = %v, want the phone's own", c)
+	}
+}
+
+// A trusted carrier's answer is left alone, NATed Contact or not.
+func TestTrustedCarrierResponseIsNotRewritten(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, func(c *Config) { c.TrustedCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.5/32")} })
+	carrier := newPeerAt(t, "127.0.0.5")
+	r.upstream.send(r.port, `INVITE sip:5511999990000@`+carrier.conn.LocalAddr().String()+` SIP/2.0
+Via: SIP/2.0/UDP $ME;branch=z9hG4bK-out1
+From: <sip:1001@pbx>;tag=o1
+To: <sip:5511999990000@carrier>
+Call-ID: out-call-1
+CSeq: 1 INVITE
+Contact: <sip:pbx@$ME>
+Max-Forwards: 70
+Content-Length: 0
+
+`)
+	inv := carrier.expectRequest(sip.INVITE)
+	res := sip.NewResponseFromRequest(inv, 200, "OK", nil)
+	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "gw", Host: "10.9.8.7", Port: 5060}})
+	var b strings.Builder
+	res.StringWrite(&b)
+	carrier.send(r.port, b.String())
+	got := r.upstream.expectResponse(200)
+	if c := got.Contact(); c == nil || !strings.Contains(c.Value(), "10.9.8.7:5060") {
+		t.Fatalf("Contact at the PBX = %v, want the carrier's own", c)
 	}
 }
