@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/telguard/telguard/examples"
@@ -183,6 +184,8 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.registry.MustRegister(newEngineCollector(d.engine, d.writer, d.clock))
+	// Heap and RSS next to the state tables, so memory can be attributed.
+	d.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.api, err = decisionapi.New(decisionapi.Config{
 		Addr:         cfg.API.Listen,
 		Keys:         keys,

@@ -67,3 +67,26 @@ func TestBanExpiryIsLogged(t *testing.T) {
 		t.Fatalf("after the ban: %s %v", dec.Verdict, dec.rules())
 	}
 }
+
+// /metrics shows the engine's state tables next to the process's own
+// memory, so an operator can tell what is growing.
+func TestMetricsShowStateAndMemory(t *testing.T) {
+	d := start(t, workdir(t), withKey())
+	d.check(call{"mm1", "1001", "+5511987654321", "192.0.2.9", ""})
+	d.end("mm1", 30) // an ended call teaches the account's baseline
+	out, err := httpGet(d.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"telguard_decisions_total{verdict=\"allow\"} 1",
+		"telguard_baseline_accounts{tenant=\"demo\"}",
+		"telguard_anomaly_model_loaded 0",
+		"process_resident_memory_bytes",
+		"go_memstats_heap_inuse_bytes",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
