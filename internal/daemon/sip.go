@@ -3,8 +3,10 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/telguard/telguard/internal/event"
@@ -56,6 +58,15 @@ func (d *Daemon) newSIPEdge() error {
 		if err != nil {
 			return fmt.Errorf("sip: %w", err)
 		}
+		if geo.IPv4Only() {
+			// Such a database places no IPv6 caller: a deny list would
+			// let every one through, an allow list drop every one.
+			for _, l := range sc.Listen {
+				if listensIPv6(l) {
+					return fmt.Errorf("sip: geoip_db %s has no IPv6 networks, but listen %q takes IPv6 callers: use a database with IPv6 (GeoLite2 has it) or IPv4 listeners only", sc.GeoIPDB, l)
+				}
+			}
+		}
 		d.filter.SetCountryFilter(geo.Lookup, sc.DenyCountries, sc.AllowCountries)
 		d.log.Info("sip country filter on", "db", sc.GeoIPDB, "deny", sc.DenyCountries, "allow", sc.AllowCountries)
 	}
@@ -77,6 +88,27 @@ func (d *Daemon) newSIPEdge() error {
 		return fmt.Errorf("sip edge: %w", err)
 	}
 	return nil
+}
+
+// listensIPv6 reports a listen address ("udp:host:port", "tcp6:…") that
+// takes IPv6 packets: an IPv6 network, or an IPv6 or "::" host.
+func listensIPv6(spec string) bool {
+	network, hostport, ok := strings.Cut(spec, ":")
+	if !ok {
+		return false
+	}
+	if strings.HasSuffix(network, "6") {
+		return true
+	}
+	if strings.HasSuffix(network, "4") {
+		return false
+	}
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Is6() && !a.Is4In6()
 }
 
 // recordFloodBans writes each ban the SIP packet filter makes on its own

@@ -141,6 +141,10 @@ func (r *Reader) Country(a netip.Addr) string {
 	return c
 }
 
+// IPv4Only reports a database without IPv6 networks: it places no IPv6
+// address.
+func (r *Reader) IPv4Only() bool { return r.v4 }
+
 // Lookup is Country in the form the SIP packet filter takes: ok is false
 // when the country is unknown.
 func (r *Reader) Lookup(a netip.Addr) (country string, ok bool) {

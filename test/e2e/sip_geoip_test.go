@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"context"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/telguard/telguard/internal/geoip/geoiptest"
 )
@@ -44,5 +49,29 @@ func TestSIPEdgeDeniedCountryGetsNothing(t *testing.T) {
 	line := grepLines(metrics, `telguard_sip_prefilter_packets_total{verdict="drop_country"}`)
 	if line == "" || strings.HasSuffix(strings.TrimSpace(line), " 0") {
 		t.Fatalf("no packet counted as dropped for its country:\n%s", grepLines(metrics, "telguard_sip_prefilter_packets_total"))
+	}
+}
+
+// An IPv4-only country database cannot place IPv6 callers: with an IPv6
+// listener telguard refuses to start, naming the problem, rather than let
+// every IPv6 caller past a deny list (or drop every one with an allow
+// list).
+func TestSIPEdgeIPv4OnlyDatabaseRefusesIPv6Listener(t *testing.T) {
+	dir := workdir(t)
+	db := filepath.Join(dir, "country-v4.mmdb")
+	geoiptest.WriteIPv4(t, db, map[string]string{"127.0.0.0/8": "BR"})
+	cfg := "sip:\n  listen: [\"udp:127.0.0.1:" + strconv.Itoa(freeUDP(t, "127.0.0.1")) + "\", \"udp:[::1]:" + strconv.Itoa(freeUDP(t, "127.0.0.1")) + "\"]\n" +
+		"  upstream: \"udp:127.0.0.1:" + strconv.Itoa(freeUDP(t, "127.0.0.1")) + "\"\n  geoip_db: " + db + "\n  deny_countries: [KP]\n"
+	if err := os.WriteFile(filepath.Join(dir, "telguard.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "serve", "--listen", freePort(t), "--config", "telguard.yaml")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), withKey()...)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "has no IPv6 networks") {
+		t.Fatalf("telguard started (err %v) with an IPv4-only database and an IPv6 listener:\n%s", err, out)
 	}
 }

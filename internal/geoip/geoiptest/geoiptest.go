@@ -20,10 +20,23 @@ import (
 // RFC 1918) may be given: tests on loopback need them.
 func Write(t testing.TB, path string, networks map[string]string) {
 	t.Helper()
+	write(t, path, networks, 6)
+}
+
+// WriteIPv4 is Write for an IPv4-only database (IP version 4 in its
+// metadata), as some free country databases are.
+func WriteIPv4(t testing.TB, path string, networks map[string]string) {
+	t.Helper()
+	write(t, path, networks, 4)
+}
+
+func write(t testing.TB, path string, networks map[string]string, ipVersion int) {
+	t.Helper()
 	tree, err := mmdbwriter.New(mmdbwriter.Options{
 		DatabaseType:            "GeoIP2-Country",
 		IncludeReservedNetworks: true,
 		RecordSize:              24,
+		IPVersion:               ipVersion,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -419,8 +419,9 @@ func (f *Filter) reportUnban(b Ban, why string) {
 // SetCountryFilter drops packets from sources that lookup places in a
 // denied country: one in denied, or, when allowed is not empty, one not in
 // allowed. Codes are ISO 3166-1 alpha-2, compared case-insensitively. A
-// source lookup cannot place (private and loopback addresses, unassigned
-// space) is let through either way. A nil lookup, or empty denied and
+// source lookup cannot place is let through by a deny list; an allow list
+// lets it through only when it is not a public address (private, CGNAT,
+// loopback, link-local: see public). A nil lookup, or empty denied and
 // allowed lists, turns the filter off. lookup is called for every packet
 // of an unbanned, untrusted source, outside the filter's locks: it must be
 // cheap and safe for concurrent use (*geoip.Reader's Lookup is).
@@ -445,7 +446,10 @@ func (f *Filter) SetCountryFilter(lookup func(netip.Addr) (country string, ok bo
 func (cf *countryFilter) denies(a netip.Addr) bool {
 	c, ok := cf.lookup(a)
 	if !ok || c == "" {
-		return false
+		// An allow list lets in only what it names: a public address the
+		// database cannot place is not on it. Private, CGNAT, loopback and
+		// link-local sources stay (no database places them).
+		return cf.allowed != nil && public(a)
 	}
 	var buf [8]byte
 	if len(c) > len(buf) {
@@ -584,4 +588,15 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// cgnat is RFC 6598 shared address space: not public, though
+// netip.Addr.IsPrivate does not say so.
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// public reports a global unicast address outside private (RFC 1918, IPv6
+// ULA) and CGNAT space: one a country database should place.
+func public(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsGlobalUnicast() && !a.IsPrivate() && !cgnat.Contains(a)
 }

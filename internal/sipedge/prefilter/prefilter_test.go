@@ -368,15 +368,19 @@ func TestCountry(t *testing.T) {
 		t.Fatalf("filter off: %v", got)
 	}
 
-	// An allow list: every placed country not on it is dropped.
+	// An allow list: every placed country not on it is dropped, and so is
+	// a public address the database cannot place; private, CGNAT,
+	// loopback and link-local sources are not.
 	f.SetCountryFilter(func(a netip.Addr) (string, bool) { c, ok := geo[a]; return c, ok }, nil, []string{" de "})
-	for src, want := range map[string]Verdict{"192.0.2.1": DropCountry, "192.0.2.2": Pass, "192.0.2.3": DropCountry, "192.0.2.4": Pass} {
+	for src, want := range map[string]Verdict{"192.0.2.1": DropCountry, "192.0.2.2": Pass, "192.0.2.3": DropCountry,
+		"192.0.2.4": DropCountry, "2001:db8::4": DropCountry, "10.0.0.4": Pass, "100.64.0.4": Pass, "fd00::4": Pass,
+		"127.0.0.1": Pass, "fe80::1": Pass} {
 		if got := f.Check(addr(src), []byte(invite)); got != want {
 			t.Errorf("allow DE: %s: %v, want %v", src, got, want)
 		}
 	}
-	if s := f.Stats(); s.Packets[DropCountry] != 5 {
-		t.Errorf("country drops counted %d, want 5", s.Packets[DropCountry])
+	if s := f.Stats(); s.Packets[DropCountry] != 7 {
+		t.Errorf("country drops counted %d, want 7", s.Packets[DropCountry])
 	}
 }
 
