@@ -26,7 +26,8 @@ import (
 // (*prefilter.Filter). With one, the guard drops banned sources' UDP
 // datagrams in the kernel too.
 type BanLister interface {
-	Bans() []prefilter.Ban
+	// TopBans returns at most n bans in force, those ending last first.
+	TopBans(n int) []prefilter.Ban
 	// BanVersion changes whenever the bans change.
 	BanVersion() uint64
 }
@@ -37,8 +38,14 @@ type BanLister interface {
 const maxKernelBans = 256
 
 // kernelBanRefresh is how often the guard checks whether its socket
-// filters need refreshing.
-const kernelBanRefresh = 100 * time.Millisecond
+// filters need refreshing; kernelBanMinInterval is the least time between
+// two rebuilds, so a distributed flood making bans by the thousand costs a
+// walk of the ban table once a second, not at every ban. Until a ban
+// reaches the kernel the pre-filter drops its source.
+const (
+	kernelBanRefresh     = 100 * time.Millisecond
+	kernelBanMinInterval = time.Second
+)
 
 // kernelFilterRetry is how long after the kernel refused a socket filter
 // the guard tries the full list again.
@@ -185,20 +192,28 @@ func (s *Server) syncKernelBans(ctx context.Context, l *listener, bl BanLister) 
 	tick := time.NewTicker(kernelBanRefresh)
 	defer tick.Stop()
 	version, first := uint64(0), true
-	var next, retry time.Time // retry: when to try the full list again after a refusal
+	var next, retry, built time.Time // retry: when to try the full list again after a refusal
+	var attached []bpfInsn
 	for {
 		now := time.Now()
 		v := bl.BanVersion()
 		due := first || v != version || (!next.IsZero() && !now.Before(next)) || (!retry.IsZero() && !now.Before(retry))
-		if due {
-			first, retry = false, time.Time{}
-			bans := bl.Bans()
+		if due && (first || now.Sub(built) >= kernelBanMinInterval) {
+			first, retry, built = false, time.Time{}, now
+			// Bans covering keep are left out of the program: ask for a
+			// few more than it holds.
+			bans := bl.TopBans(maxKernelBans + len(keep))
 			failures := 0
 			var lastErr error
 			for limit := maxKernelBans; ; limit /= 2 {
 				prog, until, n := banProgram(bans, keep, now, limit)
+				if attached != nil && slices.Equal(prog, attached) {
+					version, next = v, until // the same bans: nothing to tell the kernel
+					break
+				}
 				err := s.attachFilter(l.conn, prog)
 				if err == nil {
+					attached = prog
 					s.metrics.kernelBans.WithLabelValues(name).Set(float64(n))
 					version, next = v, until
 					break
@@ -212,6 +227,7 @@ func (s *Server) syncKernelBans(ctx context.Context, l *listener, bl BanLister) 
 				if limit == 0 {
 					// Not even an accept-all program: take the filter
 					// off, so no stale ban stays in the kernel.
+					attached = nil
 					if err := detachSocketFilter(l.conn); err != nil {
 						s.log.Warn("sip edge: kernel socket filter not removed", "addr", name, "err", err)
 					}

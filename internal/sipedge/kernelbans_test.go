@@ -328,3 +328,36 @@ func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return n
 }
+
+// A burst of bans (a distributed flood) rebuilds the socket filter at most
+// once a second, not at every ban.
+func TestKernelFilterRebuildsAtMostOnceASecond(t *testing.T) {
+	f, err := prefilter.New(prefilter.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := newPeer(t)
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{Listen: []string{"udp:127.0.0.1:0"}, Upstream: "udp:127.0.0.1:" + strconv.Itoa(up.port()),
+		Tenant: "demo", Filter: f}, &fakeEngine{}, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var attaches atomic.Int32
+	s.attachFilter = func(c *net.UDPConn, prog []bpfInsn) error {
+		attaches.Add(1)
+		return attachSocketFilter(c, prog)
+	}
+	runGuard(t, s)
+	waitKernelBans(t, reg, 0)
+	start := time.Now()
+	for i := range 40 {
+		f.Ban(netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 32), time.Now().Add(time.Hour), "test")
+		time.Sleep(25 * time.Millisecond)
+	}
+	waitKernelBans(t, reg, 40)
+	elapsed := time.Since(start)
+	if n, most := attaches.Load(), int32(elapsed/kernelBanMinInterval)+2; n > most {
+		t.Fatalf("%d filters attached in %v, want at most %d", n, elapsed.Round(time.Millisecond), most)
+	}
+}

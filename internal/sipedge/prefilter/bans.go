@@ -2,6 +2,7 @@ package prefilter
 
 import (
 	"cmp"
+	"container/heap"
 	"math"
 	"net/netip"
 	"slices"
@@ -130,6 +131,73 @@ func (f *Filter) Bans() []Ban {
 		return cmp.Or(x.Prefix.Addr().Compare(y.Prefix.Addr()), cmp.Compare(x.Prefix.Bits(), y.Prefix.Bits()))
 	})
 	return out
+}
+
+// TopBans returns at most n of the bans in force, those ending last
+// first: what the guard's kernel socket filter holds. It keeps only n while
+// it walks the shards (a bounded heap, not a copy and sort of every ban),
+// and answers from a cache until the bans change, so several listeners
+// refreshing at once cost one walk. The slice is shared: do not modify it.
+func (f *Filter) TopBans(n int) []Ban {
+	if n <= 0 {
+		return nil
+	}
+	f.topMu.Lock()
+	defer f.topMu.Unlock()
+	v := f.version.Load()
+	now := f.now().UnixNano()
+	if f.top != nil && v == f.topVersion && n == f.topN && (len(f.top) == 0 || now < f.top[len(f.top)-1].Until.UnixNano()) {
+		return f.top
+	}
+	h := make(banHeap, 0, n)
+	offer := func(p netip.Prefix, b banEntry) {
+		if now >= b.until {
+			return
+		}
+		if len(h) < n {
+			heap.Push(&h, b.public(p))
+			return
+		}
+		if b.until > h[0].Until.UnixNano() {
+			h[0] = b.public(p)
+			heap.Fix(&h, 0)
+		}
+	}
+	for i := range f.shards {
+		sh := &f.shards[i]
+		sh.mu.Lock()
+		for k, b := range sh.bans {
+			if now < b.until && (len(h) < n || b.until > h[0].Until.UnixNano()) {
+				a := netip.AddrFrom16(k).Unmap()
+				offer(netip.PrefixFrom(a, a.BitLen()), b)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	f.cidrs.Load().each(offer)
+	out := []Ban(h)
+	slices.SortFunc(out, func(x, y Ban) int {
+		return cmp.Or(y.Until.Compare(x.Until), x.Prefix.Addr().Compare(y.Prefix.Addr()), cmp.Compare(x.Prefix.Bits(), y.Prefix.Bits()))
+	})
+	if out == nil {
+		out = []Ban{}
+	}
+	f.top, f.topVersion, f.topN = out, v, n
+	return out
+}
+
+// banHeap is a min-heap of bans by end.
+type banHeap []Ban
+
+func (h banHeap) Len() int           { return len(h) }
+func (h banHeap) Less(i, j int) bool { return h[i].Until.Before(h[j].Until) }
+func (h banHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *banHeap) Push(x any)        { *h = append(*h, x.(Ban)) }
+func (h *banHeap) Pop() any {
+	old := *h
+	b := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return b
 }
 
 // unixNano is t.UnixNano, saturating outside the years 1678–2262 where

@@ -199,6 +199,11 @@ type Filter struct {
 	floodBans     atomic.Uint64
 	floodRefused  atomic.Uint64
 	version       atomic.Uint64 // see BanVersion
+
+	topMu      sync.Mutex // TopBans' cache
+	topVersion uint64
+	topN       int
+	top        []Ban
 }
 
 // shard holds the state of the sources whose hash falls in it. Padding keeps

@@ -676,3 +676,42 @@ func TestUnbanReported(t *testing.T) {
 		t.Fatalf("reported twice: %+v", ended)
 	}
 }
+
+// TopBans keeps the n bans ending last (addresses and CIDRs alike), skips
+// ended ones, and sees a change at once.
+func TestTopBans(t *testing.T) {
+	f, clk := newFilter(t, Config{})
+	for i := range 1000 {
+		a := netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)})
+		f.Ban(netip.PrefixFrom(a, 32), t0.Add(time.Duration(i+1)*time.Minute), "test")
+	}
+	f.Ban(prefix("203.0.113.0/24"), t0.Add(2000*time.Minute), "cidr")
+	top := f.TopBans(10)
+	if len(top) != 10 || top[0].Prefix != prefix("203.0.113.0/24") || top[1].Prefix != prefix("198.51.3.231/32") ||
+		top[9].Prefix != prefix("198.51.3.223/32") {
+		t.Fatalf("top 10 = %v", top)
+	}
+	if again := f.TopBans(10); &again[0] != &top[0] {
+		t.Error("unchanged bans were walked again")
+	}
+	f.Unban(prefix("203.0.113.0/24"))
+	if top = f.TopBans(10); top[0].Prefix != prefix("198.51.3.231/32") {
+		t.Fatalf("after an unban, top = %v", top[0])
+	}
+	clk.Advance(999*time.Minute + time.Second)
+	if top = f.TopBans(10); len(top) != 1 || top[0].Prefix != prefix("198.51.3.231/32") {
+		t.Fatalf("after most bans ended, top = %v", top)
+	}
+}
+
+func BenchmarkTopBans65536(b *testing.B) {
+	f, _ := newFilter(b, Config{})
+	for i := range 65536 {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		f.Ban(netip.PrefixFrom(a, 32), t0.Add(time.Duration(i+1)*time.Second), "test")
+	}
+	for i := 0; b.Loop(); i++ {
+		f.Ban(prefix("192.0.2.1/32"), t0.Add(time.Duration(i+1)*time.Second), "test") // a change each time
+		f.TopBans(256)
+	}
+}
