@@ -27,8 +27,8 @@ func (f *Filter) Ban(p netip.Prefix, until time.Time, reason string) {
 	}
 	b := banEntry{until: unixNano(until), reason: reason}
 	if p.IsSingleIP() {
-		key := p.Addr().As16()
-		sh := f.shardOf(key)
+		key := banKey{a: p.Addr().As16()}
+		sh := f.shardOf(key.a)
 		sh.mu.Lock()
 		if old, ok := sh.bans[key]; ok {
 			f.deleteBan(sh, key, old)
@@ -52,9 +52,23 @@ func (f *Filter) Unban(p netip.Prefix) {
 	if !ok {
 		return
 	}
+	key := banKey{a: p.Addr().As16()}
+	if p.Addr().Is6() && p.Bits() == 64 {
+		// A flood ban of a /64 (see Check) lives with the addresses.
+		key.net = true
+		sh := f.shardOf(key.a)
+		sh.mu.Lock()
+		old, ok := sh.bans[key]
+		if ok {
+			f.deleteBan(sh, key, old)
+		}
+		sh.mu.Unlock()
+		if ok && old.flood {
+			f.reportUnban(old.public(p), EndLifted)
+		}
+	}
 	if p.IsSingleIP() {
-		key := p.Addr().As16()
-		sh := f.shardOf(key)
+		sh := f.shardOf(key.a)
 		sh.mu.Lock()
 		old, ok := sh.bans[key]
 		if ok {
@@ -91,7 +105,12 @@ func (f *Filter) Banned(src netip.Addr) (until time.Time, reason string, ok bool
 	now := f.now().UnixNano()
 	sh := f.shardOf(key)
 	sh.mu.Lock()
-	b, found := sh.bans[key]
+	b, found := sh.bans[banKey{a: key}]
+	if !found || now >= b.until {
+		if nk := netKey(key); nk != key {
+			b, found = sh.bans[banKey{a: nk, net: true}]
+		}
+	}
 	sh.mu.Unlock()
 	if !found || now >= b.until {
 		_, b, found = f.cidrs.Load().lookup(netip.AddrFrom16(key).Unmap(), now)
@@ -116,8 +135,7 @@ func (f *Filter) Bans() []Ban {
 		sh.mu.Lock()
 		for k, b := range sh.bans {
 			if now < b.until {
-				a := netip.AddrFrom16(k).Unmap()
-				out = append(out, b.public(netip.PrefixFrom(a, a.BitLen())))
+				out = append(out, b.public(k.prefix()))
 			}
 		}
 		sh.mu.Unlock()
@@ -168,8 +186,7 @@ func (f *Filter) TopBans(n int) []Ban {
 		sh.mu.Lock()
 		for k, b := range sh.bans {
 			if now < b.until && (len(h) < n || b.until > h[0].Until.UnixNano()) {
-				a := netip.AddrFrom16(k).Unmap()
-				offer(netip.PrefixFrom(a, a.BitLen()), b)
+				offer(k.prefix(), b)
 			}
 		}
 		sh.mu.Unlock()
@@ -221,12 +238,41 @@ func (b banEntry) public(p netip.Prefix) Ban {
 	return Ban{Prefix: p, Until: time.Unix(0, b.until), Reason: b.reason, Flood: b.flood}
 }
 
+// shardOf is the shard of an address (As16): that of its /64 for IPv6, so
+// an address's bans and its /64's flood ban are under one lock.
 func (f *Filter) shardOf(key [16]byte) *shard {
-	return f.shardFor(f.hash(key))
+	return f.shardFor(f.hash(netKey(key)))
+}
+
+// banKey keys the shards' bans: an address, or (net) the IPv6 /64 a
+// flood ban covers.
+type banKey struct {
+	a   [16]byte
+	net bool
+}
+
+func (k banKey) prefix() netip.Prefix {
+	a := netip.AddrFrom16(k.a).Unmap()
+	if k.net {
+		return netip.PrefixFrom(a, 64)
+	}
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
+// netKey is an address's flood key (As16 form): an IPv4 address itself,
+// an IPv6 address's /64. One host on IPv6 gets a /64 to pick addresses
+// from; counted and banned per /128 it could rotate through them and
+// exhaust MaxFloodBans.
+func netKey(key [16]byte) [16]byte {
+	if [12]byte(key[:12]) == [12]byte{10: 0xff, 11: 0xff} {
+		return key // IPv4 (mapped)
+	}
+	clear(key[8:])
+	return key
 }
 
 // deleteBan removes key's ban b from sh; sh.mu must be held.
-func (f *Filter) deleteBan(sh *shard, key [16]byte, b banEntry) {
+func (f *Filter) deleteBan(sh *shard, key banKey, b banEntry) {
 	delete(sh.bans, key)
 	f.version.Add(1)
 	if b.flood {

@@ -210,7 +210,7 @@ type Filter struct {
 // two shards' hot words off one cache line.
 type shard struct {
 	mu      sync.Mutex
-	bans    map[[16]byte]banEntry // single addresses, keyed by As16 of the unmapped address
+	bans    map[banKey]banEntry // single addresses (As16 of the unmapped address) and IPv6 /64 flood bans
 	table   sourceTable
 	packets [numVerdicts]atomic.Uint64
 	evicted uint64 // under mu
@@ -301,7 +301,7 @@ func New(cfg Config) (*Filter, error) {
 		f.trusted = trusted
 	}
 	for i := range f.shards {
-		f.shards[i].bans = make(map[[16]byte]banEntry)
+		f.shards[i].bans = make(map[banKey]banEntry)
 		f.shards[i].table.init(perShard)
 	}
 	return f, nil
@@ -316,7 +316,7 @@ func (f *Filter) Check(src netip.Addr, pkt []byte) Verdict {
 	}
 	key := src.As16() // IPv4 and IPv4-mapped IPv6 give the same key; zone dropped
 	a := netip.AddrFrom16(key).Unmap()
-	h := f.hash(key)
+	h := f.hash(netKey(key)) // an IPv6 source is counted with its /64
 	sh := f.shardFor(h)
 	v := Pass
 	if f.trusted == nil || !f.trusted.contains(a) {
@@ -336,17 +336,22 @@ func (f *Filter) screen(sh *shard, h uint64, a netip.Addr, key [16]byte) Verdict
 	if c := f.cidrs.Load(); c != nil && c.match(a, now) {
 		return DropBanned
 	}
+	fkey := banKey{a: netKey(key), net: !a.Is4()}
 	sh.mu.Lock()
-	if b, ok := sh.bans[key]; ok {
+	for _, k := range [2]banKey{{a: key}, fkey} {
+		b, ok := sh.bans[k]
+		if !ok {
+			continue
+		}
 		if now < b.until {
 			sh.mu.Unlock()
 			return DropBanned
 		}
-		f.deleteBan(sh, key, b)
+		f.deleteBan(sh, k, b)
 		if b.flood {
 			// Rare (once per ban): report outside the lock.
 			sh.mu.Unlock()
-			f.reportUnban(b.public(netip.PrefixFrom(a, a.BitLen())), EndExpired)
+			f.reportUnban(b.public(k.prefix()), EndExpired)
 			sh.mu.Lock()
 		}
 	}
@@ -359,7 +364,7 @@ func (f *Filter) screen(sh *shard, h uint64, a netip.Addr, key [16]byte) Verdict
 		sh.mu.Lock()
 	}
 	set := &sh.table.sets[mulHi(h>>32, f.setsPerShard)]
-	n, forgot := sh.table.count(set, key, floorDiv(now, f.slotWidth))
+	n, forgot := sh.table.count(set, fkey.a, floorDiv(now, f.slotWidth))
 	if forgot {
 		sh.evicted++
 	}
@@ -371,12 +376,12 @@ func (f *Filter) screen(sh *shard, h uint64, a netip.Addr, key [16]byte) Verdict
 	banned := false
 	if f.floodBansHeld.Load() < f.maxFloodBans {
 		until := t.Add(f.banFor)
-		sh.bans[key] = banEntry{until: unixNano(until), reason: f.floodReason, flood: true}
+		sh.bans[fkey] = banEntry{until: unixNano(until), reason: f.floodReason, flood: true}
 		f.version.Add(1)
 		f.floodBansHeld.Add(1)
 		f.floodBans.Add(1)
-		sh.table.forget(set, key) // the ban takes over; start afresh when it ends
-		ban = Ban{Prefix: netip.PrefixFrom(a, a.BitLen()), Until: until, Reason: f.floodReason, Flood: true}
+		sh.table.forget(set, fkey.a) // the ban takes over; start afresh when it ends
+		ban = Ban{Prefix: fkey.prefix(), Until: until, Reason: f.floodReason, Flood: true}
 		banned = true
 	} else {
 		f.floodRefused.Add(1)
@@ -525,8 +530,7 @@ func (f *Filter) Sweep(now time.Time) {
 			if n >= b.until {
 				f.deleteBan(sh, k, b)
 				if b.flood {
-					a := netip.AddrFrom16(k).Unmap()
-					ended = append(ended, b.public(netip.PrefixFrom(a, a.BitLen())))
+					ended = append(ended, b.public(k.prefix()))
 				}
 			}
 		}

@@ -440,7 +440,8 @@ func TestSpoofedFlood(t *testing.T) {
 		if i%2 == 0 {
 			a = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 		} else {
-			a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 12: byte(i >> 24), 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
+			// Distinct /64s: an IPv6 source is counted with its /64.
+			a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 4: byte(i >> 24), 5: byte(i >> 16), 6: byte(i >> 8), 7: byte(i), 15: 1})
 		}
 		if got := f.Check(a, pkt); got != Pass {
 			t.Fatalf("spoofed source %d: %v", i, got)
@@ -648,12 +649,12 @@ func TestUnbanReported(t *testing.T) {
 	flood(lifted)
 	f.Ban(prefix("192.0.2.9/32"), t0.Add(time.Second), "engine")
 
-	f.Unban(prefix("2001:db8::3/128"))
-	if len(ended) != 1 || ended[0].Prefix != prefix("2001:db8::3/128") || ended[0].Ended != EndLifted ||
+	f.Unban(prefix("2001:db8::/64")) // an IPv6 flood ban covers the /64
+	if len(ended) != 1 || ended[0].Prefix != prefix("2001:db8::/64") || ended[0].Ended != EndLifted ||
 		!ended[0].Flood || !strings.Contains(ended[0].Reason, "flood") {
 		t.Fatalf("after Unban: %+v", ended)
 	}
-	f.Unban(prefix("2001:db8::3/128")) // nothing left to lift
+	f.Unban(prefix("2001:db8::/64")) // nothing left to lift
 	if len(ended) != 1 {
 		t.Fatalf("a second Unban reported again: %+v", ended)
 	}
@@ -713,5 +714,35 @@ func BenchmarkTopBans65536(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		f.Ban(prefix("192.0.2.1/32"), t0.Add(time.Duration(i+1)*time.Second), "test") // a change each time
 		f.TopBans(256)
+	}
+}
+
+// An IPv6 flooder rotating through the addresses of its /64 is counted and
+// banned as the /64: one ban, not one per address (which would exhaust
+// MaxFloodBans); its neighbour /64 is not touched.
+func TestIPv6FloodIsBannedPerSlash64(t *testing.T) {
+	f, _ := newFilter(t, Config{FloodRequests: 5, MaxFloodBans: 2, FloodBan: time.Minute})
+	var bans []Ban
+	f.OnBan(func(b Ban) { bans = append(bans, b) })
+	var last Verdict
+	for i := range 50 {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 8: byte(i), 15: byte(i + 1)})
+		last = f.Check(a, []byte(invite))
+	}
+	if last != DropBanned || len(bans) != 1 || bans[0].Prefix != prefix("2001:db8:0:1::/64") {
+		t.Fatalf("last verdict %v, bans %v: want one ban of 2001:db8:0:1::/64", last, bans)
+	}
+	if _, _, ok := f.Banned(addr("2001:db8:0:1:ffff::9")); !ok {
+		t.Error("another address of the /64 is not banned")
+	}
+	if got := f.Check(addr("2001:db8:0:2::1"), []byte(invite)); got != Pass {
+		t.Errorf("the next /64: %v, want pass", got)
+	}
+	if got := f.TopBans(5); len(got) != 1 || got[0].Prefix != prefix("2001:db8:0:1::/64") {
+		t.Errorf("TopBans = %v", got)
+	}
+	f.Unban(prefix("2001:db8:0:1::/64"))
+	if got := f.Check(addr("2001:db8:0:1::7"), []byte(invite)); got != Pass {
+		t.Errorf("after unban: %v, want pass", got)
 	}
 }
