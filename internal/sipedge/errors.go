@@ -25,6 +25,9 @@ var (
 	ErrUnroutable = errors.New("next hop cannot be resolved")
 	// ErrSend: writing to the network failed.
 	ErrSend = errors.New("send failed")
+	// ErrUpstreamConnecting: the guard is still opening its TCP or TLS
+	// connection to the upstream; the sender should try again shortly.
+	ErrUpstreamConnecting = errors.New("connecting to the upstream")
 	// ErrUnsupportedTransport: a listen or upstream address names a
 	// transport the guard does not (yet) speak.
 	ErrUnsupportedTransport = errors.New("unsupported transport")
@@ -52,7 +55,7 @@ func replyFor(err error) reply {
 		return reply{code: 482, reason: "Loop Detected"}
 	case errors.Is(err, ErrUnroutable):
 		return reply{code: 502, reason: "Bad Gateway"}
-	case errors.Is(err, ErrSend):
+	case errors.Is(err, ErrSend), errors.Is(err, ErrUpstreamConnecting):
 		return reply{code: 503, reason: "Service Unavailable"}
 	case errors.Is(err, ErrMalformed):
 		return reply{drop: dropMalformed}

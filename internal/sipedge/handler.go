@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net"
@@ -780,7 +781,10 @@ func (s *Server) write(l *listener, msg sip.Message, dst netip.AddrPort) error {
 		conn, err := l.tp.GetConnection(l.network, dst.String())
 		if err != nil && l == s.up && dst == s.upstream {
 			if req, ok := msg.(*sip.Request); ok {
-				conn, err = s.dialUpstream(l, req)
+				if conn, err = s.upstreamConn(l, req); errors.Is(err, ErrUpstreamConnecting) {
+					s.metrics.drop(dropSend)
+					return err
+				}
 			}
 		}
 		if err != nil {
@@ -868,8 +872,59 @@ func private(a netip.Addr) bool {
 	return false
 }
 
-// upstreamDialTimeout bounds a TCP connection attempt to the upstream.
-const upstreamDialTimeout = 5 * time.Second
+// upstreamDialTimeout bounds a TCP connection attempt to the upstream;
+// upstreamDialWait is how long the request that starts one waits for it.
+// The wait blocks that request's worker (a UDP reader's worker, or a TCP
+// connection's reader), so it is short: a PBX on the LAN answers in well
+// under a millisecond, and one that does not is not waited for.
+const (
+	upstreamDialTimeout = 5 * time.Second
+	upstreamDialWait    = 250 * time.Millisecond
+)
+
+// upstreamDial is a connection attempt to the upstream in progress.
+type upstreamDial struct {
+	done chan struct{}
+	conn sip.Connection
+	err  error
+}
+
+// upstreamConn returns a new connection to a TCP or TLS upstream, through
+// one dialer: the request that finds no connection starts a dial in the
+// background and waits up to upstreamDialWait for it; requests arriving
+// while a dial is in progress fail at once with ErrUpstreamConnecting
+// (503), so no worker waits out a PBX that does not answer.
+func (s *Server) upstreamConn(l *listener, req *sip.Request) (sip.Connection, error) {
+	s.dialMu.Lock()
+	if d := s.dial; d != nil {
+		s.dialMu.Unlock()
+		select {
+		case <-d.done:
+			return d.conn, d.err
+		default:
+			return nil, ErrUpstreamConnecting
+		}
+	}
+	d := &upstreamDial{done: make(chan struct{})}
+	s.dial = d
+	s.dialMu.Unlock()
+	clone := req.Clone()
+	go func() {
+		d.conn, d.err = s.dialUpstream(l, clone)
+		close(d.done)
+		s.dialMu.Lock()
+		s.dial = nil
+		s.dialMu.Unlock()
+	}()
+	t := time.NewTimer(upstreamDialWait)
+	defer t.Stop()
+	select {
+	case <-d.done:
+		return d.conn, d.err
+	case <-t.C:
+		return nil, ErrUpstreamConnecting
+	}
+}
 
 // dialUpstream opens a connection to a TCP or TLS upstream for req. sipgo's
 // transport layer reads it like an accepted one, so the upstream's

@@ -64,6 +64,9 @@ type Server struct {
 	// the guard, presenting its certificate (see fromUpstream).
 	pbxConns sync.Map // netip.AddrPort → struct{}
 
+	dialMu sync.Mutex    // guards dial
+	dial   *upstreamDial // the connection attempt to the upstream in progress
+
 	// attachFilter installs a socket filter (attachSocketFilter; tests
 	// make it fail).
 	attachFilter func(*net.UDPConn, []bpfInsn) error

@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/telguard/telguard/internal/event"
 )
@@ -110,5 +113,61 @@ func TestTCPUpstreamNeedsATCPListener(t *testing.T) {
 	}
 	if _, err := New(Config{Listen: []string{"udp:127.0.0.1:0"}, Upstream: "tls:127.0.0.1:5061", Tenant: "demo"}, &fakeEngine{}, nil, nil); err == nil {
 		t.Fatal("a tls upstream was accepted")
+	}
+}
+
+// blackhole returns the address of a TCP listener whose accept queue is
+// full and never drained: connection attempts to it hang, as to a PBX
+// that is down behind a firewall dropping SYNs.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(sa.(*unix.SockaddrInet4).Port)
+	for range 8 { // fill the queue until a connection attempt hangs
+		c, err := net.DialTimeout("tcp4", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Skip("could not fill a listen queue here")
+	return ""
+}
+
+// A TCP PBX that does not answer connection attempts: callers get 503 at
+// once (one dial runs in the background), not a worker stuck 5 s per
+// request.
+func TestBlackholedTCPUpstreamFailsFast(t *testing.T) {
+	up := blackhole(t)
+	_, port := startGuard(t, &fakeEngine{}, 0, nil, func(c *Config) {
+		c.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
+		c.Upstream = "tcp:" + up
+	})
+	start := time.Now()
+	var callers []*peer
+	for i := range 3 {
+		c := newPeerAt(t, "127.0.0."+strconv.Itoa(20+i))
+		c.send(port, strings.Replace(invite, "call-1@test", "call-bh-"+strconv.Itoa(i), 1))
+		callers = append(callers, c)
+	}
+	for _, c := range callers {
+		c.expectResponse(503)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("three callers answered after %v, want well under the 5 s dial timeout", d)
 	}
 }
