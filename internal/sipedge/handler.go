@@ -30,7 +30,7 @@ const branchPrefix = sip.RFC3261BranchMagicCookie + "-tg"
 const (
 	stampScreened = 's' // a call the engine decided: report its end
 	stampPlain    = 't' // a dialog the guard only relays
-	stampPath     = 'p' // a Path entry: signs the flow (fl) it names, not a Call-ID
+	stampPath     = 'p' // a Path entry: signs the flow (fl) it names and its expiry (ex), not a Call-ID
 )
 
 // verdictFollowUp labels requests that belong to something already
@@ -516,12 +516,19 @@ func (s *Server) recordRoute(l *listener, flag byte, callID string, peer netip.A
 // sends those requests to where the phone really is (its source, through
 // any NAT), whatever its Contact says. Two entries when the REGISTER
 // changes listener, as with Record-Route.
+//
+// Each entry is signed with its listener and flow and an expiry ("ex",
+// Unix seconds): the registration's own expiry plus pathMargin, so a Path
+// leaked from an old registration stops routing into the flow soon after
+// the registration ends.
 func (s *Server) addPath(req *sip.Request, in, out *listener, src netip.AddrPort) {
+	ex := strconv.FormatInt(s.cfg.Clock().Add(registrationExpiry(req)+pathMargin).Unix(), 10)
 	entry := func(l *listener, fl string) string {
-		params := sip.HeaderParams{{K: "transport", V: l.network}, {K: "lr", V: ""}, {K: "tg", V: s.stamp(stampPath, l.idx, fl, "")}}
+		params := sip.HeaderParams{{K: "transport", V: l.network}, {K: "lr", V: ""}, {K: "tg", V: s.stamp(stampPath, l.idx, fl, ex)}}
 		if fl != "" {
 			params = append(params, sip.HeaderKV{K: "fl", V: fl})
 		}
+		params = append(params, sip.HeaderKV{K: "ex", V: ex})
 		u := sip.Uri{Scheme: "sip", Host: l.host, Port: l.port, UriParams: params}
 		return "<" + u.String() + ">"
 	}
@@ -533,6 +540,42 @@ func (s *Server) addPath(req *sip.Request, in, out *listener, src netip.AddrPort
 	}
 	req.PrependHeader(sip.NewHeader("Path", v))
 	addSupported(req, "path")
+}
+
+// pathMargin is how long a Path stays good after its registration's
+// expiry: the registrar may keep a binding a little longer, and clocks
+// differ.
+const pathMargin = 15 * time.Minute
+
+// maxRegistrationExpiry caps the expiry a REGISTER asks for, as far as the
+// Path's lifetime goes (a registrar grants at most this much in practice).
+const maxRegistrationExpiry = 24 * time.Hour
+
+// registrationExpiry is how long a REGISTER asks its bindings to last: the
+// longest Contact expires parameter, else its Expires header, else an hour
+// (RFC 3261 §10.2.1.1's default), capped at maxRegistrationExpiry.
+func registrationExpiry(req *sip.Request) time.Duration {
+	secs := -1
+	for _, h := range req.GetHeaders("Contact") {
+		if c, ok := h.(*sip.ContactHeader); ok {
+			if v, ok := c.Params.Get("expires"); ok {
+				if n, err := strconv.Atoi(v); err == nil && n > secs {
+					secs = n
+				}
+			}
+		}
+	}
+	if secs < 0 {
+		if h := req.GetHeader("Expires"); h != nil {
+			if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
+				secs = n
+			}
+		}
+	}
+	if secs < 0 {
+		secs = 3600
+	}
+	return min(time.Duration(secs)*time.Second, maxRegistrationExpiry)
 }
 
 // addSupported adds option to req's Supported header: a registrar with
@@ -630,7 +673,12 @@ func (s *Server) popRoutes(req *sip.Request, callID string, src netip.AddrPort) 
 		if hasTag || hasFlow {
 			bind := callID
 			if tg != "" && tg[0] == stampPath {
-				bind = ""
+				// A Path: bound to its expiry, which must not have passed.
+				bind, _ = r.Address.UriParams.Get("ex")
+				if ex, err := strconv.ParseInt(bind, 10, 64); err != nil || s.cfg.Clock().Unix() > ex {
+					s.log.Debug("sip path entry expired or without expiry", "source", src.String())
+					break
+				}
 			}
 			flag := s.checkStamp(tg, l.idx, fl, bind)
 			if flag == 0 {

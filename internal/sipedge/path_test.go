@@ -4,7 +4,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -150,4 +152,55 @@ Content-Length: 0
 			t.Errorf("with %q: Supported headers at the PBX %q, want one %q", tc.hdr, got, tc.want)
 		}
 	}
+}
+
+// A Path is good for its registration's expiry plus a margin, and on the
+// listener it names only: after that, or moved to another listener, the
+// PBX's request through it is refused (482), never sent into the flow.
+func TestPathExpiresAndStaysOnItsListener(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	r := newRig(t, &fakeEngine{}, func(c *Config) {
+		c.Listen = []string{"udp:127.0.0.1:0", "udp:127.0.0.1:0"}
+		c.Clock = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	guard := "127.0.0.1:" + strconv.Itoa(r.port)
+	r.caller.send(r.port, `REGISTER sip:`+guard+` SIP/2.0
+Via: SIP/2.0/UDP $ME;branch=z9hG4bK-exp1;rport
+From: <sip:1001@`+guard+`>;tag=r1
+To: <sip:1001@`+guard+`>
+Call-ID: reg-expiry
+CSeq: 1 REGISTER
+Contact: <sip:1001@198.51.100.10:5060>
+Expires: 60
+Max-Forwards: 70
+Content-Length: 0
+
+`)
+	path := r.upstream.expectRequest(sip.REGISTER).GetHeader("Path").Value()
+	call := func(route, id string) {
+		r.upstream.send(r.port, `INVITE sip:1001@198.51.100.10:5060 SIP/2.0
+Via: SIP/2.0/UDP $ME;branch=z9hG4bK-`+id+`
+Route: `+route+`
+From: <sip:pbx@127.0.0.1>;tag=p1
+To: <sip:1001@127.0.0.1>
+Call-ID: `+id+`
+CSeq: 1 INVITE
+Max-Forwards: 70
+Content-Length: 0
+
+`)
+	}
+	call(path, "in-time")
+	r.caller.expectRequest(sip.INVITE)
+
+	other := ":" + strconv.Itoa(listenerPort(t, r.srv, 1)) + ";"
+	call(strings.Replace(path, ":"+strconv.Itoa(r.port)+";", other, 1), "moved")
+	r.upstream.expectResponse(482)
+	r.caller.expectNothing("an INVITE by a Path moved to another listener")
+
+	now.Add(int64(60*time.Second + pathMargin + time.Second))
+	call(path, "expired")
+	r.upstream.expectResponse(482)
+	r.caller.expectNothing("an INVITE by an expired Path")
 }
