@@ -129,6 +129,9 @@ func (r *Reader) Country(a netip.Addr) string {
 		return ""
 	}
 	c := upper(rec.code())
+	if len(*r.cache.Load()) >= MaxCachedRecords {
+		return c // full: no lock, no copy (a flood of rare records must not serialise readers)
+	}
 	r.cacheMu.Lock()
 	defer r.cacheMu.Unlock()
 	old := *r.cache.Load()

@@ -107,6 +107,7 @@ func BenchmarkCountry(b *testing.B) {
 	r := open(b, nets)
 	addrs := []netip.Addr{netip.MustParseAddr("1.2.3.4"), netip.MustParseAddr("13.37.0.1"), netip.MustParseAddr("15.255.1.1")}
 	b.ReportAllocs()
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
@@ -114,4 +115,20 @@ func BenchmarkCountry(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// Once a record's country is cached (its first lookup decodes it), a
+// lookup allocates nothing: the SIP pre-filter calls it per packet.
+func TestCountryCachedAllocatesNothing(t *testing.T) {
+	r := open(t, map[string]string{"198.51.100.0/24": "DE", "203.0.113.0/24": "BR"})
+	a, b := netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("203.0.113.9")
+	r.Country(a)
+	r.Country(b)
+	if n := testing.AllocsPerRun(100, func() {
+		if r.Country(a) != "DE" || r.Country(b) != "BR" {
+			t.Fatal("wrong country")
+		}
+	}); n != 0 {
+		t.Fatalf("a cached lookup allocates %v times", n)
+	}
 }
