@@ -185,30 +185,53 @@ func waitKernelBans(t *testing.T, reg *prometheus.Registry, want int) {
 	}
 }
 
-// FuzzBanProgram: for any ban and any source, the compiled filter drops
-// exactly when the ban's prefix covers the source.
+// FuzzBanProgram: for any set of bans (up to 16, IPv4 and IPv6 mixed)
+// and any source, the compiled filter drops exactly when one of the bans'
+// prefixes covers the source. bans is read as records of one length byte
+// (its top bit: IPv6) followed by the address's 4 or 16 bytes.
 func FuzzBanProgram(f *testing.F) {
-	f.Add([]byte{192, 0, 2, 0}, uint8(24), []byte{192, 0, 2, 7})
-	f.Add([]byte{0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, uint8(127), []byte{0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{24, 192, 0, 2, 0}, []byte{192, 0, 2, 7})
+	f.Add([]byte{0x80 | 127, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, []byte{0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{32, 10, 0, 0, 1, 16, 172, 16, 0, 0, 0x80 | 64, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 198, 51, 100, 9},
+		[]byte{172, 16, 9, 9})
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	f.Fuzz(func(t *testing.T, ban []byte, bits uint8, src []byte) {
-		ba, ok1 := netip.AddrFromSlice(ban)
-		sa, ok2 := netip.AddrFromSlice(src)
-		if !ok1 || !ok2 {
+	f.Fuzz(func(t *testing.T, raw []byte, src []byte) {
+		sa, ok := netip.AddrFromSlice(src)
+		if !ok {
 			return
 		}
-		ba, sa = ba.Unmap(), sa.Unmap()
-		p, err := ba.Prefix(int(bits) % (ba.BitLen() + 1))
-		if err != nil {
+		sa = sa.Unmap()
+		var bans []prefilter.Ban
+		for len(raw) > 0 && len(bans) < 16 {
+			size := 4
+			if raw[0]&0x80 != 0 {
+				size = 16
+			}
+			if len(raw) < 1+size {
+				break
+			}
+			a, _ := netip.AddrFromSlice(raw[1 : 1+size])
+			bits := int(raw[0]&0x7f) % (a.BitLen() + 1)
+			raw = raw[1+size:]
+			p, err := a.Prefix(bits)
+			if err != nil {
+				continue
+			}
+			bans = append(bans, prefilter.Ban{Prefix: p, Until: now.Add(time.Duration(len(bans)+1) * time.Minute)})
+		}
+		if len(bans) == 0 {
 			return
 		}
-		prog, _, n := banProgram([]prefilter.Ban{{Prefix: p, Until: now.Add(time.Hour)}}, nil, now, maxKernelBans)
-		if n != 1 {
-			t.Fatalf("%v not held", p)
+		prog, _, n := banProgram(bans, nil, now, maxKernelBans)
+		if n != len(bans) {
+			t.Fatalf("%d of %d bans held", n, len(bans))
 		}
-		dropped := runBPF(t, prog, ipHeader(sa)) == 0
-		if dropped != p.Contains(sa) {
-			t.Fatalf("ban %v, source %v: dropped %v", p, sa, dropped)
+		covered := false
+		for _, b := range bans {
+			covered = covered || b.Prefix.Contains(sa)
+		}
+		if dropped := runBPF(t, prog, ipHeader(sa)) == 0; dropped != covered {
+			t.Fatalf("bans %v, source %v: dropped %v", bans, sa, dropped)
 		}
 	})
 }
