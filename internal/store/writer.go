@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +30,8 @@ type WriterOptions struct {
 	// ShedLogAbove, when > 0, is the queue length above which decision-log
 	// records (OpDecision) are shed instead of queued: the log is a record,
 	// the calls are the business, so a store that falls behind must not slow
-	// decisions down. Durable state changes are never shed.
+	// decisions down. Durable state changes are never shed, nor alerts
+	// and ban records (see keptLog): each is raised once, not per call.
 	ShedLogAbove int
 }
 
@@ -99,6 +101,22 @@ func NewWriter(s Store, log *slog.Logger, o WriterOptions) *Writer {
 	return w
 }
 
+// keptLog reports a decision-log record that is never shed: an alert or
+// a ban's record (rules sip.flood, ban.lifted and webhook.*). Each is
+// written once for an episode, not once per call, so a shed one would
+// leave the episode off the record.
+func keptLog(d *event.Decision) bool {
+	if d == nil {
+		return false
+	}
+	for _, r := range d.Reasons {
+		if r.Rule == "sip.flood" || r.Rule == "ban.lifted" || strings.HasPrefix(r.Rule, "webhook.") {
+			return true
+		}
+	}
+	return false
+}
+
 // Submit enqueues changes for writing and returns without waiting for the
 // store. It blocks only while the queue is full, so durable state is never
 // dropped for lack of room. Submit copies the records, so the caller may
@@ -123,7 +141,7 @@ func (w *Writer) Submit(changes ...event.Change) {
 	if w.opts.ShedLogAbove > 0 && len(w.queue) > w.opts.ShedLogAbove {
 		kept := valid[:0]
 		for _, c := range valid {
-			if c.Op != event.OpDecision {
+			if c.Op != event.OpDecision || keptLog(c.Decision) {
 				kept = append(kept, c)
 			}
 		}

@@ -341,3 +341,40 @@ func TestWriterShedsDecisionLogNotState(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Alerts and ban records in the decision log are not shed: an alert is
+// raised once per window, so a shed one is never on record.
+func TestWriterKeepsAlertsWhenShedding(t *testing.T) {
+	f := &fakeStore{gate: make(chan struct{})}
+	w := store.NewWriter(f, nil, store.WriterOptions{MaxBatch: 4, QueueSize: 1000, ShedLogAbove: 10})
+	stop := run(t, w)
+	for i := range 20 {
+		w.Submit(suspend("a" + string(rune('a'+i))))
+	}
+	rules := []string{"webhook.signature_failures", "webhook.duplicates", "sip.flood", "ban.lifted"}
+	for _, rule := range rules {
+		w.Submit(event.Change{Op: event.OpDecision, Decision: &event.Decision{Tenant: "t1", Verdict: event.Challenge,
+			Reasons: []event.Reason{{Rule: rule, Mode: event.Enforce, Verdict: event.Challenge}}}})
+	}
+	w.Submit(event.Change{Op: event.OpDecision, Decision: &event.Decision{Tenant: "t1", CallID: "shed-me", Verdict: event.Allow}})
+	shed := w.Stats().Shed
+	close(f.gate)
+	if shed != 1 {
+		t.Fatalf("shed = %d, want 1: only the call's decision", shed)
+	}
+	if err := flush(t, w); err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, c := range f.written() {
+		if c.Decision != nil {
+			kept = append(kept, c.Decision.Reasons[0].Rule)
+		}
+	}
+	if !slices.Equal(kept, rules) {
+		t.Fatalf("alerts written %v, want %v", kept, rules)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
