@@ -358,19 +358,27 @@ func foldState(s string) string {
 	}, strings.TrimSpace(s))
 }
 
+// builtinDirections are the direction values read without a mapping of
+// the source's own, matched whole (after trimming and lower-casing):
+// "internal" or "international" say nothing about who called whom, and a
+// call read inbound skips the toll checks.
+var builtinDirections = map[string]Direction{
+	"inbound": DirectionInbound, "in": DirectionInbound, "incoming": DirectionInbound,
+	"mt": DirectionInbound, "terminating": DirectionInbound, "terminated": DirectionInbound,
+	"outbound": DirectionOutbound, "out": DirectionOutbound, "outgoing": DirectionOutbound,
+	"mo": DirectionOutbound, "originating": DirectionOutbound, "originated": DirectionOutbound,
+	"outbound-api": DirectionOutbound, "outbound-dial": DirectionOutbound,
+}
+
 // readDirection reads a payload's direction value: the mapping's own values
-// first, then any value starting with "in" or "out", then the default.
+// first, then builtinDirections, then the default.
 func (n *Normalizer) readDirection(s string) Direction {
 	s = strings.ToLower(strings.TrimSpace(s))
 	if d, ok := n.directions[s]; ok {
 		return d
 	}
-	switch {
-	case s == "":
-	case strings.HasPrefix(s, "in"):
-		return DirectionInbound
-	case strings.HasPrefix(s, "out"):
-		return DirectionOutbound
+	if d, ok := builtinDirections[s]; ok {
+		return d
 	}
 	return n.defaultDirection
 }

@@ -173,3 +173,20 @@ func BenchmarkNormalize(b *testing.B) {
 		}
 	}
 }
+
+// Only whole, known direction values count: "internal", "international"
+// or "intl" are not inbound (an inbound call skips the toll checks), and
+// fall to the default like any unknown value.
+func TestDirectionExactValues(t *testing.T) {
+	n := mustNormalizer(t, Mapping{Preset: "flat"})
+	for value, want := range map[string]Direction{
+		"inbound": DirectionInbound, " Incoming ": DirectionInbound, "in": DirectionInbound, "MT": DirectionInbound, "terminating": DirectionInbound,
+		"outbound": DirectionOutbound, "outgoing": DirectionOutbound, "outbound-api": DirectionOutbound, "mo": DirectionOutbound,
+		"internal": DirectionUnknown, "international": DirectionUnknown, "intl": DirectionUnknown, "inside": DirectionUnknown,
+		"outer": DirectionUnknown, "": DirectionUnknown,
+	} {
+		if got := n.readDirection(value); got != want {
+			t.Errorf("direction %q read as %q, want %q", value, got, want)
+		}
+	}
+}
