@@ -204,6 +204,9 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Deliverer
 	if n := d.outbox.unreadable; n > 0 {
 		d.logger.Error("outbox records that passed their checksum but could not be read were skipped: those deliveries are lost", "records", n)
 	}
+	if n := d.outbox.holes; n > 0 {
+		d.logger.Error("outbox segments had bad bytes before good records (a machine crash without sync?): skipped, deliveries written there are lost", "holes", n)
+	}
 	if d.dead, err = openSpool(filepath.Join(cfg.Dir, "dead"), cfg.MaxDead, cfg.Sync); err != nil {
 		d.outbox.close()
 		return nil, fmt.Errorf("new deliverer: %w", err)

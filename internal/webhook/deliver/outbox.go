@@ -125,6 +125,9 @@ type outbox struct {
 	// unreadable counts records that passed their checksum and did not
 	// decode when the log was opened: deliveries lost, said loudly.
 	unreadable int
+	// holes counts stretches of bad bytes with good records after them
+	// (a machine crash without sync), skipped when the log was opened.
+	holes int
 }
 
 // faults replaces file operations in tests; nil ones are the real ones.
@@ -189,7 +192,25 @@ func (o *outbox) segPath(id uint64) string {
 	return filepath.Join(o.dir, fmt.Sprintf("%016d.seg", id))
 }
 
-// replay reads segment id into the index, up to its first bad record.
+// goodRecord reports whether a whole record with a matching checksum
+// starts at data[off:], and its length after the header's first 8 bytes.
+func goodRecord(data []byte, off int) (int, bool) {
+	if off+recordHeader > len(data) {
+		return 0, false
+	}
+	n := int(binary.LittleEndian.Uint32(data[off:]))
+	sum := binary.LittleEndian.Uint32(data[off+4:])
+	if n < 1 || n > maxRecord || off+8+n > len(data) || crc32.Checksum(data[off+8:off+8+n], crcTable) != sum {
+		return 0, false
+	}
+	return n, true
+}
+
+// replay reads segment id into the index. Bad bytes end it (a torn tail:
+// the write they belonged to never returned) unless a good record follows
+// them: then they are a hole left by a machine crash, counted, and the
+// records after it are read — their writes returned, and at least once
+// beats never.
 func (o *outbox) replay(id uint64) error {
 	f, err := os.Open(o.segPath(id))
 	if err != nil {
@@ -203,10 +224,24 @@ func (o *outbox) replay(id uint64) error {
 	seg := &segment{id: id, f: f, size: int64(len(data))}
 	o.segs = append(o.segs, seg)
 	for off := 0; off+recordHeader <= len(data); {
-		n := int(binary.LittleEndian.Uint32(data[off:]))
-		sum := binary.LittleEndian.Uint32(data[off+4:])
-		if n < 1 || n > maxRecord || off+8+n > len(data) || crc32.Checksum(data[off+8:off+8+n], crcTable) != sum {
-			break // a torn tail: the write it belonged to never returned
+		n, ok := goodRecord(data, off)
+		if !ok {
+			// Checksumming candidates costs up to maxRecord each; a
+			// budget keeps crafted bytes from stalling the start.
+			next, budget := off+1, 16*int64(o.segMax)
+			for ; next+recordHeader <= len(data) && budget > 0; next++ {
+				if n, ok = goodRecord(data, next); ok {
+					break
+				}
+				if c := int(binary.LittleEndian.Uint32(data[next:])); c <= maxRecord && next+8+c <= len(data) {
+					budget -= int64(c)
+				}
+			}
+			if !ok {
+				break // a torn tail
+			}
+			o.holes++
+			off = next
 		}
 		kind, payload := data[off+8], data[off+9:off+8+n]
 		switch kind {
