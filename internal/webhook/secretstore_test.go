@@ -114,7 +114,8 @@ func TestSourceWithoutConfiguredSecret(t *testing.T) {
 }
 
 // A store that is not one telguard wrote stops the start; written while
-// running, it leaves the previous secrets in force.
+// running, it leaves the previous secrets in force — those of the last
+// good store, not the configured ones alone — until a good one is written.
 func TestBadSecretStore(t *testing.T) {
 	file := filepath.Join(t.TempDir(), SecretFileName)
 	if err := os.WriteFile(file, []byte("{not json"), 0o600); err != nil {
@@ -128,6 +129,22 @@ func TestBadSecretStore(t *testing.T) {
 	}
 	os.Remove(file)
 	f := newFixture(t, func(c *Config) { c.SecretFile = file })
+	post := func(id string, key []byte) int {
+		t.Helper()
+		return f.post(t, "telco", stdHeaders(id, f.clock, body, key), body).Code
+	}
+	// A good store: the configured secret retired at once, a new one issued.
+	r, err := RotateSecret(file, "telco", []Secret{{Key: keyA}}, 0, f.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued, _ := ParseSecret(r.Secret)
+	if !f.srv.reloadSecrets() {
+		t.Fatal("a good store was not loaded")
+	}
+	if post("e1", issued) != http.StatusAccepted || post("e2", keyA) != http.StatusUnauthorized {
+		t.Fatal("the good store's secrets are not in force")
+	}
 	if err := os.WriteFile(file+".tmp", []byte(`{"version":1,"sources":{"telco":[{"id":"x","secret":"whsec_!!"}]}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -135,8 +152,24 @@ func TestBadSecretStore(t *testing.T) {
 	if f.srv.reloadSecrets() {
 		t.Fatal("a bad store was loaded")
 	}
-	if c := f.post(t, "telco", stdHeaders("e1", now, body, keyA), body).Code; c != http.StatusAccepted {
-		t.Fatalf("configured secret after a bad store was written: %d", c)
+	if c := post("e3", issued); c != http.StatusAccepted {
+		t.Fatalf("issued secret after a bad store was written: %d, want 202", c)
+	}
+	if c := post("e4", keyA); c != http.StatusUnauthorized {
+		t.Fatalf("retired secret after a bad store was written: %d, want 401", c)
+	}
+	// Fixed, it is loaded again.
+	os.Remove(file)
+	r2, err := RotateSecret(file, "telco", nil, 0, f.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := ParseSecret(r2.Secret)
+	if !f.srv.reloadSecrets() {
+		t.Fatal("a good store after a bad one was not loaded")
+	}
+	if c := post("e5", again); c != http.StatusAccepted {
+		t.Fatalf("secret of the store written after the bad one: %d", c)
 	}
 }
 
