@@ -136,3 +136,49 @@ func TestTLSUpstreamNeedsATLSListener(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A TLS PBX may open its own connection to the guard: with the PBX's
+// certificate it is the PBX (its INVITE to a phone is not screened and
+// follows its Request-URI); a TLS client from the same address with
+// another certificate is a caller, screened (denied here).
+func TestTLSPBXConnectingInIsKnownByItsCertificate(t *testing.T) {
+	p := newPKI(t)
+	pbx := newTLSPBX(t, p)
+	eng := &fakeEngine{decide: func(event.Event) event.Decision { return event.Decision{Verdict: event.Deny, SIPCode: 403} }}
+	srv, _ := startGuard(t, eng, 0, nil, func(c *Config) {
+		c.Listen = []string{"udp:127.0.0.1:0", "tls:127.0.0.1:0"}
+		c.TLSCert, c.TLSKey = p.serverCert, p.serverKey
+		c.Upstream = "tls:127.0.0.1:" + strconv.Itoa(pbx.port())
+		c.UpstreamTLSCAs = p.caFile
+	})
+	tlsAddr := strings.TrimPrefix(srv.Addrs()[1], "tls:")
+	pbxCert, err := tls.LoadX509KeyPair(p.serverCert, p.serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone := newPeer(t)
+	call := func(c *tlsPhone, id string) {
+		c.mustSend(`INVITE sip:1001@` + phone.conn.LocalAddr().String() + ` SIP/2.0
+Via: SIP/2.0/TLS $ME;branch=z9hG4bK-` + id + `
+From: <sip:pbx@127.0.0.1>;tag=p1
+To: <sip:1001@127.0.0.1>
+Call-ID: ` + id + `
+CSeq: 1 INVITE
+Contact: <sip:pbx@$ME;transport=tls>
+Max-Forwards: 70
+Content-Length: 0
+
+`)
+	}
+	asPBX := mustDialTLS(t, tlsAddr, &tls.Config{RootCAs: p.roots, Certificates: []tls.Certificate{pbxCert}})
+	call(asPBX, "pbx-in")
+	phone.expectRequest(sip.INVITE)
+	if n := eng.count(event.CallAttempt); n != 0 {
+		t.Fatalf("the PBX's INVITE was screened (%d decisions)", n)
+	}
+
+	other := mustDialTLS(t, tlsAddr, &tls.Config{RootCAs: p.roots, Certificates: []tls.Certificate{p.client}})
+	call(other, "not-pbx")
+	other.expectResponse(403)
+	phone.expectNothing("an INVITE from a TLS client that is not the PBX")
+}
