@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Envelope is what the ingress stores in the queue for each event: the
@@ -27,11 +29,60 @@ type Envelope struct {
 
 // DecodeEnvelope reads a queued message.
 func DecodeEnvelope(data []byte) (Envelope, error) {
+	if e, ok := decodeOwnEnvelope(data); ok {
+		return e, nil
+	}
 	var e Envelope
 	if err := json.Unmarshal(data, &e); err != nil {
 		return Envelope{}, errors.New("decode envelope: not a webhook envelope")
 	}
 	return e, nil
+}
+
+// decodeOwnEnvelope reads an envelope exactly as appendEnvelope writes it
+// (strings without escapes, the time in UTC as RFC 3339 with nanoseconds)
+// without reflection; ok is false for anything else, which
+// DecodeEnvelope then leaves to encoding/json. Whatever it accepts,
+// json.Unmarshal reads the same (FuzzDecodeOwnEnvelope).
+func decodeOwnEnvelope(d []byte) (e Envelope, ok bool) {
+	var raw [4][]byte
+	for i, key := range [...]string{`{"source":"`, `","tenant":"`, `","id":"`, `","received":"`} {
+		if !bytes.HasPrefix(d, []byte(key)) {
+			return e, false
+		}
+		d = d[len(key):]
+		end := bytes.IndexByte(d, '"')
+		if end < 0 {
+			return e, false
+		}
+		raw[i], d = d[:end], d[end:]
+		for _, c := range raw[i] {
+			if c < ' ' || c == '\\' {
+				return e, false
+			}
+		}
+		if !utf8.Valid(raw[i]) {
+			return e, false
+		}
+	}
+	rest, ok := bytes.CutPrefix(d, []byte(`","body":"`))
+	if !ok || !bytes.HasSuffix(rest, []byte(`"}`)) {
+		return e, false
+	}
+	b64 := rest[:len(rest)-2]
+	if bytes.IndexByte(b64, '"') >= 0 || bytes.ContainsAny(b64, "\r\n\\") {
+		return e, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(raw[3]))
+	if err != nil || t.Location() != time.UTC || !bytes.Equal(t.AppendFormat(nil, time.RFC3339Nano), raw[3]) {
+		return e, false
+	}
+	body := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
+	n, err := base64.StdEncoding.Decode(body, b64)
+	if err != nil {
+		return e, false
+	}
+	return Envelope{Source: string(raw[0]), Tenant: string(raw[1]), ID: string(raw[2]), Received: t, Body: body[:n]}, true
 }
 
 // DedupeKey is the queue id of an event: ids are only unique per sender,
