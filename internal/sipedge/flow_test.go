@@ -132,6 +132,12 @@ Content-Length: 0
 	for _, h := range inv.GetHeaders("Record-Route") {
 		routes = append(routes, h.Value())
 	}
+	if strings.Contains(strings.Join(routes, ","), "fl="+victim.conn.LocalAddr().String()) {
+		t.Errorf("the caller's Record-Route naming the guard reached the PBX: %v", routes)
+	}
+	// A PBX that kept it anyway (or an attacker who got it into the route
+	// set another way) gets nowhere either.
+	routes = append(routes, forged)
 	// The PBX, as UAS, sends its BYE with the route set in order.
 	up.send(upPortOf(srv), `BYE sip:1001@`+attacker.conn.LocalAddr().String()+`;transport=tcp SIP/2.0
 Via: SIP/2.0/UDP $ME;branch=z9hG4bK-pbx-bye

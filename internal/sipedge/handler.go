@@ -59,6 +59,12 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 	if !trusted && req.Method != sip.REGISTER && !s.cfg.KeepNATContact && s.fixNATContact(req, src, in.network) {
 		s.metrics.natContact.Inc()
 	}
+	if !trusted {
+		// Nothing before the guard may speak for it: a Record-Route
+		// naming the guard came from the caller (the PBX would echo it
+		// into its route set), so it goes.
+		s.stripOurRecordRoutes(req)
+	}
 	if req.Method == sip.REGISTER && !trusted {
 		// The guard is the edge: a Path from outside would make the PBX
 		// route calls wherever the caller said (RFC 3327 §5.1 lets a
@@ -705,6 +711,30 @@ func (s *Server) popRoutes(req *sip.Request, callID string, src netip.AddrPort) 
 		req.RemoveHeader("Route")
 	}
 	return rt
+}
+
+// stripOurRecordRoutes removes the Record-Route entries of req that name
+// one of the guard's listeners, keeping the others in order.
+func (s *Server) stripOurRecordRoutes(req *sip.Request) {
+	hs := req.GetHeaders("Record-Route")
+	var keep []sip.Header
+	found := false
+	for _, h := range hs {
+		if rr, ok := h.(*sip.RecordRouteHeader); ok && s.ours(&rr.Address) != nil {
+			found = true
+			continue
+		}
+		keep = append(keep, h)
+	}
+	if !found {
+		return
+	}
+	for range hs {
+		req.RemoveHeader("Record-Route")
+	}
+	for _, h := range keep {
+		req.AppendHeader(h)
+	}
 }
 
 // ours returns the listener a URI names, or nil. A URI without a
