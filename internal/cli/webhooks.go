@@ -32,7 +32,9 @@ a running daemon picks the change up at once, without a restart. 'secret
 list' shows each secret's id, origin, creation and expiry, never the
 secret. Both read the config file to find the source, its configured
 secrets and the data directory; run them with the daemon's environment
-when its secrets come from secret_env.
+when its secrets come from secret_env, and as the user owning the data
+directory (e.g. sudo -u telguard): rotate refuses otherwise, since the
+daemon could not read a store written by another user.
 
 Webhook deliveries to your destinations (a CRM) that ran out of retries go
 to a dead-letter spool in the running daemon. 'list' shows the API key's
