@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -206,4 +207,35 @@ func TestTCPClientOnThePBXsAddressIsScreened(t *testing.T) {
 	if n := eng.count(event.CallAttempt); n != 1 {
 		t.Fatalf("call attempts decided = %d, want 1", n)
 	}
+}
+
+// A TCP PBX that opens its own connection for a request into a dialog
+// (Asterisk does) is the PBX when the operator lists its address alone in
+// the trusted peers: its BYE follows its Request-URI to the phone instead
+// of going back to the PBX.
+func TestTCPPBXConnectingInWhenItsAddressIsTrusted(t *testing.T) {
+	pbx, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pbx.Close()
+	srv, _ := startGuard(t, &fakeEngine{}, 0, nil, func(c *Config) {
+		c.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
+		c.Upstream = "tcp:" + pbx.Addr().String()
+		c.TrustedCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	tcpAddr := strings.TrimPrefix(srv.Addrs()[1], "tcp:")
+	phone := newPeerAt(t, "127.0.0.9")
+	in := dialTCPPeer(t, "127.0.0.1", tcpAddr)
+	in.send(`BYE sip:1001@` + phone.conn.LocalAddr().String() + ` SIP/2.0
+Via: SIP/2.0/TCP $ME;branch=z9hG4bK-pbx-in-bye
+From: <sip:5511999990000@pbx>;tag=b1
+To: <sip:1001@example.com>;tag=a1
+Call-ID: pbx-in-bye
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+`)
+	phone.expectRequest(sip.BYE)
 }

@@ -1026,15 +1026,23 @@ func (s *Server) dialUpstream(l *listener, req *sip.Request) (sip.Connection, er
 // listener presenting the PBX's certificate. Another connection from the
 // PBX's IP address is a caller like any other: a phone or an attacker on
 // the PBX's host (or behind the same NAT) is screened.
+//
+// Over plain TCP nothing proves who opened a connection, yet a PBX may
+// open its own for requests into a dialog (Asterisk does). So an operator
+// who lists the PBX's address alone (a /32 or /128) in the trusted peers
+// says that address is the PBX's only: connections from it are the PBX.
 func (s *Server) fromUpstream(in *listener, src netip.AddrPort) bool {
 	if src == s.upstream {
 		return true
 	}
-	if s.upNet != "tls" || in.network != "tls" || src.Addr() != s.upstream.Addr() {
+	if s.upNet == "udp" || !in.stream() || src.Addr() != s.upstream.Addr() {
 		return false
 	}
+	if s.upNet == "tcp" {
+		return in.network == "tcp" && s.upstreamHostTrusted
+	}
 	_, ok := s.pbxConns.Load(src)
-	return ok
+	return ok && in.network == "tls"
 }
 
 // trusted reports a source that bypasses screening.

@@ -60,6 +60,10 @@ type Server struct {
 	up        *listener // the listener that talks to the upstream
 	started   bool
 
+	// upstreamHostTrusted: the trusted peers list the upstream's address
+	// alone, so a TCP connection from it is the PBX (see fromUpstream).
+	upstreamHostTrusted bool
+
 	// pbxConns holds the sources of TLS connections the PBX opened to
 	// the guard, presenting its certificate (see fromUpstream).
 	pbxConns sync.Map // netip.AddrPort → struct{}
@@ -193,6 +197,11 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 		trusts:   cfg.TrustedCIDRs,
 
 		attachFilter: attachSocketFilter,
+	}
+	for _, p := range cfg.TrustedCIDRs {
+		if p.IsSingleIP() && p.Addr().Unmap() == s.upstream.Addr() {
+			s.upstreamHostTrusted = true
+		}
 	}
 	if err := s.registerTableGauges(reg); err != nil {
 		return nil, fmt.Errorf("new sip edge: %w", err)

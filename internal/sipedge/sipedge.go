@@ -105,7 +105,9 @@ type Config struct {
 	// connection) and names that listener in its Via and Record-Route. A
 	// message is "from the upstream" when it comes from exactly this
 	// address (over TCP or TLS: on the connection the guard dialled) or,
-	// with a TLS upstream, on a connection presenting its certificate.
+	// with a TLS upstream, on a connection presenting its certificate, or,
+	// with a TCP upstream whose address TrustedCIDRs lists alone (a /32 or
+	// /128), on any connection from that address.
 	Upstream string
 	// UpstreamAddr, when valid, is the address Upstream's host resolves
 	// to (ResolveUpstream), so the caller and the guard agree on it; the
