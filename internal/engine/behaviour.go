@@ -163,7 +163,10 @@ func (s *tenantState) baselineFor(t *policy.Tenant, g *policy.Group, account str
 		l.b.Advance(now)
 		return l.b
 	}
-	if bh.groups == nil || now.Sub(bh.built) >= groupRebuild || now.Before(bh.built) {
+	// Not on events older than the last rebuild: with clock skew and
+	// parallel sensors they are routine, and a rebuild merges every warm
+	// account under the tenant lock.
+	if bh.groups == nil || now.Sub(bh.built) >= groupRebuild {
 		bh.rebuildGroups(t)
 		bh.built = now
 	}

@@ -70,8 +70,15 @@ func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 		return d
 	}
 	if ev.Direction.IsInbound() {
-		e.decideInbound(&b, t, ev)
-		return d
+		if !tollDestination(t, ev.To) {
+			e.decideInbound(&b, t, ev)
+			return d
+		}
+		// An inbound call names one of the tenant's own numbers. One "to"
+		// a number abroad or in a premium or high-risk range costs money
+		// whatever its sender calls it, so it is judged as outbound: a
+		// label must not switch the toll rules off.
+		ev.Direction = ""
 	}
 	// Number parsing is the slow part and needs no lock.
 	num, numErr := t.Numbers.Normalize(ev.To)
@@ -528,4 +535,19 @@ func typeName(t numbering.Type) string {
 		return n
 	}
 	return string(t)
+}
+
+// tollDestination reports whether to is a number that costs the tenant
+// money to reach: abroad, premium or shared-cost, or on the high-risk list.
+// A string that is not a phone number (an extension, a name) is not.
+func tollDestination(t *policy.Tenant, to string) bool {
+	num, err := t.Numbers.Normalize(to)
+	if err != nil {
+		return false
+	}
+	if num.International || num.Type == numbering.PremiumRate || num.Type == numbering.SharedCost {
+		return true
+	}
+	_, risky := t.HighRisk.Match(num)
+	return risky
 }

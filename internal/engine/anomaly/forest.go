@@ -110,6 +110,11 @@ func NewForest(samples [][]float64, cfg ForestConfig) (*Forest, error) {
 	return f, nil
 }
 
+// maxTreeDepth bounds a decoded tree. A trained one is at most
+// ceil(log2 ψ) plus a split per constant feature deep: under 30 for any
+// sample size and feature vector this package makes.
+const maxTreeDepth = 128
+
 // prepare derives the walking form from the nodes. A leaf becomes a node
 // that every x leaves by its right edge (no value is below -Inf; NaN is not
 // below anything) back to itself. Nodes reached twice (a decoded file whose
@@ -132,6 +137,11 @@ func (f *Forest) prepare() error {
 				return ErrCorrupt
 			}
 			seen[it.i] = true
+			if it.depth > maxTreeDepth {
+				// Scoring walks every tree to the deepest leaf of any: a
+				// file with one long chain would make each decision slow.
+				return ErrCorrupt
+			}
 			n := f.nodes[it.i]
 			if n.feature < 0 {
 				f.walk[it.i] = node{feature: 0, split: math.Inf(-1), right: it.i}

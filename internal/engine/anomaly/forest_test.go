@@ -265,3 +265,31 @@ func TestForestSharedNodesRefused(t *testing.T) {
 		t.Errorf("shared nodes: %v; want ErrCorrupt", err)
 	}
 }
+
+// A decoded forest with a tree deeper than any training makes is refused:
+// every score walks to the deepest leaf, so one long chain in a model file
+// would make every decision slow.
+func TestForestTooDeepRefused(t *testing.T) {
+	f, _ := NewForest(cluster(50, 2, 0, 1), ForestConfig{Trees: 1, SampleSize: 8})
+	chain := func(n int) *Forest {
+		g := *f
+		g.nodes = nil
+		for i := range n { // a left-leaning chain: node i+1 is the left child of i
+			g.nodes = append(g.nodes, node{split: 0.5, feature: 0, right: int32(n + i + 1)})
+		}
+		g.nodes = append(g.nodes, node{feature: -1})
+		for range n {
+			g.nodes = append(g.nodes, node{feature: -1})
+		}
+		g.roots = []int32{0}
+		return &g
+	}
+	ok, _ := chain(maxTreeDepth).MarshalBinary()
+	if err := new(Forest).UnmarshalBinary(ok); err != nil {
+		t.Fatalf("a tree %d deep: %v; want it accepted", maxTreeDepth, err)
+	}
+	deep, _ := chain(maxTreeDepth + 1).MarshalBinary()
+	if err := new(Forest).UnmarshalBinary(deep); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a tree %d deep: %v; want ErrCorrupt", maxTreeDepth+1, err)
+	}
+}
