@@ -545,7 +545,12 @@ func (e *Engine) ImportBaselines(data []byte) error {
 	if err != nil {
 		return fmt.Errorf("import baselines: %w", err)
 	}
+	pol := e.pol.Load()
 	for _, tb := range tenants {
+		t := pol.Tenants[tb.Tenant]
+		if t == nil || t.Baselines == nil {
+			continue // no longer in the policy, or it learns no baselines
+		}
 		s := e.state(tb.Tenant)
 		s.mu.Lock()
 		bh := &s.behaviour
@@ -561,6 +566,7 @@ func (e *Engine) ImportBaselines(data []byte) error {
 			if a.Baseline.Calls() == 0 {
 				continue // forgotten while the snapshot was written
 			}
+			a.Baseline.Reconfigure(t.Baselines.Config)
 			bh.put(a.Account, a.Baseline)
 		}
 		bh.groups = nil

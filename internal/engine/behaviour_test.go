@@ -138,3 +138,36 @@ func TestBaselinesBoundedLeastRecentFirst(t *testing.T) {
 		t.Errorf("import stats %+v; want 1 evicted, the network kept", st)
 	}
 }
+
+// A snapshot restores only the tenants today's policy has: a tenant
+// removed from the policy gets no state back from an old file.
+func TestImportBaselinesSkipsTenantsNotInThePolicy(t *testing.T) {
+	two := engine.New(benchPolicy(t, 2), engine.Options{})
+	at := time.Date(2026, 3, 2, 13, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	for _, tenant := range []string{"t0", "t1"} {
+		ev := event.Event{Kind: event.CallAttempt, Time: at, Tenant: tenant, Account: "office-1",
+			CallID: "c-" + tenant, To: "011987654321", SourceIP: netip.MustParseAddr("198.51.100.7")}
+		if d := two.Decide(ctx, ev); d.Verdict.Blocks() {
+			t.Fatalf("%s: blocked: %v", tenant, d.Rules())
+		}
+		ev.Kind, ev.Time, ev.Duration = event.CallEnded, at.Add(2*time.Minute), time.Minute
+		if err := two.Observe(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap, err := two.ExportBaselines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := engine.New(benchPolicy(t, 1), engine.Options{})
+	if err := one.ImportBaselines(snap); err != nil {
+		t.Fatal(err)
+	}
+	if st := one.Baselines("t0"); st.Accounts != 1 {
+		t.Errorf("t0 (in the policy): %+v, want its account back", st)
+	}
+	if st := one.Baselines("t1"); st.Accounts != 0 || st.Networks != 0 {
+		t.Errorf("t1 (not in the policy): %+v, want nothing restored", st)
+	}
+}

@@ -1,6 +1,7 @@
 package anomaly
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -188,6 +189,22 @@ func (b *Baseline) Observe(c Call) {
 	if c.Country != "" {
 		b.addCountry(c.Country, 1, at)
 	}
+}
+
+// Reconfigure puts cfg (defaults filled in) in force in place of the one
+// the baseline was made or decoded with, keeping only the heaviest
+// TopCountries of its country mix (ties: the first, for determinism). A
+// restored baseline must follow today's policy, not the file's.
+func (b *Baseline) Reconfigure(cfg BaselineConfig) {
+	b.cfg = cfg.withDefaults()
+	if len(b.countries) <= b.cfg.TopCountries {
+		return
+	}
+	at, hl := b.last, b.cfg.HalfLife
+	slices.SortStableFunc(b.countries, func(x, y countryWeight) int {
+		return cmp.Compare(y.W.value(at, hl), x.W.value(at, hl))
+	})
+	b.countries = slices.Clip(b.countries[:b.cfg.TopCountries])
 }
 
 func (b *Baseline) addCountry(code string, w float64, at int64) {

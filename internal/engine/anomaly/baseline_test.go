@@ -248,3 +248,25 @@ func TestBaselineLast(t *testing.T) {
 		t.Errorf("HalfLife %v", b.HalfLife())
 	}
 }
+
+// A baseline restored from a file follows the configuration in force, and
+// keeps no more countries than it allows — the heaviest ones.
+func TestReconfigureKeepsTheHeaviestCountries(t *testing.T) {
+	b := NewBaseline(BaselineConfig{TopCountries: 4})
+	at := int64(1_772_000_000)
+	for i, code := range []string{"GB", "US", "FR", "DE"} {
+		b.addCountry(code, float64(i+1), at) // DE heaviest, GB lightest
+	}
+	b.last = at
+	b.Reconfigure(BaselineConfig{TopCountries: 2, HalfLife: 24 * time.Hour})
+	if b.cfg.TopCountries != 2 || b.cfg.HalfLife != 24*time.Hour {
+		t.Errorf("config %+v, want the new one", b.cfg)
+	}
+	var got []string
+	for _, c := range b.countries {
+		got = append(got, c.Code)
+	}
+	if !slices.Equal(got, []string{"DE", "FR"}) {
+		t.Errorf("countries %v, want the two heaviest [DE FR]", got)
+	}
+}
