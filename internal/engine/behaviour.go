@@ -295,6 +295,10 @@ type inboundCall struct {
 	answer  time.Time
 }
 
+// maxRecentAccounts bounds the accounts whose recent calls a ring alone
+// may create; past it rings to new accounts are counted, not remembered.
+const maxRecentAccounts = 100_000
+
 // maxInbound bounds the inbound calls kept per tenant; past it the oldest
 // is forgotten (its end is then refused as an unknown call).
 const maxInbound = 4096
@@ -350,8 +354,11 @@ func (e *Engine) decideInbound(b *verdictBuilder, t *policy.Tenant, ev event.Eve
 			if s.inbound == nil {
 				s.inbound = map[string]*inboundCall{}
 			}
-			if len(s.inbound) >= maxInbound && s.inbound[ev.CallID] == nil {
-				s.dropOldestInbound()
+			if s.inbound[ev.CallID] == nil {
+				if len(s.inbound) >= maxInbound {
+					s.dropOldestInbound()
+				}
+				s.inboundOrder = append(s.inboundOrder, ev.CallID)
 			}
 			s.inbound[ev.CallID] = c
 		}
@@ -367,6 +374,12 @@ func (e *Engine) decideInbound(b *verdictBuilder, t *policy.Tenant, ev event.Eve
 func (s *tenantState) rang(t *policy.Tenant, account, number string, at time.Time) {
 	rc := s.recent[account]
 	if rc == nil {
+		if len(s.recent) >= maxRecentAccounts {
+			// Anyone can ring a tenant's numbers: a sweep across a number
+			// range must not grow this map for the whole callback window.
+			s.rangDropped++
+			return
+		}
 		rc = &recentCalls{r: anomaly.NewRecent(recentCapacity)}
 		s.recent[account] = rc
 	}
@@ -387,14 +400,30 @@ func (s *tenantState) rang(t *policy.Tenant, account, number string, at time.Tim
 }
 
 func (s *tenantState) dropOldestInbound() {
-	var oldest string
-	var at time.Time
-	for id, c := range s.inbound {
-		if oldest == "" || c.started.Before(at) || c.started.Equal(at) && id < oldest {
-			oldest, at = id, c.started
+	for len(s.inboundOrder) > 0 {
+		id := s.inboundOrder[0]
+		s.inboundOrder = s.inboundOrder[1:]
+		if _, ok := s.inbound[id]; ok {
+			delete(s.inbound, id)
+			return
 		}
 	}
-	delete(s.inbound, oldest)
+}
+
+// compactInboundOrder drops the ids of ended calls from inboundOrder once
+// they outnumber the live ones, so the queue stays within twice the bound.
+func (s *tenantState) compactInboundOrder() {
+	if len(s.inboundOrder) <= 2*len(s.inbound)+64 {
+		return
+	}
+	live := s.inboundOrder[:0]
+	for _, id := range s.inboundOrder {
+		if _, ok := s.inbound[id]; ok {
+			live = append(live, id)
+		}
+	}
+	clear(s.inboundOrder[len(live):])
+	s.inboundOrder = live
 }
 
 // observeInbound takes the answer or end of an inbound call; it reports
@@ -411,6 +440,7 @@ func (s *tenantState) observeInbound(t *policy.Tenant, ev event.Event) bool {
 		}
 	case event.CallEnded:
 		delete(s.inbound, ev.CallID)
+		s.compactInboundOrder()
 		billed := ev.Duration
 		if billed == 0 && !c.answer.IsZero() {
 			billed = ev.Time.Sub(c.answer)
@@ -598,6 +628,9 @@ type BaselineStats struct {
 	// Options.MaxBaselines, NetworksEvicted networks dropped because it
 	// reached anomaly.MaxNetworks; both since start.
 	Evicted, NetworksEvicted int64
+	// RingsDropped counts risky rings to accounts with no recent calls
+	// that were not remembered because too many accounts had some.
+	RingsDropped int64
 }
 
 // Baselines reports what the engine has learned of tenant.
@@ -610,7 +643,7 @@ func (e *Engine) Baselines(tenant string) BaselineStats {
 
 func (s *tenantState) baselineStats() BaselineStats {
 	bh := &s.behaviour
-	st := BaselineStats{Tenant: s.id, Accounts: len(bh.accounts), Evicted: bh.evicted}
+	st := BaselineStats{Tenant: s.id, Accounts: len(bh.accounts), Evicted: bh.evicted, RingsDropped: s.rangDropped}
 	for _, l := range bh.accounts {
 		if l.b.Warm() {
 			st.Warm++

@@ -171,3 +171,29 @@ func TestImportBaselinesSkipsTenantsNotInThePolicy(t *testing.T) {
 		t.Errorf("t1 (not in the policy): %+v, want nothing restored", st)
 	}
 }
+
+// A flood of inbound calls that never end is bounded: the oldest are
+// forgotten first (their end is then unknown), the newest are kept.
+func TestInboundFloodForgetsTheOldest(t *testing.T) {
+	e := engine.New(benchPolicy(t, 1), engine.Options{})
+	ctx := context.Background()
+	at := time.Date(2026, 3, 2, 13, 0, 0, 0, time.UTC)
+	const n = 10_000
+	for i := range n {
+		ev := event.Event{Kind: event.CallAttempt, Time: at.Add(time.Duration(i) * time.Millisecond), Tenant: "t0",
+			Direction: event.Inbound, Account: "office-1", CallID: fmt.Sprint("in-", i), From: "+5511987654321", To: "office-1",
+			SourceIP: netip.MustParseAddr("198.51.100.7")}
+		if d := e.Decide(ctx, ev); d.Verdict.Blocks() {
+			t.Fatalf("inbound %d blocked: %v", i, d.Rules())
+		}
+	}
+	end := func(id string) error {
+		return e.Observe(ctx, event.Event{Kind: event.CallEnded, Time: at.Add(time.Hour), Tenant: "t0", CallID: id})
+	}
+	if err := end(fmt.Sprint("in-", n-1)); err != nil {
+		t.Errorf("the newest inbound call's end: %v", err)
+	}
+	if err := end("in-0"); !errors.Is(err, engine.ErrUnknownCall) {
+		t.Errorf("the oldest inbound call's end: %v; want it forgotten (ErrUnknownCall)", err)
+	}
+}

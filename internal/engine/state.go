@@ -45,8 +45,12 @@ type tenantState struct {
 	dets   []anomaly.Detection // scratch for the detectors' findings
 	// behaviour is the learned baselines and networks (behaviour.go).
 	behaviour behaviour
-	// inbound holds inbound calls from abroad until they end.
-	inbound map[string]*inboundCall
+	// inbound holds inbound calls until they end; inboundOrder is their
+	// call ids in arrival order (ended ones are skipped lazily), so that
+	// forgetting the oldest at the bound costs O(1), not a scan.
+	inbound      map[string]*inboundCall
+	inboundOrder []string
+	rangDropped  int64 // rings not remembered at maxRecentAccounts
 }
 
 // recentCalls is what the pattern detectors see of one account.
