@@ -179,8 +179,10 @@ func (c *compiler) baselines(path string, y *baselinesYAML) *Baselines {
 		}
 		if n.LearnSpan != nil {
 			b.NetworkSpan = time.Duration(*n.LearnSpan)
-			if b.NetworkSpan > 30*24*time.Hour {
-				c.fail(p+".learn_span", "must be at most 30d")
+			// A span of minutes would let a few calls in a row from a
+			// stolen line make its network "known".
+			if b.NetworkSpan < time.Hour || b.NetworkSpan > 30*24*time.Hour {
+				c.fail(p+".learn_span", "must be between 1h and 30d")
 			}
 		}
 	}
