@@ -23,11 +23,11 @@ tenants:
       high_risk: allow
     baselines:
       mode: enforce
-      warm_up: 1h
+      warm_up: 2h
       warm_up_calls: 3
       new_network:
         learn_calls: 1
-        learn_span: 0s
+        learn_span: 1h
     anomaly_score:
       mode: enforce
 `
