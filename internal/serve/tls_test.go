@@ -2,64 +2,17 @@ package serve
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/telguard/telguard/internal/tlstest"
 )
-
-// testCA issues certificates for the tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a PEM certificate and key; server certificates are for
-// 127.0.0.1.
-func (ca *testCA) issue(t *testing.T, server bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "leaf"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
-	if server {
-		tpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	} else {
-		tpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
-}
 
 func write(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
@@ -75,9 +28,9 @@ func write(t *testing.T, dir, name string, data []byte) string {
 // handshake.
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca, other := newTestCA(t, "clients"), newTestCA(t, "someone else")
-	sc, sk := ca.issue(t, true)
-	cfg, err := TLSConfig(write(t, dir, "s.crt", sc), write(t, dir, "s.key", sk), write(t, dir, "ca.pem", ca.pem))
+	ca, other := tlstest.NewCA(t, "clients"), tlstest.NewCA(t, "someone else")
+	sc, sk := ca.Issue(t, true)
+	cfg, err := TLSConfig(write(t, dir, "s.crt", sc), write(t, dir, "s.key", sk), write(t, dir, "ca.pem", ca.PEM))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +47,7 @@ func TestMutualTLS(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	get := func(certs ...tls.Certificate) (int, error) {
 		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}}
 		resp, err := c.Get("https://" + h.BoundAddr() + "/")
@@ -104,7 +57,7 @@ func TestMutualTLS(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	cc, ck := ca.issue(t, false)
+	cc, ck := ca.Issue(t, false)
 	good, _ := tls.X509KeyPair(cc, ck)
 	if code, err := get(good); err != nil || code != http.StatusAccepted {
 		t.Fatalf("client with a certificate from the CA: %d %v", code, err)
@@ -112,7 +65,7 @@ func TestMutualTLS(t *testing.T) {
 	if _, err := get(); err == nil {
 		t.Fatal("client without a certificate was served")
 	}
-	oc, ok := other.issue(t, false)
+	oc, ok := other.Issue(t, false)
 	stranger, _ := tls.X509KeyPair(oc, ok)
 	if _, err := get(stranger); err == nil {
 		t.Fatal("client with a certificate from another CA was served")
@@ -121,8 +74,8 @@ func TestMutualTLS(t *testing.T) {
 
 func TestTLSConfigRefuses(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, "ca")
-	sc, sk := ca.issue(t, true)
+	ca := tlstest.NewCA(t, "ca")
+	sc, sk := ca.Issue(t, true)
 	crt, key := write(t, dir, "s.crt", sc), write(t, dir, "s.key", sk)
 	for name, args := range map[string][3]string{
 		"no key":         {crt, "", ""},

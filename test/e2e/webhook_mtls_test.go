@@ -1,18 +1,11 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/telguard/telguard/internal/tlstest"
 	"github.com/telguard/telguard/internal/webhook"
 )
 
@@ -32,10 +26,10 @@ import (
 func TestWebhookMutualTLSAndAlerts(t *testing.T) {
 	providerKey := []byte("provider-secret-0123456789abcdef")
 	dir := workdir(t)
-	ca := newE2ECA(t)
-	srvCert, srvKey := ca.issue(t, true)
-	cliCert, cliKey := ca.issue(t, false)
-	for name, data := range map[string][]byte{"hooks.crt": srvCert, "hooks.key": srvKey, "clients-ca.pem": ca.pem} {
+	ca := tlstest.NewCA(t, "provider clients")
+	srvCert, srvKey := ca.Issue(t, true)
+	cliCert, cliKey := ca.Issue(t, false)
+	for name, data := range map[string][]byte{"hooks.crt": srvCert, "hooks.key": srvKey, "clients-ca.pem": ca.PEM} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -56,7 +50,7 @@ func TestWebhookMutualTLSAndAlerts(t *testing.T) {
 	d := start(t, dir, withKey(), "--config", "telguard.yaml")
 
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	client := func(certs ...tls.Certificate) *http.Client {
 		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}}
@@ -131,43 +125,4 @@ func TestWebhookMutualTLSAndAlerts(t *testing.T) {
 		_, body := d.do("GET", "/v1/decisions?rule=webhook.duplicates", nil)
 		return strings.Count(string(body), `"rule":"webhook.duplicates"`) == 1
 	}, "one duplicates alert")
-}
-
-type e2eCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newE2ECA(t *testing.T) *e2eCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "provider clients"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &e2eCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-func (ca *e2eCA) issue(t *testing.T, server bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "leaf"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
-	if server {
-		tpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	} else {
-		tpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
 }
