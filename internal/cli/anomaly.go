@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/telguard/telguard/examples"
-	"github.com/telguard/telguard/internal/config"
 	"github.com/telguard/telguard/internal/daemon"
 	"github.com/telguard/telguard/internal/engine"
 	"github.com/telguard/telguard/internal/engine/policy"
@@ -113,15 +112,9 @@ func (e *env) anomaly(args []string) error {
 			return usagef("%s: --since %q: want a duration like 90d or 720h", cmd, *since)
 		}
 	}
-	cfg := config.Default()
-	var err error
-	if *cfgFile != "" {
-		if cfg, err = config.Load(*cfgFile); err != nil {
-			return usageError{err.Error()}
-		}
-	}
-	if *dataDir != "" {
-		cfg.DataDir, cfg.Store.Path = *dataDir, ""
+	cfg, err := loadStoreConfig(*cfgFile, *dataDir)
+	if err != nil {
+		return err
 	}
 	pol, err := trainPolicy(*policyFile, cfg.Policy)
 	if err != nil {
