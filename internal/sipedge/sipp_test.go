@@ -50,15 +50,30 @@ var issuedPorts = struct {
 	m map[int]bool
 }{m: map[int]bool{}}
 
-func freeUDPPort(t *testing.T) int {
+func freeUDPPort(t *testing.T) int { return freePort(t, "udp4") }
+
+// freePort returns a loopback port the kernel had free for network
+// ("udp4" or "tcp4") and that no other test of this package was handed,
+// whichever network it asked for.
+func freePort(t *testing.T, network string) int {
 	t.Helper()
 	for range 100 {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
+		var port int
+		if network == "udp4" {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			port = c.LocalAddr().(*net.UDPAddr).Port
+			c.Close()
+		} else {
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			port = ln.Addr().(*net.TCPAddr).Port
+			ln.Close()
 		}
-		port := c.LocalAddr().(*net.UDPAddr).Port
-		c.Close()
 		issuedPorts.Lock()
 		taken := issuedPorts.m[port]
 		issuedPorts.m[port] = true
@@ -67,7 +82,7 @@ func freeUDPPort(t *testing.T) int {
 			return port
 		}
 	}
-	t.Fatal("no free UDP port")
+	t.Fatalf("no free %s port", network)
 	return 0
 }
 

@@ -16,26 +16,7 @@ import (
 
 // freeTCPPort returns a loopback port free for TCP (and, as far as
 // freeUDPPort knows, not handed out for UDP either).
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		issuedPorts.Lock()
-		taken := issuedPorts.m[port]
-		issuedPorts.m[port] = true
-		issuedPorts.Unlock()
-		if !taken {
-			return port
-		}
-	}
-	t.Fatal("no free TCP port")
-	return 0
-}
+func freeTCPPort(t *testing.T) int { return freePort(t, "tcp4") }
 
 // A PBX that speaks SIP over TCP only: the guard dials it, callers over
 // UDP and over TCP reach it, and its own BYE finds each caller.
