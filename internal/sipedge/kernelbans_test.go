@@ -292,17 +292,7 @@ func gaugeValues(t *testing.T, reg *prometheus.Registry, name string) []float64 
 // lifted) must not stay: the lifted source gets through again, the refusal
 // is counted, and refreshing goes on once the kernel takes filters again.
 func TestKernelFilterRefusalDoesNotKeepLiftedBans(t *testing.T) {
-	f, err := prefilter.New(prefilter.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := newPeer(t)
-	reg := prometheus.NewRegistry()
-	s, err := New(Config{Listen: []string{"udp:127.0.0.1:0"}, Upstream: "udp:127.0.0.1:" + strconv.Itoa(up.port()),
-		Tenant: "demo", Filter: f}, &fakeEngine{}, reg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, f, reg, up := newFilteredGuard(t)
 	var refuse atomic.Bool
 	s.attachFilter = func(c *net.UDPConn, prog []bpfInsn) error {
 		if refuse.Load() {
@@ -355,17 +345,7 @@ func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // A burst of bans (a distributed flood) rebuilds the socket filter at most
 // once a second, not at every ban.
 func TestKernelFilterRebuildsAtMostOnceASecond(t *testing.T) {
-	f, err := prefilter.New(prefilter.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := newPeer(t)
-	reg := prometheus.NewRegistry()
-	s, err := New(Config{Listen: []string{"udp:127.0.0.1:0"}, Upstream: "udp:127.0.0.1:" + strconv.Itoa(up.port()),
-		Tenant: "demo", Filter: f}, &fakeEngine{}, reg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, f, reg, _ := newFilteredGuard(t)
 	var attaches atomic.Int32
 	s.attachFilter = func(c *net.UDPConn, prog []bpfInsn) error {
 		attaches.Add(1)
@@ -383,4 +363,23 @@ func TestKernelFilterRebuildsAtMostOnceASecond(t *testing.T) {
 	if n, most := attaches.Load(), int32(elapsed/kernelBanMinInterval)+2; n > most {
 		t.Fatalf("%d filters attached in %v, want at most %d", n, elapsed.Round(time.Millisecond), most)
 	}
+}
+
+// newFilteredGuard returns a guard on a loopback UDP port in front of a
+// test peer (returned, as the PBX), with a packet filter and its own
+// metrics registry; the test sets attachFilter before running it.
+func newFilteredGuard(t *testing.T) (*Server, *prefilter.Filter, *prometheus.Registry, *peer) {
+	t.Helper()
+	f, err := prefilter.New(prefilter.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := newPeer(t)
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{Listen: []string{"udp:127.0.0.1:0"}, Upstream: "udp:127.0.0.1:" + strconv.Itoa(up.port()),
+		Tenant: "demo", Filter: f}, &fakeEngine{}, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, f, reg, up
 }
