@@ -74,9 +74,14 @@ type Store struct {
 	Path   string `yaml:"path"`   // default DATA_DIR/telguard.db
 	// RetainDecisions is how long the decisions log is kept. Default 30 days.
 	RetainDecisions time.Duration `yaml:"retain_decisions"`
-	// RetainHistory is how long imported call history (phone numbers in
-	// clear) is kept, by call start. Default 400 days.
+	// RetainHistory is how long call history (phone numbers in clear) is
+	// kept, by call start. Default 400 days.
 	RetainHistory time.Duration `yaml:"retain_history"`
+	// RecordHistory makes the daemon keep every call it saw end (allowed
+	// outbound calls, inbound calls it was told of) in the call history,
+	// beside imported CDRs, so the anomaly model can be retrained on live
+	// traffic. Default true.
+	RecordHistory *bool `yaml:"record_history"`
 	// FlushInterval bounds how long a decision waits to be written. Default 25ms.
 	FlushInterval time.Duration `yaml:"flush_interval"`
 }
@@ -126,6 +131,10 @@ func (c *Config) applyDefaults() {
 	def(&c.Store.Driver, "sqlite")
 	defDur(&c.Store.RetainDecisions, 30*24*time.Hour)
 	defDur(&c.Store.RetainHistory, 400*24*time.Hour)
+	if c.Store.RecordHistory == nil {
+		on := true
+		c.Store.RecordHistory = &on
+	}
 	defDur(&c.Store.FlushInterval, 25*time.Millisecond)
 	defDur(&c.Engine.SweepInterval, 5*time.Second)
 	c.Webhooks.applyDefaults()

@@ -168,7 +168,7 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 		QueueSize:     writerQueue,
 		ShedLogAbove:  writerQueue / 4,
 	})
-	d.engine = engine.New(pol, engine.Options{Clock: d.clock, Sink: writerSink{d.writer}, Logger: d.log})
+	d.engine = engine.New(pol, engine.Options{Clock: d.clock, Sink: writerSink{d.writer}, Logger: d.log, History: *d.cfg.Store.RecordHistory})
 	now := d.clock.Now()
 	for id := range pol.Tenants {
 		st, err := d.db.Load(ctx, id, now)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -290,9 +291,12 @@ func (e *Engine) behaviourRules(b *verdictBuilder, t *policy.Tenant, base *anoma
 type inboundCall struct {
 	account string
 	from    string // E.164; "" when the caller's number could not be read
-	intl    bool   // from abroad
-	started time.Time
-	answer  time.Time
+	// rawFrom, to and ip are the attempt's, for the call history.
+	rawFrom, to string
+	ip          netip.Addr
+	intl        bool // from abroad
+	started     time.Time
+	answer      time.Time
 }
 
 // maxRecentAccounts bounds the accounts whose recent calls a ring alone
@@ -342,7 +346,7 @@ func (e *Engine) decideInbound(b *verdictBuilder, t *policy.Tenant, ev event.Eve
 		// Every inbound call is kept until it ends, so that its answer and
 		// end are taken (not refused as unknown); only one from abroad can
 		// turn out to be a one-ring call.
-		c := &inboundCall{account: ev.Account, started: ev.Time}
+		c := &inboundCall{account: ev.Account, started: ev.Time, rawFrom: ev.From, to: ev.To, ip: ev.SourceIP}
 		if num, err := t.Numbers.Normalize(ev.From); err == nil {
 			_, risky := t.HighRisk.Match(num)
 			if risky || num.Type == numbering.PremiumRate {
@@ -428,7 +432,7 @@ func (s *tenantState) compactInboundOrder() {
 
 // observeInbound takes the answer or end of an inbound call; it reports
 // false for a call that is not a known inbound one.
-func (s *tenantState) observeInbound(t *policy.Tenant, ev event.Event) bool {
+func (s *tenantState) observeInbound(t *policy.Tenant, ev event.Event, changes *[]event.Change) bool {
 	c := s.inbound[ev.CallID]
 	if c == nil {
 		return false
@@ -451,6 +455,20 @@ func (s *tenantState) observeInbound(t *policy.Tenant, ev event.Event) bool {
 		}
 		if c.intl && c.from != "" && (c.answer.IsZero() && ev.Time.Sub(c.started) <= ring+time.Second || !c.answer.IsZero() && billed < shortInbound) {
 			s.rang(t, c.account, c.from, c.started)
+		}
+		if s.history {
+			r := &event.CallRecord{
+				Tenant: s.id, Account: c.account, CallID: ev.CallID, From: c.rawFrom, To: c.to,
+				Direction: event.Inbound, SourceIP: c.ip, Start: c.started, Answer: c.answer, End: ev.Time,
+				Disposition: "NO ANSWER",
+			}
+			if !c.answer.IsZero() {
+				r.Billsec, r.Disposition = billed, "ANSWERED"
+			}
+			if r.End.Before(r.Start) {
+				r.End = r.Start
+			}
+			*changes = append(*changes, event.Change{Op: event.OpPutHistory, History: r})
 		}
 	}
 	return true

@@ -139,6 +139,7 @@ func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 			RatePerMinute: d.Destination.RatePerMinute, Started: ev.Time,
 		}
 		f := s.addCall(&call, t.MaxCallDuration, t.ConcurrentPrefixLens)
+		f.from, f.to = ev.From, ev.To
 		if len(d.Reasons) > 0 {
 			// Kept so that a retransmission gets the same answer; a plain
 			// allow needs nothing kept.

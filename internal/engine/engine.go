@@ -30,6 +30,10 @@ type Options struct {
 	// it the least recently active account's is dropped (and counted).
 	// Default DefaultMaxBaselines.
 	MaxBaselines int
+	// History makes the engine emit every finished call (allowed outbound
+	// calls, and inbound calls it was told of) as an OpPutHistory change,
+	// so the daemon keeps a call history to retrain the anomaly model on.
+	History bool
 }
 
 // Engine decides call attempts and tracks the call lifecycle. Safe for
@@ -44,6 +48,7 @@ type Engine struct {
 	mu      sync.Mutex
 	tenants map[string]*tenantState
 	maxBase int // Options.MaxBaselines
+	history bool
 }
 
 type discardSink struct{}
@@ -52,7 +57,7 @@ func (discardSink) Emit(...event.Change) {}
 
 // New returns an engine running policy p.
 func New(p *policy.Policy, o Options) *Engine {
-	e := &Engine{clock: o.Clock, sink: o.Sink, log: o.Logger, tenants: map[string]*tenantState{}, maxBase: o.MaxBaselines}
+	e := &Engine{clock: o.Clock, sink: o.Sink, log: o.Logger, tenants: map[string]*tenantState{}, maxBase: o.MaxBaselines, history: o.History}
 	if e.maxBase <= 0 {
 		e.maxBase = DefaultMaxBaselines
 	}
@@ -87,6 +92,7 @@ func (e *Engine) state(tenant string) *tenantState {
 	if s == nil {
 		s = newTenantState(tenant)
 		s.behaviour.max = e.maxBase
+		s.history = e.history
 		e.tenants[tenant] = s
 	}
 	return s

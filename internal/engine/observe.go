@@ -31,7 +31,7 @@ func (e *Engine) Observe(_ context.Context, ev event.Event) error {
 	s.mu.Lock()
 	changes := s.expire(t, ev.Time, nil)
 	f := s.calls[ev.CallID]
-	if f == nil && s.observeInbound(t, ev) {
+	if f == nil && s.observeInbound(t, ev, &changes) {
 		s.mu.Unlock()
 		if len(changes) > 0 {
 			e.sink.Emit(changes...)

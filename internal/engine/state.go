@@ -18,6 +18,7 @@ import (
 type tenantState struct {
 	mu        sync.Mutex
 	id        string
+	history   bool // emit finished calls (Options.History)
 	calls     map[string]*flight
 	byAccount map[string]map[*flight]struct{}
 	inflight  map[policy.KeyKind]map[key]int
@@ -78,6 +79,10 @@ type flight struct {
 	deadline time.Time
 	index    int             // in the expiry heap
 	answer   *event.Decision // the decision that let it in, when it was not a plain allow
+	// from and to are the numbers as the attempt gave them, for the call
+	// history; a call restored after a restart has neither (it keeps its
+	// E.164).
+	from, to string
 	// prefixes has bit n set when the call is counted under its n-digit
 	// destination prefix, so removal undoes exactly what adding did even
 	// if a reload changed the prefix lengths in use meanwhile.
@@ -120,6 +125,25 @@ func (f *flight) key(k policy.KeyKind) (key, bool) {
 		return key{s: f.Country}, f.Country != ""
 	}
 	return key{}, false
+}
+
+// record is the finished call as the call history keeps it.
+func (f *flight) record(end time.Time, billed time.Duration) *event.CallRecord {
+	r := &event.CallRecord{
+		Tenant: f.Tenant, Account: f.Account, CallID: f.CallID, From: f.from, To: f.to,
+		Direction: event.Outbound, SourceIP: f.ip, Start: f.Started, Answer: f.Answered, End: end,
+		Disposition: "NO ANSWER",
+	}
+	if r.To == "" {
+		r.To = f.E164
+	}
+	if !f.Answered.IsZero() {
+		r.Billsec, r.Disposition = billed, "ANSWERED"
+	}
+	if r.End.Before(r.Start) {
+		r.End = r.Start
+	}
+	return r
 }
 
 // addCall records a call in flight, indexing it under every subject a
@@ -232,6 +256,9 @@ func (s *tenantState) endCall(f *flight, t *policy.Tenant, at time.Time, billed 
 		}
 	}
 	s.learn(f, t, at, billed)
+	if s.history {
+		changes = append(changes, event.Change{Op: event.OpPutHistory, History: f.record(at, billed)})
+	}
 	if t != nil {
 		// Fix: this walked t.Limits, every limit of every group, so a
 		// group's short_calls limit keyed by tenant, source_ip, country or

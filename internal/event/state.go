@@ -62,6 +62,10 @@ const (
 	OpPutSuspension    Op = "put_suspension"
 	OpDeleteSuspension Op = "delete_suspension"
 	OpDecision         Op = "decision"
+	// OpPutHistory records a finished call in the call history, the
+	// record `telguard anomaly train` and `telguard replay --stored` read.
+	// Like a decision, it is a record, not state the engine reads back.
+	OpPutHistory Op = "put_history"
 )
 
 // Change is one durable state change, emitted by the engine in order. Exactly
@@ -74,6 +78,7 @@ type Change struct {
 	Ban        *IPBan
 	Suspension *Suspension
 	Decision   *Decision
+	History    *CallRecord
 }
 
 // Tenant returns the tenant the change belongs to.
@@ -89,6 +94,8 @@ func (c Change) Tenant() string {
 		return c.Suspension.Tenant
 	case c.Decision != nil:
 		return c.Decision.Tenant
+	case c.History != nil:
+		return c.History.Tenant
 	}
 	return ""
 }

@@ -200,7 +200,7 @@ func DecodeCursor(tenant, cursor string) (int64, error) {
 // fails a whole batch.
 func ValidateChange(c event.Change) error {
 	set := 0
-	for _, p := range []bool{c.Call != nil, c.Quota != nil, c.Ban != nil, c.Suspension != nil, c.Decision != nil} {
+	for _, p := range []bool{c.Call != nil, c.Quota != nil, c.Ban != nil, c.Suspension != nil, c.Decision != nil, c.History != nil} {
 		if p {
 			set++
 		}
@@ -237,6 +237,12 @@ func ValidateChange(c event.Change) error {
 			missing = firstEmpty("tenant", c.Decision.Tenant)
 			if !finite(c.Decision.Destination.RatePerMinute) {
 				missing = "finite destination rate_per_minute"
+			}
+		}
+	case event.OpPutHistory:
+		if ok = c.History != nil; ok {
+			if err := ValidateRecord(c.History.Tenant, c.History); err != nil {
+				missing = "a valid call: " + err.Error()
 			}
 		}
 	default:

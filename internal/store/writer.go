@@ -28,7 +28,8 @@ type WriterOptions struct {
 	FlushInterval time.Duration // how long a partial batch waits for company; 0 → 25ms
 	QueueSize     int           // changes queued before Submit blocks; 0 → 65536
 	// ShedLogAbove, when > 0, is the queue length above which decision-log
-	// records (OpDecision) are shed instead of queued: the log is a record,
+	// and call-history records (OpDecision, OpPutHistory) are shed instead
+	// of queued: both are records,
 	// the calls are the business, so a store that falls behind must not slow
 	// decisions down. Durable state changes are never shed, nor alerts
 	// and ban records (see keptLog): each is raised once, not per call.
@@ -41,7 +42,7 @@ type WriterStats struct {
 	Changes int64 // changes written
 	Errors  int64 // failed Apply calls, retries included
 	Dropped int64 // changes given up on: invalid, failing after retries, or submitted after Run returned
-	Shed    int64 // decision-log records not written because the queue was above ShedLogAbove
+	Shed    int64 // decision-log and call-history records not written because the queue was above ShedLogAbove
 	Queued  int   // changes waiting to be written
 }
 
@@ -141,9 +142,10 @@ func (w *Writer) Submit(changes ...event.Change) {
 	if w.opts.ShedLogAbove > 0 && len(w.queue) > w.opts.ShedLogAbove {
 		kept := valid[:0]
 		for _, c := range valid {
-			if c.Op != event.OpDecision || keptLog(c.Decision) {
-				kept = append(kept, c)
+			if c.Op == event.OpPutHistory || c.Op == event.OpDecision && !keptLog(c.Decision) {
+				continue
 			}
+			kept = append(kept, c)
 		}
 		if n := len(valid) - len(kept); n > 0 {
 			w.shed.Add(int64(n))
@@ -376,6 +378,9 @@ func snapshot(c event.Change) event.Change {
 		v := *c.Decision
 		v.Reasons = slices.Clone(v.Reasons)
 		c.Decision = &v
+	case c.History != nil:
+		v := *c.History
+		c.History = &v
 	}
 	return c
 }

@@ -21,6 +21,7 @@ const (
 	stmtPutSuspension
 	stmtDeleteSuspension
 	stmtInsertDecision
+	stmtPutHistory
 	numStmts
 )
 
@@ -43,6 +44,9 @@ var statementSQL = [numStmts]string{
 	   rule = excluded.rule, reason = excluded.reason, created = excluded.created`,
 	stmtDeleteSuspension: `DELETE FROM suspensions WHERE tenant = ? AND account = ?`,
 	stmtInsertDecision:   `INSERT INTO decisions (tenant, time, account, call_id, verdict, body) VALUES (?, ?, ?, ?, ?, ?)`,
+	// A call id already in the history (an imported CDR, or a caller
+	// reusing a Call-ID) keeps its first record.
+	stmtPutHistory: insertHistorySQL,
 }
 
 // statements are the write statements, prepared once on the write
@@ -151,6 +155,14 @@ func (t *txn) apply(c event.Change) (int64, error) {
 		_, err = t.exec(stmtDeleteSuspension, c.Suspension.Tenant, c.Suspension.Account)
 	case event.OpDecision:
 		return t.insertDecision(c.Decision)
+	case event.OpPutHistory:
+		r := c.History
+		ip := ""
+		if r.SourceIP.IsValid() {
+			ip = r.SourceIP.String()
+		}
+		_, err = t.exec(stmtPutHistory, r.Tenant, r.CallID, r.Account, r.From, r.To, string(r.Direction), ip,
+			nanos(r.Start), nullTime(r.Answer), nanos(r.End), int64(r.Billsec), r.Disposition)
 	default:
 		// ValidateChange let through an op this backend does not know.
 		err = fmt.Errorf("op %q: %w", c.Op, store.ErrInvalidChange)

@@ -210,3 +210,29 @@ func testHistoryDelete(t *testing.T, s store.Store) {
 		t.Fatalf("t2 after PruneHistory: %+v", got)
 	}
 }
+
+// testHistoryFromApply stores calls the engine finished (OpPutHistory in
+// a batch of changes, as the daemon's writer does) where History reads
+// them, under their own tenant; an id already stored keeps its first
+// record, so a call imported from a CDR is not replaced by its live twin.
+func testHistoryFromApply(t *testing.T, s store.Store) {
+	live := sampleRecord("live-1", base)
+	live.Tenant = "t1"
+	other := sampleRecord("live-2", base.Add(time.Second))
+	other.Tenant = "t2"
+	twin := sampleRecord("live-1", base.Add(time.Hour))
+	twin.Tenant = "t1"
+	apply(t, s, event.Change{Op: event.OpPutHistory, History: &live}, event.Change{Op: event.OpPutHistory, History: &other})
+	apply(t, s, event.Change{Op: event.OpPutHistory, History: &twin})
+	got := history(t, s, "t1", time.Time{}, time.Time{})
+	if len(got) != 1 || got[0].CallID != "live-1" || !got[0].Start.Equal(base) || got[0].To != live.To {
+		t.Fatalf("t1's history: %+v; want live-1 as first stored", got)
+	}
+	if got := history(t, s, "t2", time.Time{}, time.Time{}); len(got) != 1 || got[0].CallID != "live-2" {
+		t.Fatalf("t2's history: %+v", got)
+	}
+	bad := event.CallRecord{Tenant: "t1", CallID: "bad", Start: base, End: base.Add(-time.Second)}
+	if err := s.Apply(t.Context(), []event.Change{{Op: event.OpPutHistory, History: &bad}}); !errors.Is(err, store.ErrInvalidChange) {
+		t.Fatalf("a call ending before it starts: %v; want ErrInvalidChange", err)
+	}
+}

@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"HistoryRangeAndOrder", testHistoryRangeAndOrder},
 		{"HistoryInvalid", testHistoryInvalid},
 		{"HistoryDelete", testHistoryDelete},
+		{"HistoryFromApply", testHistoryFromApply},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
