@@ -304,8 +304,8 @@ type nopStore struct{ store.Store }
 
 func (nopStore) Apply(context.Context, []event.Change) error { return nil }
 
-// A store that falls behind sheds decision-log records, never durable
-// state, so decisions are not slowed down by their own log.
+// A store that falls behind sheds decision-log and call-history records,
+// never durable state, so decisions are not slowed down by their own log.
 func TestWriterShedsDecisionLogNotState(t *testing.T) {
 	f := &fakeStore{gate: make(chan struct{})}
 	w := store.NewWriter(f, nil, store.WriterOptions{MaxBatch: 4, QueueSize: 1000, ShedLogAbove: 10})
@@ -317,9 +317,10 @@ func TestWriterShedsDecisionLogNotState(t *testing.T) {
 	for i := range 20 {
 		w.Submit(suspend("a" + string(rune('a'+i))))
 	}
-	w.Submit(decision("shed-me"), suspend("kept"))
-	if st := w.Stats(); st.Shed != 1 {
-		t.Fatalf("shed = %d, want 1 (queued %d)", st.Shed, st.Queued)
+	call := &event.CallRecord{Tenant: "t1", CallID: "shed-me-too", To: "+442079460000", Start: time.Unix(1e9, 0), End: time.Unix(1e9+60, 0)}
+	w.Submit(decision("shed-me"), event.Change{Op: event.OpPutHistory, History: call}, suspend("kept"))
+	if st := w.Stats(); st.Shed != 2 {
+		t.Fatalf("shed = %d, want 2: the decision and the call-history record (queued %d)", st.Shed, st.Queued)
 	}
 	close(f.gate)
 	if err := flush(t, w); err != nil {
