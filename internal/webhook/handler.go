@@ -164,7 +164,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, src *source) err
 	}
 	body := bodyBuf.b
 	v, err := src.verifier.Verify(r.Header, body, now)
-	if errors.Is(err, ErrBadSignature) && s.reloadSecrets() {
+	if errors.Is(err, ErrBadSignature) && s.reloadSecrets(false) {
 		// A secret rotated a moment ago is good at once, not at the next poll.
 		v, err = src.verifier.Verify(r.Header, body, now)
 	}

@@ -139,7 +139,7 @@ func TestBadSecretStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	issued, _ := ParseSecret(r.Secret)
-	if !f.srv.reloadSecrets() {
+	if !f.srv.reloadSecrets(false) {
 		t.Fatal("a good store was not loaded")
 	}
 	if post("e1", issued) != http.StatusAccepted || post("e2", keyA) != http.StatusUnauthorized {
@@ -149,7 +149,7 @@ func TestBadSecretStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Rename(file+".tmp", file)
-	if f.srv.reloadSecrets() {
+	if f.srv.reloadSecrets(false) {
 		t.Fatal("a bad store was loaded")
 	}
 	if c := post("e3", issued); c != http.StatusAccepted {
@@ -165,11 +165,51 @@ func TestBadSecretStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	again, _ := ParseSecret(r2.Secret)
-	if !f.srv.reloadSecrets() {
+	if !f.srv.reloadSecrets(false) {
 		t.Fatal("a good store after a bad one was not loaded")
 	}
 	if c := post("e5", again); c != http.StatusAccepted {
 		t.Fatalf("secret of the store written after the bad one: %d", c)
+	}
+}
+
+// A version of the store that could not be read because of a passing
+// error (EIO, too many open files) is read again by the poll, so the
+// rotation is not missed until the next change; a failed signature does
+// not retry it, and the failure is reported once.
+func TestSecretReadErrorIsRetriedByThePoll(t *testing.T) {
+	file := filepath.Join(t.TempDir(), SecretFileName)
+	f := newFixture(t, func(c *Config) { c.SecretFile = file })
+	r, err := RotateSecret(file, "telco", nil, 0, f.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued, _ := ParseSecret(r.Secret)
+	reads := 0
+	f.srv.readSecrets = func(path string) (map[string][]StoredSecret, error) {
+		reads++
+		if reads == 1 {
+			return nil, fmt.Errorf("%w: read %s: input/output error", ErrSecretStore, path)
+		}
+		return ReadSecretStore(path)
+	}
+	if f.srv.reloadSecrets(false) {
+		t.Fatal("loaded although the read failed")
+	}
+	if f.srv.reloadSecrets(false) || reads != 1 {
+		t.Fatalf("a request re-read a version that failed (%d reads)", reads)
+	}
+	if c := f.post(t, "telco", stdHeaders("r1", f.clock, body, issued), body).Code; c != http.StatusUnauthorized {
+		t.Fatalf("new secret before the retry: %d, want 401", c)
+	}
+	if !f.srv.reloadSecrets(true) || reads != 2 {
+		t.Fatalf("the poll did not retry the version that failed (%d reads)", reads)
+	}
+	if c := f.post(t, "telco", stdHeaders("r2", f.clock, body, issued), body).Code; c != http.StatusAccepted {
+		t.Fatalf("new secret after the retry: %d, want 202", c)
+	}
+	if f.srv.reloadSecrets(true) || reads != 2 {
+		t.Fatalf("the poll re-read a version already loaded (%d reads)", reads)
 	}
 }
 

@@ -140,6 +140,10 @@ type Server struct {
 
 	secretMu    sync.Mutex
 	secretStamp fileStamp // the store version the verifiers hold
+	// secretFailed is set while secretStamp's version could not be read:
+	// the poll retries it (a read error may pass), a request does not.
+	secretFailed bool
+	readSecrets  func(path string) (map[string][]StoredSecret, error) // ReadSecretStore; tests fail it
 }
 
 // New checks cfg and builds a Server that publishes to q. Metrics are
@@ -185,6 +189,8 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 		ipLimit: newLimiter[netip.Addr](cfg.PerIPRate, cfg.PerIPBurst, maxIPKeys),
 		slots:   make(chan struct{}, cfg.MaxInFlight),
 		mux:     http.NewServeMux(),
+
+		readSecrets: ReadSecretStore,
 	}
 	stored := map[string][]StoredSecret{}
 	if cfg.SecretFile != "" {
@@ -316,7 +322,7 @@ func (s *Server) pollSecrets(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.reloadSecrets()
+			s.reloadSecrets(true)
 		}
 	}
 }
@@ -324,23 +330,35 @@ func (s *Server) pollSecrets(ctx context.Context) {
 // reloadSecrets re-reads the secret store if it changed since the last
 // read and gives every source its new secrets; changed reports whether
 // it did. A store that cannot be read leaves the secrets as they were.
-func (s *Server) reloadSecrets() (changed bool) {
+// A version that failed is tried again by the poll (retry), once a
+// poll interval, so a passing read error does not leave a rotation
+// unseen; a failed signature does not retry it, so forged requests cannot
+// make the ingress re-read a broken file on every request.
+func (s *Server) reloadSecrets(retry bool) (changed bool) {
 	if s.cfg.SecretFile == "" {
 		return false
 	}
 	s.secretMu.Lock()
 	defer s.secretMu.Unlock()
 	st, err := statStamp(s.cfg.SecretFile)
-	if err != nil || st.same(s.secretStamp) {
-		return false
-	}
-	s.secretStamp = st // a bad version is reported once, not per request
-	stored, err := ReadSecretStore(s.cfg.SecretFile)
 	if err != nil {
-		s.metrics.secretReloads.WithLabelValues("failed").Inc()
-		s.logger.Error("webhook secret store not reloaded; the previous secrets stay in force", "err", err)
 		return false
 	}
+	again := st.same(s.secretStamp)
+	if again && !(retry && s.secretFailed) {
+		return false
+	}
+	s.secretStamp = st
+	stored, err := s.readSecrets(s.cfg.SecretFile)
+	if err != nil {
+		if !again || !s.secretFailed { // reported once per version, not per retry
+			s.metrics.secretReloads.WithLabelValues("failed").Inc()
+			s.logger.Error("webhook secret store not reloaded; the previous secrets stay in force", "err", err)
+		}
+		s.secretFailed = true
+		return false
+	}
+	s.secretFailed = false
 	now := s.cfg.Clock()
 	for _, src := range s.sources {
 		if err := src.verifier.SetSecrets(EffectiveSecrets(src.configured, stored[src.name], now)); err != nil {
