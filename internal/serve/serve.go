@@ -26,6 +26,11 @@ type HTTP struct {
 	ShutdownTimeout time.Duration // how long requests in flight may take to finish
 	// TLS, when set, serves HTTPS on the bound address (see TLSConfig).
 	TLS *tls.Config
+	// Admit, when set, is asked about every accepted connection before
+	// anything is read from it (before the TLS handshake): a connection
+	// it refuses is closed at once, so a client over its limit costs the
+	// server no handshake.
+	Admit func(remote net.Addr) bool
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -73,6 +78,9 @@ func (h *HTTP) Run(ctx context.Context) error {
 	ln := h.ln
 	h.mu.Unlock()
 
+	if h.Admit != nil {
+		ln = admitListener{ln, h.Admit}
+	}
 	if h.TLS != nil {
 		ln = tls.NewListener(ln, h.TLS)
 	}
@@ -94,6 +102,22 @@ func (h *HTTP) Run(ctx context.Context) error {
 		return fmt.Errorf("serve %s: %w", h.Name, err)
 	}
 	return nil
+}
+
+// admitListener closes the connections admit refuses as they are accepted.
+type admitListener struct {
+	net.Listener
+	admit func(net.Addr) bool
+}
+
+func (l admitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || l.admit(c.RemoteAddr()) {
+			return c, err
+		}
+		c.Close()
+	}
 }
 
 // ErrTLSConfig means a certificate, key or CA file cannot be used.

@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,5 +88,49 @@ func TestTLSConfigRefuses(t *testing.T) {
 		if _, err := TLSConfig(args[0], args[1], args[2]); !errors.Is(err, ErrTLSConfig) {
 			t.Errorf("%s: %v, want ErrTLSConfig", name, err)
 		}
+	}
+}
+
+// A connection Admit refuses is closed before the TLS handshake: it is
+// never served, and the server does no handshake work for it.
+func TestAdmitRefusesBeforeHandshake(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "server")
+	sc, sk := ca.Issue(t, true)
+	cfg, err := TLSConfig(write(t, dir, "s.crt", sc), write(t, dir, "s.key", sk), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handshakes, admitted atomic.Int32
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		handshakes.Add(1)
+		return nil, nil
+	}
+	const allowed = 3
+	h := &HTTP{Name: "test", Addr: "127.0.0.1:0", ShutdownTimeout: time.Second, TLS: cfg,
+		Admit: func(net.Addr) bool { return admitted.Add(1) <= allowed },
+		Server: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusNoContent)
+		})}}
+	if err := h.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	served := 0
+	for range allowed + 4 {
+		resp, err := c.Get("https://" + h.BoundAddr() + "/")
+		if err == nil {
+			resp.Body.Close()
+			served++
+		}
+	}
+	if served != allowed || handshakes.Load() != allowed {
+		t.Fatalf("served %d requests after %d handshakes; want %d of each", served, handshakes.Load(), allowed)
 	}
 }

@@ -25,8 +25,8 @@ type metrics struct {
 
 	// Resolved once, as the hot path would otherwise look them up by
 	// label on every request.
-	receivedUnknown                  prometheus.Counter
-	rateLimitedIP, rateLimitedSource prometheus.Counter
+	receivedUnknown                                   prometheus.Counter
+	rateLimitedIP, rateLimitedSource, rateLimitedConn prometheus.Counter
 }
 
 // sourceMetrics are one source's counters, resolved once.
@@ -55,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		signatureFailures: cv("signature_failures_total", "Webhooks refused for a missing, malformed or wrong signature, by source.", "source"),
 		stale:             cv("stale_total", "Webhooks with a valid signature but a timestamp outside tolerance (possible replays), by source.", "source"),
 		duplicates:        cv("duplicates_total", "Webhooks whose event id was already queued, by source.", "source"),
-		rateLimited:       cv("rate_limited_total", "Webhook requests refused with 429, by limit (source, ip).", "scope"),
+		rateLimited:       cv("rate_limited_total", "Webhook requests refused with 429 by limit (source, ip), and connections closed at accept (connection).", "scope"),
 		enqueueFailures:   cv("enqueue_failures_total", "Verified webhooks answered 503 because the queue did not take them, by source.", "source"),
 		secretReloads:     cv("secret_reloads_total", "Times the webhook secret store was re-read after a change, by outcome (reloaded, failed).", "outcome"),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -75,6 +75,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.receivedUnknown = m.received.WithLabelValues("unknown")
 	m.rateLimitedIP = m.rateLimited.WithLabelValues("ip")
 	m.rateLimitedSource = m.rateLimited.WithLabelValues("source")
+	m.rateLimitedConn = m.rateLimited.WithLabelValues("connection")
 	for _, c := range []prometheus.Collector{m.received, m.verified, m.signatureFailures, m.stale,
 		m.duplicates, m.rateLimited, m.enqueueFailures, m.shed, m.enqueueSeconds, m.secretReloads, m.alerts} {
 		if err := reg.Register(c); err != nil {

@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -323,5 +324,34 @@ func TestNewRefusesBadSources(t *testing.T) {
 		if _, err := New(Config{Sources: sc}, blockingQueue{}, nil, nil); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// New connections are limited per client address (IPv6 by /64) at the
+// same rate as requests, before any byte is read: a client never needs
+// more connections than requests, and one opening connections in a loop
+// gets no TLS handshake past its burst.
+func TestConnectionsLimitedPerAddress(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.PerIPRate, c.PerIPBurst = 1, 2 })
+	from := func(ip string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000} }
+	for i, want := range []bool{true, true, false} {
+		if got := f.srv.admit(from("192.0.2.7")); got != want {
+			t.Fatalf("connection %d from one address admitted = %v, want %v", i+1, got, want)
+		}
+	}
+	if !f.srv.admit(from("192.0.2.8")) {
+		t.Fatal("another address was refused")
+	}
+	f.srv.admit(from("2001:db8:1:2::1"))
+	f.srv.admit(from("2001:db8:1:2::2"))
+	if f.srv.admit(from("2001:db8:1:2::3")) {
+		t.Fatal("a third connection from the same IPv6 /64 was admitted past the burst")
+	}
+	f.clock = f.clock.Add(time.Second)
+	if !f.srv.admit(from("192.0.2.7")) {
+		t.Fatal("a connection a second later was refused: the limit did not refill")
+	}
+	if n := f.counter("rate", "connection"); n != 2 {
+		t.Fatalf("connections refused counted %v, want 2", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"regexp"
@@ -128,15 +129,16 @@ type source struct {
 // Server is the webhook ingress. Build it with New, then call Listen
 // (optional) and Run, or mount Handler in a server of your own.
 type Server struct {
-	cfg     Config
-	queue   Queue
-	logger  *slog.Logger
-	metrics *metrics
-	sources map[string]*source
-	ipLimit *limiter[netip.Addr]
-	slots   chan struct{}
-	mux     *http.ServeMux
-	srv     serve.HTTP
+	cfg       Config
+	queue     Queue
+	logger    *slog.Logger
+	metrics   *metrics
+	sources   map[string]*source
+	ipLimit   *limiter[netip.Addr]
+	connLimit *limiter[netip.Addr]
+	slots     chan struct{}
+	mux       *http.ServeMux
+	srv       serve.HTTP
 
 	secretMu    sync.Mutex
 	secretStamp fileStamp // the store version the verifiers hold
@@ -187,8 +189,12 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 		logger:  logger,
 		sources: make(map[string]*source, len(cfg.Sources)),
 		ipLimit: newLimiter[netip.Addr](cfg.PerIPRate, cfg.PerIPBurst, maxIPKeys),
-		slots:   make(chan struct{}, cfg.MaxInFlight),
-		mux:     http.NewServeMux(),
+		// A client never needs more new connections than requests, so
+		// the request limit bounds connections too; checked at accept,
+		// it spares the TLS handshake of a client over it.
+		connLimit: newLimiter[netip.Addr](cfg.PerIPRate, cfg.PerIPBurst, maxIPKeys),
+		slots:     make(chan struct{}, cfg.MaxInFlight),
+		mux:       http.NewServeMux(),
 
 		readSecrets: ReadSecretStore,
 	}
@@ -228,7 +234,7 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 			return nil, fmt.Errorf("new webhook server: %w", err)
 		}
 	}
-	s.srv = serve.HTTP{Name: "webhooks", Addr: cfg.Addr, ShutdownTimeout: cfg.ShutdownTimeout, TLS: tlsCfg, Server: &http.Server{
+	s.srv = serve.HTTP{Name: "webhooks", Addr: cfg.Addr, ShutdownTimeout: cfg.ShutdownTimeout, TLS: tlsCfg, Admit: s.admit, Server: &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
@@ -284,6 +290,20 @@ func def[T comparable](v *T, d T) {
 
 // Handler returns the ingress handler, for tests or another server.
 func (s *Server) Handler() http.Handler { return s.mux }
+
+// admit takes a connection token for the client's address (IPv6 by /64).
+func (s *Server) admit(remote net.Addr) bool {
+	a, ok := remote.(*net.TCPAddr)
+	if !ok {
+		return true
+	}
+	ip, _ := netip.AddrFromSlice(a.IP)
+	if ok, _ := s.connLimit.allow(ipKey(ip), s.cfg.Clock()); !ok {
+		s.metrics.rateLimitedConn.Inc()
+		return false
+	}
+	return true
+}
 
 // Listen binds Config.Addr, so the caller learns the address (Addr) and a
 // bind error before anything runs. Optional: Run listens if needed.
