@@ -31,7 +31,9 @@ type Config struct {
 	API    API    `yaml:"api"`
 	Store  Store  `yaml:"store"`
 	Engine Engine `yaml:"engine"`
-	SIP    SIP    `yaml:"sip"`
+	// Anomaly is the daemon's periodic retraining of the anomaly model.
+	Anomaly Anomaly `yaml:"anomaly"`
+	SIP     SIP     `yaml:"sip"`
 	// Webhooks is the provider webhook ingress; see webhooks.go.
 	Webhooks Webhooks `yaml:"webhooks"`
 }
@@ -93,6 +95,45 @@ type Engine struct {
 	SweepInterval time.Duration `yaml:"sweep_interval"`
 }
 
+// Anomaly configures how the daemon retrains the anomaly model from the
+// call history by itself.
+type Anomaly struct {
+	// RetrainEvery is how often the model is retrained; it is also
+	// retrained at start when the model file is missing or older than
+	// this. 0 turns retraining off (the model file is then only ever
+	// written by `telguard anomaly train`). Default 24h; at least 1s
+	// (short values are for tests; real use is hours).
+	RetrainEvery *time.Duration `yaml:"retrain_every"`
+	// TrainWindow is how much history, by call start, a retrain reads.
+	// Default 720h (30 days); at least 1h.
+	TrainWindow time.Duration `yaml:"train_window"`
+	// Trees in the forest, 10 to 1000. Default 100.
+	Trees int `yaml:"trees"`
+	// Seed of the forest: the same history and seed give the same model.
+	// Default 1 (0 means the default).
+	Seed int64 `yaml:"seed"`
+	// MinWindows is the fewest measured windows (about one per outbound
+	// call read) worth a model; with fewer the model in force is kept.
+	// Default 1000.
+	MinWindows int `yaml:"min_windows"`
+}
+
+// Every returns retrain_every: 0 when retraining is off.
+func (a Anomaly) Every() time.Duration {
+	if a.RetrainEvery == nil {
+		return 0
+	}
+	return *a.RetrainEvery
+}
+
+// Anomaly retraining bounds.
+const (
+	// MinRetrainEvery is the shortest retrain_every accepted (tests).
+	MinRetrainEvery = time.Second
+	// MinTrainWindow is the least history a retrain may read.
+	MinTrainWindow = time.Hour
+)
+
 // MinKeyLength is the shortest API key accepted: keys are bearer secrets.
 const MinKeyLength = 16
 
@@ -137,6 +178,20 @@ func (c *Config) applyDefaults() {
 	}
 	defDur(&c.Store.FlushInterval, 25*time.Millisecond)
 	defDur(&c.Engine.SweepInterval, 5*time.Second)
+	if c.Anomaly.RetrainEvery == nil {
+		every := 24 * time.Hour
+		c.Anomaly.RetrainEvery = &every
+	}
+	defDur(&c.Anomaly.TrainWindow, 30*24*time.Hour)
+	if c.Anomaly.Trees == 0 {
+		c.Anomaly.Trees = 100
+	}
+	if c.Anomaly.Seed == 0 {
+		c.Anomaly.Seed = 1
+	}
+	if c.Anomaly.MinWindows == 0 {
+		c.Anomaly.MinWindows = 1000
+	}
 	c.Webhooks.applyDefaults()
 	if c.SIP.Enabled() {
 		def(&c.SIP.Tenant, c.API.DefaultTenant)
@@ -229,6 +284,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Engine.SweepInterval < 100*time.Millisecond {
 		return bad("engine.sweep_interval", "at least 100ms")
+	}
+	if every := c.Anomaly.Every(); every != 0 && every < MinRetrainEvery {
+		return bad("anomaly.retrain_every", "0 (off) or at least %s, got %s", MinRetrainEvery, every)
+	}
+	if c.Anomaly.TrainWindow < MinTrainWindow {
+		return bad("anomaly.train_window", "at least %s, got %s", MinTrainWindow, c.Anomaly.TrainWindow)
+	}
+	if c.Anomaly.Trees < 10 || c.Anomaly.Trees > 1000 {
+		return bad("anomaly.trees", "want between 10 and 1000, got %d", c.Anomaly.Trees)
+	}
+	if c.Anomaly.MinWindows < 1 {
+		return bad("anomaly.min_windows", "at least 1, got %d", c.Anomaly.MinWindows)
 	}
 	if err := c.SIP.validate(); err != nil {
 		return err
