@@ -26,12 +26,12 @@ func TestAnomalySection(t *testing.T) {
 	}
 	for in, field := range map[string]string{
 		"anomaly:\n  retrain_every: 500ms\n": "anomaly.retrain_every",
-		"anomaly:\n  retrain_every: -1h\n":  "anomaly.retrain_every",
-		"anomaly:\n  train_window: 30m\n":   "anomaly.train_window",
-		"anomaly:\n  trees: 5\n":            "anomaly.trees",
-		"anomaly:\n  trees: 1001\n":         "anomaly.trees",
-		"anomaly:\n  min_windows: -3\n":     "anomaly.min_windows",
-		"anomaly:\n  retrain: 1h\n":         "retrain",
+		"anomaly:\n  retrain_every: -1h\n":   "anomaly.retrain_every",
+		"anomaly:\n  train_window: 30m\n":    "anomaly.train_window",
+		"anomaly:\n  trees: 5\n":             "anomaly.trees",
+		"anomaly:\n  trees: 1001\n":          "anomaly.trees",
+		"anomaly:\n  min_windows: -3\n":      "anomaly.min_windows",
+		"anomaly:\n  retrain: 1h\n":          "retrain",
 	} {
 		if _, err := Parse("c.yaml", []byte(in)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), field) {
 			t.Errorf("%q: err = %v, want invalid naming %s", in, err, field)
