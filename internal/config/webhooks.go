@@ -82,7 +82,10 @@ type WebhookSource struct {
 	// scheme has no id header.
 	EventIDPointer string   `yaml:"event_id_pointer"`
 	AllowedCIDRs   []string `yaml:"allowed_cidrs"`
-	MaxBodyBytes   int64    `yaml:"max_body_bytes"`
+	// ClientCertNames binds the source to mutual-TLS client certificates
+	// naming one of these (needs tls_client_cas).
+	ClientCertNames []string `yaml:"client_cert_names"`
+	MaxBodyBytes    int64    `yaml:"max_body_bytes"`
 	// Rate and Burst limit the source as a whole. Defaults 1000/s, 2000.
 	Rate    float64         `yaml:"rate"`
 	Burst   int             `yaml:"burst"`
@@ -168,6 +171,15 @@ func (w Webhooks) Ingress(getenv func(string) string) (webhook.Config, map[strin
 			vc.Secrets = append(vc.Secrets, webhook.Secret{Key: k, Expires: sec.Expires})
 		}
 		sc := webhook.SourceConfig{Tenant: s.Tenant, Verifier: vc, MaxBodyBytes: s.MaxBodyBytes, EventIDPointer: s.EventIDPointer, Rate: s.Rate, Burst: s.Burst}
+		if len(s.ClientCertNames) > 0 && w.TLSClientCAs == "" {
+			return cfg, nil, fmt.Errorf("%w: %s.client_cert_names needs webhooks.tls_client_cas (mutual TLS)", ErrInvalid, f)
+		}
+		for i, n := range s.ClientCertNames {
+			if n == "" || len(n) > 253 {
+				return cfg, nil, fmt.Errorf("%w: %s.client_cert_names[%d]: want a DNS name", ErrInvalid, f, i)
+			}
+		}
+		sc.ClientCertNames = s.ClientCertNames
 		for i, c := range s.AllowedCIDRs {
 			p, err := netip.ParsePrefix(c)
 			if err != nil {

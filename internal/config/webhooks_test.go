@@ -20,6 +20,7 @@ func TestWebhookIngressOptions(t *testing.T) {
   sources:
     telco:
       tenant: acme
+      client_cert_names: [hooks.telco.example]
       secrets: [{secret: `+hookSecret+`}]
       mapping: {preset: flat, directions: {incoming: inbound}}
     issued-only: {tenant: acme, mapping: {preset: flat}}
@@ -36,6 +37,9 @@ func TestWebhookIngressOptions(t *testing.T) {
 	}
 	if ic.Alerts.SignatureFailures != 7 || ic.Alerts.Duplicates != -1 || ic.Alerts.Window != 30*time.Second {
 		t.Fatalf("alerts: %+v", ic.Alerts)
+	}
+	if n := ic.Sources["telco"].ClientCertNames; len(n) != 1 || n[0] != "hooks.telco.example" {
+		t.Fatalf("client certificate names: %v", n)
 	}
 	if len(ic.Sources["issued-only"].Verifier.Secrets) != 0 {
 		t.Fatal("a source without configured secrets got some")
@@ -54,6 +58,8 @@ func TestWebhookIngressRefuses(t *testing.T) {
 		"sub-second window":   {"alerts: {window: 10ms}", "webhooks.alerts.window"},
 		"negative ip rate":    {"per_ip_rate: -1", "webhooks.per_ip_rate"},
 		"no tenant on source": {"sources: {telco: {secrets: [{secret: " + hookSecret + "}]}}", "webhooks.sources.telco.tenant"},
+		"cert names without mutual TLS": {"sources: {telco: {tenant: acme, client_cert_names: [a.example], mapping: {preset: flat}}}",
+			"webhooks.sources.telco.client_cert_names"},
 	} {
 		c, err := Parse("c.yaml", []byte("webhooks:\n  "+tc.yaml+"\n"))
 		if err == nil {

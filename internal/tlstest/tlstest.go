@@ -50,6 +50,18 @@ func NewCA(t testing.TB, name string) *CA {
 // certificate for 127.0.0.1, or a client certificate.
 func (ca *CA) Issue(t testing.TB, server bool) (certPEM, keyPEM []byte) {
 	t.Helper()
+	return ca.issue(t, server, nil)
+}
+
+// IssueClient returns a client certificate naming dnsNames in its subject
+// alternative names.
+func (ca *CA) IssueClient(t testing.TB, dnsNames ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	return ca.issue(t, false, dnsNames)
+}
+
+func (ca *CA) issue(t testing.TB, server bool, dnsNames []string) (certPEM, keyPEM []byte) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +73,7 @@ func (ca *CA) Issue(t testing.TB, server bool) (certPEM, keyPEM []byte) {
 		tpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
 	} else {
 		tpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		tpl.DNSNames = dnsNames
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 
 var (
 	errUnknownSource = errors.New("unknown source")
-	errForbidden     = errors.New("source address not allowed")
+	errForbidden     = errors.New("source address or client certificate not allowed")
 	errOverloaded    = errors.New("too many requests in flight")
 	errBadEventID    = errors.New("missing or invalid event id")
 )

@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -139,6 +141,9 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, src *source) err
 	now := s.cfg.Clock()
 	ip := remoteIP(r)
 	if len(src.cfg.AllowedCIDRs) > 0 && !allowed(src.cfg.AllowedCIDRs, ip) {
+		return errForbidden
+	}
+	if len(src.cfg.ClientCertNames) > 0 && !certNamed(r.TLS, src.cfg.ClientCertNames) {
 		return errForbidden
 	}
 	if ok, wait := s.ipLimit.allow(ipKey(ip), now); !ok {
@@ -311,4 +316,28 @@ func (s *Server) logRefusal(r *http.Request, source string, code int, err error)
 	s.logger.LogAttrs(r.Context(), level, "webhook refused",
 		slog.String("source", source), slog.Int("code", code),
 		slog.String("remote", r.RemoteAddr), slog.String("reason", err.Error()))
+}
+
+// certNamed reports whether the connection's verified client certificate
+// bears one of names: a DNS subject alternative name or, for a
+// certificate without any, its common name. Names compare without regard
+// to case; wildcards in the certificate are not expanded (a provider's
+// client certificate names itself).
+func certNamed(cs *tls.ConnectionState, names []string) bool {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return false
+	}
+	leaf := cs.VerifiedChains[0][0]
+	have := leaf.DNSNames
+	if len(have) == 0 && leaf.Subject.CommonName != "" {
+		have = []string{leaf.Subject.CommonName}
+	}
+	for _, h := range have {
+		for _, n := range names {
+			if strings.EqualFold(h, n) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -78,6 +78,13 @@ type SourceConfig struct {
 	// AllowedCIDRs, when set, refuse (403) requests from other addresses.
 	// It is an extra layer: the signature is checked all the same.
 	AllowedCIDRs []netip.Prefix
+	// ClientCertNames, when set, binds the source to client certificates
+	// (mutual TLS, Config.TLSClientCAs): a request is refused (403) unless
+	// its verified certificate names one of these (a DNS name in its
+	// subject alternative names, or its common name when it has none), so
+	// one provider's certificate cannot post as another source. An extra
+	// layer: the signature is checked all the same.
+	ClientCertNames []string
 	// MaxBodyBytes caps the body; larger ones get 413. → 256 KiB.
 	MaxBodyBytes int64
 	// EventIDPointer is a JSON pointer (RFC 6901, "/data/id") to the event
@@ -209,6 +216,9 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 		}
 	}
 	for name, sc := range cfg.Sources {
+		if len(sc.ClientCertNames) > 0 && cfg.TLSClientCAs == "" {
+			return nil, fmt.Errorf("new webhook server: source %s: client certificate names need mutual TLS (client CAs)", name)
+		}
 		src, err := newSource(name, sc, stored[name], cfg.Clock())
 		if err != nil {
 			return nil, fmt.Errorf("new webhook server: source %s: %w", name, err)

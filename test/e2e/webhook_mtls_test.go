@@ -42,7 +42,8 @@ func TestWebhookMutualTLSAndAlerts(t *testing.T) {
   tls_client_cas: clients-ca.pem
   alerts: {signature_failures: 5, duplicates: 3, window: 1m}
   sources:
-    telco: {tenant: demo, secrets: [{secret: whsec_%s}], mapping: {preset: flat}}
+    telco: {tenant: demo, secrets: [{secret: whsec_%[2]s}], mapping: {preset: flat}, client_cert_names: [hooks.telco.example, leaf]}
+    crm: {tenant: demo, secrets: [{secret: whsec_%[2]s}], mapping: {preset: flat}, client_cert_names: [hooks.crm.example]}
 `, hooks, base64.StdEncoding.EncodeToString(providerKey))
 	if err := os.WriteFile(filepath.Join(dir, "telguard.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -60,9 +61,9 @@ func TestWebhookMutualTLSAndAlerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	withCert, noCert := client(pair), client()
-	post := func(c *http.Client, id string, key []byte) (int, error) {
+	postTo := func(source string, c *http.Client, id string, key []byte) (int, error) {
 		body := `{"call_id":"mtls-1","status":"started","to":"+5511987654321","account":"m1"}`
-		req, _ := http.NewRequest(http.MethodPost, "https://"+hooks+"/hooks/telco", strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, "https://"+hooks+"/hooks/"+source, strings.NewReader(body))
 		webhook.SetHeaders(req.Header, id, time.Now(), []byte(body), key)
 		resp, err := c.Do(req)
 		if err != nil {
@@ -71,8 +72,22 @@ func TestWebhookMutualTLSAndAlerts(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
+	post := func(c *http.Client, id string, key []byte) (int, error) { return postTo("telco", c, id, key) }
 	if code, err := post(withCert, "evt-mtls-1", providerKey); err != nil || code != 202 {
 		t.Fatalf("client certificate from the CA, good signature: %d %v, want 202", code, err)
+	}
+	// Sources are bound to their own certificates: the telco's certificate
+	// cannot post as the CRM, even with a good signature.
+	crmCert, crmKey := ca.IssueClient(t, "hooks.crm.example")
+	crmPair, err := tls.X509KeyPair(crmCert, crmKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := postTo("crm", withCert, "evt-mtls-crm-1", providerKey); err != nil || code != 403 {
+		t.Fatalf("another source's client certificate: %d %v, want 403", code, err)
+	}
+	if code, err := postTo("crm", client(crmPair), "evt-mtls-crm-2", providerKey); err != nil || code != 202 {
+		t.Fatalf("the CRM's own client certificate: %d %v, want 202", code, err)
 	}
 	if code, err := post(noCert, "evt-mtls-2", providerKey); err == nil {
 		t.Fatalf("no client certificate: answered %d, want the handshake refused", code)
