@@ -112,13 +112,17 @@ func (bh *behaviour) put(account string, b *anomaly.Baseline) *learned {
 const groupRebuild = time.Hour
 
 // learn folds a call that ended into the account's baseline and, when it
-// was answered, its source network into the tenant's.
+// was answered, its source network into the tenant's. A call some rule
+// flagged teaches nothing (see flagged).
 func (s *tenantState) learn(f *flight, t *policy.Tenant, end time.Time, billed time.Duration) {
 	if t == nil || t.Baselines == nil || !t.Baselines.Enabled || f.Account == "" {
 		return
 	}
 	bh := &s.behaviour
 	bh.init()
+	if f.answer != nil && bh.flagged(f) {
+		return
+	}
 	l := bh.accounts[f.Account]
 	if l == nil {
 		l = bh.put(f.Account, anomaly.NewBaseline(t.Baselines.Config))
@@ -136,6 +140,33 @@ func (s *tenantState) learn(f *flight, t *policy.Tenant, end time.Time, billed t
 	if answered {
 		bh.nets.Observe(f.ip, f.Started)
 	}
+}
+
+// flagged reports whether a call's decision holds a hit that asked for a
+// challenge or worse, enforced or in monitor. Such a call teaches the
+// behaviour layer nothing, even if it went through and was answered: a
+// challenge the front-end only alerts on, or a rule still in monitor,
+// would otherwise let an attacker teach the baselines his own network and
+// ramp the statistics his calls are judged by. A hit whose action is
+// allow (a level an operator set to allow) flags nothing.
+//
+// One exception keeps a tenant's own sites learnable: baseline.new_network
+// on a network already remembered from an unflagged call (one used during
+// the warm-up, say, but not yet on learn_calls calls over learn_span) does
+// not count. An attacker's network is never remembered that way, since
+// every call from it after the warm-up is flagged.
+func (bh *behaviour) flagged(f *flight) bool {
+	for i := range f.answer.Reasons {
+		r := &f.answer.Reasons[i]
+		if r.Verdict.Severity() < event.Challenge.Severity() {
+			continue
+		}
+		if r.Rule == policy.RuleBaselineNewNetwork && bh.nets.Seen(f.ip) {
+			continue
+		}
+		return true
+	}
+	return false
 }
 
 // forgetAfter is how many half-lives an account may be silent before its
@@ -206,7 +237,7 @@ func (e *Engine) newNetwork(b *verdictBuilder, t *policy.Tenant, g *policy.Group
 	if bl == nil || !bl.Enabled || !bl.NewNetwork || !ev.SourceIP.IsValid() || nets == nil {
 		return
 	}
-	if nets.History(ev.Time) < bl.Config.WarmUp || nets.Known(ev.SourceIP, bl.NetworkCalls, bl.NetworkSpan) {
+	if nets.History(ev.Time) < bl.Config.WarmUp || nets.Known(ev.SourceIP, bl.NetworkCalls, bl.NetworkSpan) || contains(bl.Trusted, ev.SourceIP) {
 		return
 	}
 	now := ev.Time.In(t.Location)

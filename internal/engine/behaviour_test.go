@@ -197,3 +197,60 @@ func TestInboundFloodForgetsTheOldest(t *testing.T) {
 		t.Errorf("the oldest inbound call's end: %v; want it forgotten (ErrUnknownCall)", err)
 	}
 }
+
+// baselineCalls returns how many calls the snapshot says account's
+// baseline has learned from (0 when it has none).
+func baselineCalls(t *testing.T, e *engine.Engine, account string) int64 {
+	t.Helper()
+	snap, err := e.ExportBaselines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenants, err := anomaly.UnmarshalSnapshot(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range tenants {
+		for _, a := range tb.Accounts {
+			if a.Account == account {
+				return a.Baseline.Calls()
+			}
+		}
+	}
+	return 0
+}
+
+// A call a rule challenged teaches the behaviour layer nothing, even when
+// the challenge let it through and it was answered: neither the account's
+// baseline nor the tenant's networks. An unflagged call still teaches.
+func TestFlaggedCallsTeachNothing(t *testing.T) {
+	e := engine.New(benchPolicy(t, 1), engine.Options{})
+	ctx := context.Background()
+	at := time.Date(2026, 3, 2, 13, 0, 0, 0, time.UTC) // Monday 10:00 in São Paulo
+	learnCalls(t, e, at, "office-1")
+	if n, st := baselineCalls(t, e, "office-1"), e.Baselines("t0"); n != 1 || st.Networks != 1 {
+		t.Fatalf("after an ordinary call: %d calls learned, %+v; want 1 call, 1 network", n, st)
+	}
+	// 23:30 local, outside the office group's calling hours: challenged
+	// (which does not stop the call), from another network, answered.
+	ev := event.Event{Kind: event.CallAttempt, Time: time.Date(2026, 3, 3, 2, 30, 0, 0, time.UTC), Tenant: "t0",
+		Account: "office-1", CallID: "late", To: "011987654322", SourceIP: netip.MustParseAddr("192.0.2.8")}
+	if d := e.Decide(ctx, ev); d.Verdict != event.Challenge {
+		t.Fatalf("late call: %s %v; want a challenge", d.Verdict, d.Rules())
+	}
+	ev.Kind, ev.Time = event.CallAnswered, ev.Time.Add(5*time.Second)
+	if err := e.Observe(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	ev.Kind, ev.Time, ev.Duration = event.CallEnded, ev.Time.Add(10*time.Minute), 10*time.Minute
+	if err := e.Observe(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	if n, st := baselineCalls(t, e, "office-1"), e.Baselines("t0"); n != 1 || st.Networks != 1 {
+		t.Errorf("after a challenged call: %d calls learned, %+v; want still 1 call, 1 network", n, st)
+	}
+	learnCalls(t, e, at.Add(24*time.Hour), "office-1")
+	if n := baselineCalls(t, e, "office-1"); n != 2 {
+		t.Errorf("after a second ordinary call: %d calls learned, want 2", n)
+	}
+}

@@ -90,6 +90,15 @@ func (n *Networks) Known(ip netip.Addr, minCalls int, span time.Duration) bool {
 	return s != nil && s.Calls >= int64(minCalls) && time.Duration(s.Last-s.First)*time.Second >= span
 }
 
+// Seen reports whether ip's network is remembered at all, established or
+// not.
+func (n *Networks) Seen(ip netip.Addr) bool {
+	if n == nil || !ip.IsValid() {
+		return false
+	}
+	return n.nets[NetworkOf(ip)] != nil
+}
+
 // Evicted returns how many networks were dropped to stay within
 // MaxNetworks (since the set was made; not persisted).
 func (n *Networks) Evicted() int64 { return n.evicted }

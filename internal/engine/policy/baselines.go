@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"fmt"
 	"math"
+	"net/netip"
 	"time"
 
 	"github.com/telguard/telguard/internal/engine/anomaly"
@@ -35,6 +37,11 @@ type Baselines struct {
 	// span NetworkSpan.
 	NetworkCalls int
 	NetworkSpan  time.Duration
+	// Trusted are networks the operator vouches for: a call from one is
+	// never judged new. Only calls no rule flagged teach a network, so a
+	// site that starts calling after the tenant's warm-up (a new office,
+	// a renumbered line) becomes known only through this list.
+	Trusted []netip.Prefix
 }
 
 // Score is a tenant's use of the isolation-forest anomaly score: rule
@@ -81,6 +88,7 @@ type newNetYAML struct {
 	CriticalAction string    `yaml:"critical_action"`
 	LearnCalls     *int      `yaml:"learn_calls"`
 	LearnSpan      *Duration `yaml:"learn_span"`
+	Trusted        []string  `yaml:"trusted"`
 }
 
 type scoreYAML struct {
@@ -184,6 +192,17 @@ func (c *compiler) baselines(path string, y *baselinesYAML) *Baselines {
 			if b.NetworkSpan < time.Hour || b.NetworkSpan > 30*24*time.Hour {
 				c.fail(p+".learn_span", "must be between 1h and 30d")
 			}
+		}
+		if len(n.Trusted) > maxListEntries {
+			c.fail(p+".trusted", "%d entries; the limit is %d", len(n.Trusted), maxListEntries)
+		}
+		for i, s := range n.Trusted {
+			pfx, err := parsePrefix(s)
+			if err != nil {
+				c.fail(fmt.Sprintf("%s.trusted[%d]", p, i), "%v", err)
+				continue
+			}
+			b.Trusted = append(b.Trusted, pfx)
 		}
 	}
 	return b
