@@ -17,6 +17,7 @@ import (
 	"github.com/telguard/telguard/examples"
 	"github.com/telguard/telguard/internal/daemon"
 	"github.com/telguard/telguard/internal/engine"
+	"github.com/telguard/telguard/internal/engine/anomaly"
 	"github.com/telguard/telguard/internal/engine/policy"
 	"github.com/telguard/telguard/internal/event"
 	"github.com/telguard/telguard/internal/store/sqlite"
@@ -134,13 +135,9 @@ func (e *env) anomaly(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	tr := engine.NewTrainer(pol, engine.TrainOptions{Seed: *seed, Trees: *trees})
+	opts := engine.TrainOptions{Seed: *seed, Trees: *trees}
 	sum := trainSummary{Source: *from, Tenants: tenants, Trees: *trees, Seed: *seed, Out: modelFile}
-	add := func(r event.CallRecord) error {
-		sum.Calls++
-		tr.Add(r)
-		return ctx.Err()
-	}
+	var res daemon.Training
 	if *from == "stored" {
 		db, err := sqlite.Open(cfg.StorePath())
 		if err != nil {
@@ -152,10 +149,10 @@ func (e *env) anomaly(args []string) error {
 			lo = time.Now().Add(-window)
 		}
 		sum.Source = "stored history in " + cfg.StorePath()
-		for _, id := range tenants {
-			if err := db.History(ctx, id, lo, time.Time{}, add); err != nil {
-				return fmt.Errorf("%s: read history of %s: %w", cmd, id, err)
-			}
+		// The same code as the daemon's periodic retraining.
+		res, err = daemon.TrainStored(ctx, db, pol, tenants, lo, opts)
+		if err != nil && !errors.Is(err, anomaly.ErrNoSamples) {
+			return fmt.Errorf("%s: %w", cmd, err)
 		}
 	} else {
 		if len(tenants) != 1 {
@@ -189,26 +186,27 @@ func (e *env) anomaly(args []string) error {
 		}
 		// CDR files are written as calls end; the trainer wants starts.
 		slices.SortStableFunc(recs, func(a, b event.CallRecord) int { return a.Start.Compare(b.Start) })
-		for _, r := range recs {
-			if err := add(r); err != nil {
-				return err
+		res, err = daemon.Train(ctx, pol, opts, func(add func(event.CallRecord) error) error {
+			for _, r := range recs {
+				if err := add(r); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, anomaly.ErrNoSamples) {
+			return fmt.Errorf("%s: %w", cmd, err)
 		}
 	}
-	samples, skipped := tr.Samples()
-	sum.Samples, sum.Skipped = samples, skipped
-	m, err := tr.Forest()
-	if err != nil {
-		return fmt.Errorf("%s: %d calls read, %d usable: %w", cmd, sum.Calls, samples, err)
+	sum.Calls, sum.Samples, sum.Skipped = res.Calls, res.Windows, res.Skipped
+	if res.Model == nil {
+		return fmt.Errorf("%s: %d calls read, %d usable: %w", cmd, sum.Calls, sum.Samples, anomaly.ErrNoSamples)
 	}
-	data, err := m.MarshalBinary()
+	n, err := daemon.WriteModel(modelFile, res.Model)
 	if err != nil {
-		return fmt.Errorf("%s: encode model: %w", cmd, err)
-	}
-	if err := writeFileAtomic(modelFile, data); err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
-	sum.Bytes = len(data)
+	sum.Bytes = n
 	if *asJSON {
 		b, err := json.MarshalIndent(sum, "", "  ")
 		if err != nil {
@@ -233,33 +231,4 @@ func trainPolicy(flagFile, cfgFile string) (*policy.Policy, error) {
 		file = daemon.DefaultPolicyPath
 	}
 	return policy.Load(file)
-}
-
-// writeFileAtomic writes data to file through a temporary file in the same
-// directory and a rename, so a reader sees the old file or the new one.
-func writeFileAtomic(file string, data []byte) error {
-	dir := filepath.Dir(file)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	tmp, err := os.CreateTemp(dir, filepath.Base(file)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,8 +24,9 @@ const (
 	// baselines and source networks), snapshotted every SnapshotEvery and
 	// at shutdown, and loaded at start.
 	BaselinesFile = "baselines.snap"
-	// ModelFile is the anomaly model `telguard anomaly train` writes and
-	// the daemon loads at start and whenever the file changes.
+	// ModelFile is the anomaly model `telguard anomaly train` and the
+	// daemon's own retraining write, and the daemon loads at start and
+	// whenever the file changes.
 	ModelFile = "anomaly.model"
 )
 
@@ -63,7 +65,7 @@ func (d *Daemon) newAnomaly(_ context.Context) error {
 			d.log.Info("baselines loaded", "file", file, "bytes", len(data))
 		}
 	}
-	d.loadModel(nil)
+	d.loadModel()
 	return nil
 }
 
@@ -89,32 +91,49 @@ type modelStamp struct {
 	mod  time.Time
 }
 
+// modelState is the version of the model file in force. Its lock orders
+// the file poll and the daemon's own retraining, so that a model the
+// daemon wrote and put in force is not read back a second time.
+type modelState struct {
+	mu    sync.Mutex
+	stamp modelStamp // zero: no model loaded from the file
+}
+
+// modelFile is the model's path in the data directory.
+func (d *Daemon) modelFile() string { return filepath.Join(d.cfg.DataDir, ModelFile) }
+
 // modelOnDisk returns the stamp of the model file; zero when there is none.
 func (d *Daemon) modelOnDisk() modelStamp {
-	st, err := os.Stat(filepath.Join(d.cfg.DataDir, ModelFile))
+	st, err := os.Stat(d.modelFile())
 	if err != nil {
 		return modelStamp{}
 	}
 	return modelStamp{st.Size(), st.ModTime()}
 }
 
-// loadModel (re)loads the model file when its stamp differs from last;
-// it returns the stamp now on disk. A missing file leaves no model; a
-// damaged one keeps the model in force.
-func (d *Daemon) loadModel(last *modelStamp) modelStamp {
-	file := filepath.Join(d.cfg.DataDir, ModelFile)
+// loadModel (re)loads the model file when it is not the version in
+// force. A missing file leaves no model; a damaged one keeps the model in
+// force.
+func (d *Daemon) loadModel() {
+	d.model.mu.Lock()
+	defer d.model.mu.Unlock()
+	file := d.modelFile()
 	st, err := os.Stat(file)
 	if err != nil {
-		if last != nil && *last != (modelStamp{}) {
+		if d.model.stamp != (modelStamp{}) {
 			d.log.Warn("anomaly model removed; decisions are no longer scored", "file", file)
 			_ = d.engine.SetModel(nil)
+			d.model.stamp = modelStamp{}
 		}
-		return modelStamp{}
+		return
 	}
 	stamp := modelStamp{st.Size(), st.ModTime()}
-	if last != nil && *last == stamp {
-		return stamp
+	if d.model.stamp == stamp {
+		return
 	}
+	// Whatever happens below, this version has been judged: a damaged
+	// file is refused once, not every two seconds.
+	d.model.stamp = stamp
 	data, err := readStateFile(file)
 	var m anomaly.Forest
 	if err == nil {
@@ -125,10 +144,9 @@ func (d *Daemon) loadModel(last *modelStamp) modelStamp {
 	}
 	if err != nil {
 		d.log.Error("anomaly model refused; the previous one (if any) stays in force", "file", file, "err", err)
-		return stamp
+		return
 	}
 	d.log.Info("anomaly model loaded", "file", file, "bytes", len(data))
-	return stamp
 }
 
 // saveBaselines writes the snapshot atomically: a temporary file, synced,
@@ -140,25 +158,44 @@ func (d *Daemon) saveBaselines(st *snapshotStats) (err error) {
 	start := time.Now()
 	var n int64
 	defer func() { st.record(time.Since(start), n, err) }()
-	file := filepath.Join(d.cfg.DataDir, BaselinesFile)
-	tmp, err := os.CreateTemp(d.cfg.DataDir, BaselinesFile+".tmp*")
+	err = writeAtomic(filepath.Join(d.cfg.DataDir, BaselinesFile), func(w io.Writer) error {
+		var werr error
+		n, werr = d.engine.WriteBaselines(w)
+		return werr
+	})
 	if err != nil {
 		return fmt.Errorf("save baselines: %w", err)
 	}
+	return nil
+}
+
+// writeAtomic writes file through a temporary file in the same directory
+// (created if need be), synced, then renamed over the old one, so a
+// reader or a crash sees the old file or the new one, whole. Both the
+// baselines snapshot and the anomaly model are written this way.
+func writeAtomic(file string, write func(io.Writer) error) error {
+	dir := filepath.Dir(file)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	tmp, err := os.CreateTemp(dir, filepath.Base(file)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
 	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
-	if n, err = d.engine.WriteBaselines(tmp); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
-		return fmt.Errorf("save baselines: %w", err)
+		return fmt.Errorf("write %s: %w", file, err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("save baselines: %w", err)
+		return fmt.Errorf("write %s: %w", file, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save baselines: %w", err)
+		return fmt.Errorf("write %s: %w", file, err)
 	}
 	if err := os.Rename(tmp.Name(), file); err != nil {
-		return fmt.Errorf("save baselines: %w", err)
+		return fmt.Errorf("write %s: %w", file, err)
 	}
 	return nil
 }
@@ -182,7 +219,6 @@ func (d *Daemon) runAnomaly(ctx context.Context, g *errgroup.Group) {
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
 		}
-		stamp := d.modelOnDisk() // newAnomaly loaded it
 		for {
 			select {
 			case <-ctx.Done():
@@ -195,9 +231,9 @@ func (d *Daemon) runAnomaly(ctx context.Context, g *errgroup.Group) {
 					d.log.Error("baselines snapshot failed; the next one will retry", "err", err)
 				}
 			case <-poll.C:
-				stamp = d.loadModel(&stamp)
+				d.loadModel()
 			case <-hup:
-				stamp = d.loadModel(&stamp)
+				d.loadModel()
 			}
 		}
 	})

@@ -88,6 +88,7 @@ type Daemon struct {
 	policyPath string // "" when running the built-in example
 	signals    bool
 	reloadMu   sync.Mutex
+	model      modelState // the anomaly model file in force; see anomaly.go
 }
 
 // writerSink hands the engine's durable changes to the store's batching
@@ -255,6 +256,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.runSIP(gctx, g)
 	defer d.runWebhooks(gctx, g)() // closes the queue after the ingress and the workers have stopped
 	d.runAnomaly(gctx, g)
+	d.runRetrain(gctx, g)
 	if d.signals {
 		g.Go(func() error { return d.onSIGHUP(gctx) })
 	}

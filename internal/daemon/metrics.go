@@ -137,3 +137,65 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.total, prometheus.CounterValue, float64(total))
 	ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(failures))
 }
+
+// retrainStats records the daemon's retraining of the anomaly model.
+type retrainStats struct {
+	mu          sync.Mutex
+	lastSuccess time.Time     // when the latest model was put in force
+	took        time.Duration // how long that retrain took
+	calls       int           // calls it read
+	windows     int           // windows it measured
+	results     map[retrainResult]int64
+}
+
+// record notes one retrain.
+func (s *retrainStats) record(o retrainOutcome) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.results == nil {
+		s.results = map[retrainResult]int64{}
+	}
+	s.results[o.result]++
+	if o.result == retrained {
+		s.lastSuccess, s.took, s.calls, s.windows = time.Now(), o.took, o.tr.Calls, o.tr.Windows
+	}
+}
+
+// retrainCollector reports the anomaly model's retraining.
+type retrainCollector struct {
+	st                             *retrainStats
+	last, took, calls, windows, rs *prometheus.Desc
+}
+
+func newRetrainCollector(st *retrainStats) *retrainCollector {
+	return &retrainCollector{
+		st:      st,
+		last:    prometheus.NewDesc("telguard_anomaly_retrain_last_success_timestamp_seconds", "When the daemon last put a retrained anomaly model in force (Unix time); 0 when it has not yet.", nil, nil),
+		took:    prometheus.NewDesc("telguard_anomaly_retrain_duration_seconds", "How long the latest successful retrain took (reading the history, training, writing the model).", nil, nil),
+		calls:   prometheus.NewDesc("telguard_anomaly_retrain_calls", "Calls of history the latest successful retrain read.", nil, nil),
+		windows: prometheus.NewDesc("telguard_anomaly_retrain_windows", "Windows the latest successful retrain measured (the model's training samples before sampling).", nil, nil),
+		rs:      prometheus.NewDesc("telguard_anomaly_retrains_total", "Retrains by result: trained, too_little_history (fewer than anomaly.min_windows), failed, superseded (the model file was written meanwhile), cancelled (shutdown).", []string{"result"}, nil),
+	}
+}
+
+func (c *retrainCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.last, c.took, c.calls, c.windows, c.rs} {
+		ch <- d
+	}
+}
+
+func (c *retrainCollector) Collect(ch chan<- prometheus.Metric) {
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	last := 0.0
+	if !c.st.lastSuccess.IsZero() {
+		last = float64(c.st.lastSuccess.UnixNano()) / 1e9
+	}
+	ch <- prometheus.MustNewConstMetric(c.last, prometheus.GaugeValue, last)
+	ch <- prometheus.MustNewConstMetric(c.took, prometheus.GaugeValue, c.st.took.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.calls, prometheus.GaugeValue, float64(c.st.calls))
+	ch <- prometheus.MustNewConstMetric(c.windows, prometheus.GaugeValue, float64(c.st.windows))
+	for _, r := range []retrainResult{retrained, retrainKept, retrainFailed, retrainChanged, retrainStopped} {
+		ch <- prometheus.MustNewConstMetric(c.rs, prometheus.CounterValue, float64(c.st.results[r]), string(r))
+	}
+}
