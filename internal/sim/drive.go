@@ -209,9 +209,10 @@ func (h *HTTPDecider) Stats() RemoteStats {
 
 // SimulateRemote is Simulate against a running daemon: the same world and
 // traffic (warm-up days and inbound rings included), decided by h. A model
-// is the daemon's own (telguard anomaly train), so o.Model is refused. The policy must be the daemon's, and the API key
-// must act for the simulated tenant, so only one tenant is simulated. The
-// report's latency is the HTTP round trip of each check.
+// is the daemon's own (telguard anomaly train), so o.Model is refused. The
+// policy must be the daemon's, and the API key must act for the simulated
+// tenant, so only one tenant is simulated. The report's latency is the
+// HTTP round trip of each check.
 func SimulateRemote(ctx context.Context, o Options, h *HTTPDecider) (Report, RemoteStats, error) {
 	if o.Tenants != 1 {
 		return Report{}, RemoteStats{}, fmt.Errorf("%w: a run over the API simulates one tenant, the API key's", ErrConfig)
@@ -219,6 +220,20 @@ func SimulateRemote(ctx context.Context, o Options, h *HTTPDecider) (Report, Rem
 	if o.Model {
 		return Report{}, RemoteStats{}, fmt.Errorf("%w: a run over the API uses the daemon's model; train it with telguard anomaly train", ErrConfig)
 	}
+	return simulateRemote(ctx, o, h)
+}
+
+// remoteDecider is a decider that drives a running daemon.
+type remoteDecider interface {
+	Decider
+	Stats() RemoteStats
+	decisionLatencies() []time.Duration // of the decisions, pacing excluded
+	target() string                     // for the report
+	prepare(calls []Call) error         // before the run
+}
+
+// simulateRemote generates the run's traffic and drives d through it.
+func simulateRemote(ctx context.Context, o Options, d remoteDecider) (Report, RemoteStats, error) {
 	tenants, _, err := World(o.Policy, o.Tenants, o.Accounts)
 	if err != nil {
 		return Report{}, RemoteStats{}, err
@@ -227,20 +242,31 @@ func SimulateRemote(ctx context.Context, o Options, h *HTTPDecider) (Report, Rem
 	if err != nil {
 		return Report{}, RemoteStats{}, err
 	}
-	res, err := Run(ctx, h, calls, nil)
+	if err := d.prepare(calls); err != nil {
+		return Report{}, RemoteStats{}, fmt.Errorf("simulate: %w", err)
+	}
+	res, err := Run(ctx, d, calls, nil)
 	if err != nil {
-		return Report{}, h.Stats(), fmt.Errorf("simulate: %w", err)
+		return Report{}, d.Stats(), fmt.Errorf("simulate: %w", err)
 	}
 	rep := Summarise(res)
-	h.mu.Lock()
-	rep.Latency = latencyStats(h.latencies)
-	h.mu.Unlock()
+	rep.Latency = latencyStats(d.decisionLatencies())
 	rep.Seed, rep.Policy, rep.Start = o.Seed, o.Policy.File, o.Start
 	rep.Days, rep.Tenants, rep.Accounts = o.Days, o.Tenants, o.Accounts
 	rep.WarmUpDays = o.WarmUpDays
-	rep.Target = h.base
-	return rep, h.Stats(), nil
+	rep.Target = d.target()
+	return rep, d.Stats(), nil
 }
+
+func (h *HTTPDecider) decisionLatencies() []time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]time.Duration(nil), h.latencies...)
+}
+
+func (h *HTTPDecider) target() string { return h.base }
+
+func (h *HTTPDecider) prepare([]Call) error { return nil }
 
 // FutureStart returns the first Monday 00:00 UTC at least a week plus
 // warmUpDays after now: the simulated days, warm-up included, lie wholly in

@@ -30,8 +30,10 @@ type Report struct {
 	// Model says whether an anomaly model scored the measured days, and
 	// what it was trained on.
 	Model string `json:"anomaly_model,omitempty"`
-	// Target is the daemon driven over its decision API; empty when the
-	// engine ran in process. Latency is then each check's HTTP round trip.
+	// Target is the daemon driven over its decision API (http://…) or
+	// through its SIP edge (udp:host:port); empty when the engine ran in
+	// process. Latency is then each check's HTTP round trip, or each
+	// INVITE's round trip to the ring or the rejection.
 	Target string `json:"target,omitempty"`
 	// Scores are the anomaly scores of the measured attempts that were
 	// scored (allowed by every other rule), honest and fraud apart: how
@@ -292,8 +294,9 @@ const ColumnHelp = `Report columns (one row per attack scenario, then all attack
   lost%         lost / at risk
 Honest traffic: attempts, blocked, false-positive rate (blocked / attempts), challenged
 calls, and which rules blocked honest calls. Decision latency: wall time of each
-in-process Decide (with --target: each check's HTTP round trip), p50 and p99 (the
-one figure that varies between runs of a seed).
+in-process Decide (with --target: each check's HTTP round trip; with --sip-target:
+each INVITE's round trip to the ring or the rejection), p50 and p99 (the one figure
+that varies between runs of a seed).
 `
 
 // WriteText writes the report as aligned tables.
@@ -352,7 +355,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	l := r.Latency
 	what := "in-process Decide"
-	if r.Target != "" {
+	switch {
+	case strings.HasPrefix(r.Target, "udp:"):
+		what = "SIP round trip of each INVITE to the ring or the rejection, through the edge at " + r.Target
+	case r.Target != "":
 		what = "HTTP round trip of each check to " + r.Target
 	}
 	fmt.Fprintf(&b, "\ndecision latency (%s, %d decisions): p50 %.1f µs, p99 %.1f µs, max %.1f µs\n",
