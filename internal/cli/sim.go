@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -21,6 +22,8 @@ const simHelp = `
 Usage: telguard sim [--seed N] [--policy FILE] [--days D] [--warm-up W] [--model]
                     [--tenants T] [--accounts A] [--scenarios a,b,c] [--json]
                     [--target URL [--key KEY] [--rate N]]
+                    [--sip-target udp:HOST:PORT --sip-pbx HOST:PORT
+                     [--sip-carrier ADDR] [--rate N]]
 
 Replays simulated traffic with attacks mixed in through the decision engine,
 in process and in event time, and reports how much fraud was stopped, how
@@ -73,6 +76,49 @@ in-process runs (a daemon uses the model telguard anomaly train wrote).
 Wangiri rings are sent as inbound calls before the callbacks; they are not
 counted as attempts.
 
+Through the SIP edge (--sip-target): the same traffic is played as SIP
+calls over UDP against a daemon's SIP edge, and telguard sim is both the
+callers and the PBX behind the edge. Each call is an INVITE from the
+caller's own source address; the edge rejects it (403, 503, 603…) or
+forwards it to the simulated PBX (--sip-pbx, the edge's sip.upstream),
+which rings at once (180) and holds the call; when the call is answered
+the PBX sends 200 and the caller ACKs; the caller hangs up with BYE; an
+unanswered call is given up by the PBX with 480. Inbound rings come from
+--sip-carrier (a trusted carrier). Every INVITE, BYE and the PBX's answers
+carry the event time (X-Telguard-Time), and the edge puts its decision on
+the rejection or the forwarded INVITE (X-Telguard-Decision), so the report
+is that of the in-process run for the same start: the edge's engine sees
+every call, answer and end in the same order. Latency is each INVITE's
+round trip to the ring or the rejection (edge, engine, PBX hop and back).
+
+Simulated source addresses become loopback addresses, which Linux routes
+to lo without setup: each distinct /24 becomes one 127.a.b.0/24 from
+127.1.0.0/24 on, in order of first appearance, keeping the last octet, so
+per-address limits, bans and the new-network baseline see the same
+structure (the default run uses about 125 addresses; at most 4096).
+
+The daemon must be one dedicated to the run, with a fresh data directory
+and the edge in simulation mode, which takes event times from the
+simulator and must never face real callers (loopback listeners and
+upstream only). Only one tenant is simulated: the edge's (sip.tenant,
+default api.default_tenant), which must be the policy's first tenant by
+name ("demo" in the example policy). Accounts are the From user
+(sip.account_from: from_user, the default). Raise sip.flood_requests:
+every honest call of a tenant's office comes from one address, far above
+the default 64 packets in 2 s. For example, with the PBX on 127.0.0.1:5070
+and the carrier on 127.0.0.2:
+
+  sip:
+    simulation: true                # event times from X-Telguard-Time; loopback only
+    listen: ["udp:127.0.0.1:5060"]
+    upstream: "udp:127.0.0.1:5070"  # where telguard sim plays the PBX
+    trusted: ["127.0.0.2/32"]       # the simulated carrier (inbound rings)
+    flood_requests: 1000000         # one office address carries all its calls
+
+  telguard serve --config sim.yaml --data ./simdata &
+  telguard sim --sip-target udp:127.0.0.1:5060 --sip-pbx 127.0.0.1:5070 \
+      --sip-carrier 127.0.0.2 --rate 500
+
 Examples:
   telguard sim
   telguard sim --seed 2 --model
@@ -80,6 +126,7 @@ Examples:
   telguard sim --seed 7 --days 14 --tenants 20 --json > report.json
   telguard sim --policy my-policy.yaml --scenarios compromised-extension,slow-pumping
   telguard sim --target http://127.0.0.1:8080 --rate 1000 --days 2
+  telguard sim --sip-target udp:127.0.0.1:5060 --sip-pbx 127.0.0.1:5070 --rate 500
 `
 
 func simUsage() string {
@@ -125,14 +172,26 @@ func (e *env) sim(args []string) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	target := fs.String("target", "", "drive a running daemon's decision API at `URL` (http://127.0.0.1:8080) instead of the engine in process")
 	key := fs.String("key", "", "API `key` for --target (default $TELGUARD_API_KEY or ./data/api-key)")
-	rate := fs.Float64("rate", 500, "checks per second sent to --target; 0 = as fast as it answers")
+	rate := fs.Float64("rate", 500, "checks (with --sip-target: INVITEs) per second sent to --target; 0 = as fast as it answers")
+	sipTarget := fs.String("sip-target", "", "drive a running daemon's SIP edge at `udp:HOST:PORT` (its sip.listen; simulation mode) instead of the engine in process")
+	sipPBX := fs.String("sip-pbx", "", "with --sip-target, play the PBX at `HOST:PORT`: the edge's sip.upstream")
+	sipCarrier := fs.String("sip-carrier", "127.0.0.2", "with --sip-target, send inbound rings from this `address`, listed in the edge's sip.trusted")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *target != "" {
+	if *target != "" && *sipTarget != "" {
+		return usagef("sim: --target and --sip-target exclude each other")
+	}
+	if *sipTarget == "" && *sipPBX != "" {
+		return usagef("sim: --sip-pbx goes with --sip-target")
+	}
+	if *target != "" || *sipTarget != "" {
 		tenantsSet := false
 		fs.Visit(func(f *flag.Flag) { tenantsSet = tenantsSet || f.Name == "tenants" })
 		if tenantsSet && *tenants != 1 {
+			if *sipTarget != "" {
+				return usagef("sim: --sip-target simulates one tenant, the edge's: drop --tenants")
+			}
 			return usagef("sim: --target simulates one tenant, the API key's: drop --tenants")
 		}
 		*tenants = 1
@@ -143,8 +202,8 @@ func (e *env) sim(args []string) error {
 	if *warmUp < 0 || *warmUp > 366 {
 		return usagef("sim: keep 0 ≤ --warm-up ≤ 366")
 	}
-	if *model && *target != "" {
-		return usagef("sim: --model runs in process only: drop --target")
+	if *model && (*target != "" || *sipTarget != "") {
+		return usagef("sim: --model runs in process only: drop --target and --sip-target")
 	}
 	if *model && *warmUp == 0 {
 		return usagef("sim: --model trains on the warm-up days: give --warm-up")
@@ -184,6 +243,9 @@ func (e *env) sim(args []string) error {
 	o := sim.Options{Seed: *seed, Days: *days, WarmUpDays: *warmUp, Model: *model, Tenants: *tenants, Accounts: *accounts, Scenarios: names, Policy: pol}
 	if *target != "" {
 		return e.simRemote(ctx, o, *target, *key, *rate, *asJSON)
+	}
+	if *sipTarget != "" {
+		return e.simSIP(ctx, o, *sipTarget, *sipPBX, *sipCarrier, *rate, *asJSON)
 	}
 	rep, err := sim.Simulate(ctx, o)
 	if err != nil {
@@ -263,4 +325,84 @@ func simProgress(w io.Writer, line func() string) (stop func()) {
 		}
 	}()
 	return func() { close(done); wg.Wait() }
+}
+
+// simSIP runs the simulation through a daemon's SIP edge, playing the
+// callers and the PBX.
+func (e *env) simSIP(ctx context.Context, o sim.Options, target, pbx, carrier string, rate float64, asJSON bool) error {
+	so, err := sipOptions(target, pbx, carrier)
+	if err != nil {
+		return err
+	}
+	if rate < 0 {
+		return usagef("sim: --rate must not be negative")
+	}
+	now := time.Now()
+	o.Start = sim.FutureStart(now, o.WarmUpDays)
+	so.Rate, so.RunID = rate, fmt.Sprintf("r%d-", now.Unix())
+	d, err := sim.NewSIPDecider(so)
+	if err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	defer d.Close()
+	stopProgress := simProgress(e.stderr, func() string {
+		st := d.Stats()
+		return fmt.Sprintf("sim: %d INVITEs sent, %.0f/s, %d failed", st.Checks, st.Rate, st.Failures)
+	})
+	rep, st, err := sim.SimulateSIP(ctx, o, d)
+	stopProgress()
+	if err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			sim.Report
+			Remote sim.RemoteStats `json:"remote"`
+		}{rep, st}); err != nil {
+			return err
+		}
+	} else {
+		if err := rep.WriteText(e.stdout); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "\nDriven through the SIP edge at %s (PBX played at %s, %d source addresses): %d calls in %s, %.0f INVITEs/s (asked %g), %d failed exchanges.\n",
+			target, so.PBX, d.Sources(), st.Checks, st.Elapsed.Round(time.Millisecond), st.Rate, rate, st.Failures)
+	}
+	if st.Failures > 0 {
+		return fmt.Errorf("sim: %d SIP exchanges with %s failed; first: %s", st.Failures, target, st.FirstErr)
+	}
+	return nil
+}
+
+// sipOptions reads --sip-target, --sip-pbx and --sip-carrier.
+func sipOptions(target, pbx, carrier string) (sim.SIPOptions, error) {
+	var o sim.SIPOptions
+	rest, ok := strings.CutPrefix(target, "udp:")
+	if !ok {
+		return o, usagef("sim: --sip-target %q: want udp:HOST:PORT (the edge's UDP listener)", target)
+	}
+	var err error
+	if o.Target, err = netip.ParseAddrPort(rest); err != nil || o.Target.Port() == 0 {
+		return o, usagef("sim: --sip-target %q: want udp:HOST:PORT with an IP address", target)
+	}
+	if pbx == "" {
+		return o, usagef("sim: --sip-target needs --sip-pbx HOST:PORT, the edge's sip.upstream, where telguard sim plays the PBX")
+	}
+	if o.PBX, err = netip.ParseAddrPort(strings.TrimPrefix(pbx, "udp:")); err != nil || o.PBX.Port() == 0 {
+		return o, usagef("sim: --sip-pbx %q: want HOST:PORT with an IP address", pbx)
+	}
+	if o.Carrier, err = netip.ParseAddr(carrier); err != nil {
+		return o, usagef("sim: --sip-carrier %q: want an IP address", carrier)
+	}
+	for _, a := range []netip.Addr{o.Target.Addr(), o.PBX.Addr(), o.Carrier} {
+		if !a.Is4() || !a.IsLoopback() {
+			return o, usagef("sim: --sip-target, --sip-pbx and --sip-carrier must be IPv4 loopback addresses (127.x.x.x): a run in simulation mode stays on the machine")
+		}
+	}
+	if o.Carrier == o.PBX.Addr() {
+		return o, usagef("sim: --sip-carrier must be another address than --sip-pbx's: the edge takes what comes from the PBX's address for the PBX")
+	}
+	return o, nil
 }
