@@ -147,6 +147,9 @@ type Baseline struct {
 	duration    ewstat      // billed seconds of answered calls
 	durationAt  int64       // unix seconds of the last duration sample
 	intl, total decayed     // international calls and all calls
+	// answered is the sum of the country mix's weights: the answered
+	// calls it holds. Country shares are of these, not of all calls.
+	answered decayed
 }
 
 // NewBaseline returns an empty baseline.
@@ -186,7 +189,11 @@ func (b *Baseline) Observe(c Call) {
 		b.duration.add(c.Billed.Seconds(), f)
 		b.durationAt = max(b.durationAt, at)
 	}
-	if c.Country != "" {
+	// Only an answered call builds the country mix: unanswered calls cost
+	// nothing, so without this an attacker could make a country "known"
+	// with a few free daytime calls that nobody picks up, and then call it
+	// at night unnoticed.
+	if c.Country != "" && c.Answered {
 		b.addCountry(c.Country, 1, at)
 	}
 }
@@ -205,10 +212,26 @@ func (b *Baseline) Reconfigure(cfg BaselineConfig) {
 		return cmp.Compare(y.W.value(at, hl), x.W.value(at, hl))
 	})
 	b.countries = slices.Clip(b.countries[:b.cfg.TopCountries])
+	b.recount()
+}
+
+// recount sets answered to the sum of the country mix, after the mix was
+// changed wholesale (decoded, trimmed, merged).
+func (b *Baseline) recount() {
+	var at int64
+	for _, c := range b.countries {
+		at = max(at, c.W.At)
+	}
+	hl := b.cfg.HalfLife
+	b.answered = decayed{At: at}
+	for _, c := range b.countries {
+		b.answered.V += c.W.value(at, hl)
+	}
 }
 
 func (b *Baseline) addCountry(code string, w float64, at int64) {
 	hl := b.cfg.HalfLife
+	b.answered.add(w, at, hl)
 	for i := range b.countries {
 		if b.countries[i].Code == code {
 			b.countries[i].W.add(w, at, hl)
@@ -227,6 +250,8 @@ func (b *Baseline) addCountry(code string, w float64, at int64) {
 			low = i
 		}
 	}
+	b.answered.add(-b.countries[low].W.value(at, hl), at, hl)
+	b.answered.V = max(0, b.answered.V)
 	b.countries[low] = countryWeight{Code: code, W: decayed{V: w, At: at}}
 }
 
@@ -298,10 +323,11 @@ func (b *Baseline) Expected(t time.Time) Expectation {
 	return e
 }
 
-// CountryShare returns the decayed share (0..1) of calls to country.
+// CountryShare returns the decayed share (0..1) of answered calls to
+// country.
 func (b *Baseline) CountryShare(country string, t time.Time) float64 {
 	at, hl := t.Unix(), b.cfg.HalfLife
-	tot := b.total.value(at, hl)
+	tot := b.answered.value(at, hl)
 	if tot <= 0 {
 		return 0
 	}
@@ -393,6 +419,7 @@ func (b *Baseline) Merge(o *Baseline) {
 	for _, c := range o.countries {
 		b.addCountry(c.Code, (1-a)*c.W.value(at, hl), at)
 	}
+	b.recount()
 	b.first, b.last = min(b.first, o.first), at
 	b.activeAt, b.durationAt = max(b.activeAt, o.activeAt), max(b.durationAt, o.durationAt)
 	b.calls += o.calls
@@ -500,6 +527,7 @@ func (b *Baseline) UnmarshalBinary(data []byte) error {
 			n.countries[i] = countryWeight{Code: r.string(16), W: decayed{V: r.f64(), At: r.varint()}}
 		}
 	}
+	n.recount()
 	if r.err || len(r.b) != 0 || n.cfg.HalfLife <= 0 || n.cfg.TopCountries <= 0 || n.calls < 0 {
 		return ErrCorrupt
 	}

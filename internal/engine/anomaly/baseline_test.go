@@ -270,3 +270,42 @@ func TestReconfigureKeepsTheHeaviestCountries(t *testing.T) {
 		t.Errorf("countries %v, want the two heaviest [DE FR]", got)
 	}
 }
+
+// The country mix is built from answered calls only, and a country's share
+// is of the answered calls: calls nobody picked up cost nothing, so they
+// must not make a country known, nor dilute the countries really talked to.
+func TestCountryMixIsAnsweredCalls(t *testing.T) {
+	b := NewBaseline(BaselineConfig{})
+	at := monday.Add(10 * time.Hour)
+	call := func(country string, answered bool) {
+		c := Call{ID: fmt.Sprint("c", b.Calls()), Time: at, E164: "+4930123", Country: country, Ended: true, Answered: answered}
+		if answered {
+			c.Billed = time.Minute
+		}
+		b.Observe(c)
+		at = at.Add(10 * time.Minute)
+	}
+	for range 40 {
+		call("DE", true)
+	}
+	call("US", true) // one answered call in 41: 2.4%
+	for range 60 {
+		call("DE", false) // unanswered: no weight, no dilution
+		call("FR", false)
+	}
+	if b.KnownCountry("FR", at) || b.CountryShare("FR", at) != 0 {
+		t.Errorf("60 unanswered calls to FR: share %.3f, known; want 0, unknown", b.CountryShare("FR", at))
+	}
+	if !b.KnownCountry("US", at) {
+		t.Errorf("US, 1 of 41 answered calls, share %.3f: want known despite 120 unanswered calls", b.CountryShare("US", at))
+	}
+	// A snapshot brings the same shares back.
+	data, _ := b.MarshalBinary()
+	var r Baseline
+	if err := r.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.CountryShare("US", at), b.CountryShare("US", at); got < want*0.999 || got > want*1.001 {
+		t.Errorf("US share after a round trip %.5f, want %.5f", got, want)
+	}
+}
