@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/telguard/telguard/internal/engine/policy"
+	"github.com/telguard/telguard/internal/sim"
+)
+
+// telguard sim --sip-target plays the simulated traffic as SIP calls
+// through the real binary's SIP edge (in simulation mode), being the
+// callers, the carrier and the PBX, and the edge decides exactly as the
+// engine in process does: same blocks by the same rules, same leaks, same
+// money, for the same seed, start and policy — warm-up (baselines learned
+// from the edge's events), bans judged on event time and inbound rings
+// from the trusted carrier included.
+func TestSimThroughTheSIPEdgeMatchesInProcess(t *testing.T) {
+	dir := workdir(t)
+	guard, pbx := freeUDP(t, "127.0.0.1"), freeUDP(t, "127.0.0.1")
+	const carrier = "127.0.0.2"
+	cfg := fmt.Sprintf(`sip:
+  simulation: true
+  listen: ["udp:127.0.0.1:%d"]
+  upstream: "udp:127.0.0.1:%d"
+  trusted: ["%s/32"]
+  flood_requests: 1000000
+`, guard, pbx, carrier)
+	if err := os.WriteFile(filepath.Join(dir, "telguard.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := start(t, dir, withKey(), "--config", "telguard.yaml")
+	cmd := exec.Command(binary, "sim", "--sip-target", "udp:127.0.0.1:"+strconv.Itoa(guard), "--sip-pbx", "127.0.0.1:"+strconv.Itoa(pbx),
+		"--sip-carrier", carrier, "--rate", "0", "--seed", "3", "--days", "2", "--warm-up", "3", "--accounts", "30", "--json")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sim --sip-target: %v\n%s\ndaemon:\n%s", err, stderrOf(err), tailOf(d.stderr.String(), 4000))
+	}
+	var remote struct {
+		sim.Report
+		Remote sim.RemoteStats `json:"remote"`
+	}
+	if err := json.Unmarshal(out, &remote); err != nil {
+		t.Fatalf("decode: %v\n%s", err, out)
+	}
+	calls := remote.Honest.Attempts + remote.Overall.Attempts + remote.WarmUpCalls + remote.Inbound
+	if remote.Remote.Failures != 0 || remote.Remote.Checks != calls {
+		t.Fatalf("SIP run: %+v, want every call sent without failures", remote.Remote)
+	}
+	if remote.Overall.Attempts == 0 || remote.Overall.Blocked == 0 || remote.Honest.Attempts < 200 || remote.Inbound == 0 {
+		t.Fatalf("SIP run too small to compare: %+v, %d inbound", remote.Overall, remote.Inbound)
+	}
+
+	pol, err := policy.Load(filepath.Join(dir, "examples", "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := sim.Simulate(context.Background(), sim.Options{
+		Seed: 3, Days: 2, WarmUpDays: 3, Tenants: 1, Accounts: 30, Scenarios: sim.ScenarioNames(), Policy: pol, Start: remote.Start,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := func(what string, a, b any) {
+		ja, _ := json.Marshal(a)
+		jb, _ := json.Marshal(b)
+		if string(ja) != string(jb) {
+			t.Errorf("%s differs:\nthrough SIP: %s\nin process:  %s", what, ja, jb)
+		}
+	}
+	same("honest traffic", remote.Honest, local.Honest)
+	same("attacks", remote.Attacks, local.Attacks)
+	same("overall", remote.Overall, local.Overall)
+	if remote.WarmUpCalls == 0 || remote.WarmUpCalls != local.WarmUpCalls || remote.Inbound != local.Inbound {
+		t.Errorf("warm-up %d / inbound %d through SIP, %d / %d in process", remote.WarmUpCalls, remote.Inbound, local.WarmUpCalls, local.Inbound)
+	}
+	if remote.Latency.Decisions != calls || remote.Latency.P99 <= 0 || !strings.HasPrefix(remote.Target, "udp:") {
+		t.Errorf("latency %+v over %d calls, target %q", remote.Latency, calls, remote.Target)
+	}
+
+	// The calls really went through the edge: it counted an INVITE for
+	// every call (more only if one was retransmitted), and blocked at
+	// least as many as the report says.
+	metrics, err := httpGet(d.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	invites, blocked := 0.0, 0.0
+	for _, line := range strings.Split(grepLines(metrics, `telguard_sip_requests_total{method="INVITE"`), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		invites += v
+		for _, verdict := range []string{"throttle", "deny", "ban"} {
+			if strings.Contains(f[0], `verdict="`+verdict+`"`) {
+				blocked += v
+			}
+		}
+	}
+	if invites < float64(calls) || blocked < float64(remote.Overall.Blocked+remote.Honest.Blocked) {
+		t.Errorf("the edge counted %.0f INVITEs (%.0f blocked) for %d calls (%d blocked):\n%s", invites, blocked, calls,
+			remote.Overall.Blocked+remote.Honest.Blocked, grepLines(metrics, "telguard_sip_requests_total"))
+	}
+}
