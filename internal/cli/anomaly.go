@@ -45,7 +45,10 @@ import; the file is read whole and sorted by start, up to --max-calls).
 The model is written to --out (default DIR/anomaly.model), atomically. A
 running daemon with the same data directory loads it within two seconds
 (and at once on SIGHUP); rule anomaly.score in the policy decides what a
-high score gets (docs/policy.md). Train on history you trust: the forest
+high score gets (docs/policy.md). The daemon also retrains the model by
+itself, from the stored history, every anomaly.retrain_every (24h by
+default; docs/config.md): a model written here is replaced at the next
+retrain unless retrain_every is 0. Train on history you trust: the forest
 learns what ordinary looks like, so fraud in the history looks ordinary.
 The same history, policy and seed give the same model.
 
