@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -60,6 +61,13 @@ type SIP struct {
 	// a caller's private or CGNAT Contact, so the PBX reaches phones
 	// behind NAT; "keep" leaves Contacts alone.
 	NATContact string `yaml:"nat_contact"`
+	// Simulation makes the edge take each message's event time from its
+	// X-Telguard-Time header, answer with the engine's decision in
+	// X-Telguard-Decision, and keep engine bans out of the packet
+	// filter: for a dedicated daemon that `telguard sim` drives. The
+	// headers come from whoever sends, so every listener and the
+	// upstream must be loopback addresses.
+	Simulation bool `yaml:"simulation"`
 }
 
 // Enabled reports whether the SIP edge is configured.
@@ -130,10 +138,45 @@ func (s SIP) validate() error {
 			}
 		}
 	}
+	if s.Simulation {
+		if err := s.validateSimulation(); err != nil {
+			return err
+		}
+	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		return bad("sip.tls_cert", "give both sip.tls_cert and sip.tls_key, or neither")
 	}
 	return nil
+}
+
+// validateSimulation refuses simulation mode unless every listener and
+// the upstream are loopback addresses: the mode trusts headers any sender
+// can write (the event time) and tells senders which rule caught them.
+func (s SIP) validateSimulation() error {
+	for i, l := range s.Listen {
+		if !loopbackSpec(l) {
+			return fmt.Errorf("%w: sip.listen[%d]: sip.simulation needs loopback listeners (127.0.0.1, [::1]), got %q", ErrInvalid, i, l)
+		}
+	}
+	if !loopbackSpec(s.Upstream) {
+		return fmt.Errorf("%w: sip.upstream: sip.simulation needs a loopback upstream (127.0.0.1, [::1]), got %q", ErrInvalid, s.Upstream)
+	}
+	return nil
+}
+
+// loopbackSpec reports a "network:host:port" address whose host is a
+// loopback IP literal. Names are refused: what they resolve to can change.
+func loopbackSpec(spec string) bool {
+	_, hostport, ok := strings.Cut(spec, ":")
+	if !ok {
+		return false
+	}
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 // isCountryCode reports a two-letter code, either case.

@@ -80,9 +80,13 @@ func (d *Daemon) newSIPEdge() error {
 		TLSCert: sc.TLSCert, TLSKey: sc.TLSKey, TLSClientCAs: sc.TLSClientCAs,
 		TrustedCIDRs: trusted, AccountFrom: sc.AccountFrom, StampKey: key, Filter: d.filter,
 		KeepNATContact: sc.NATContact == "keep", UpstreamTLSCAs: sc.UpstreamTLSCAs,
+		Simulation: sc.Simulation,
 	}, d.engine, d.registry, d.log)
 	if err != nil {
 		return fmt.Errorf("sip edge: %w", err)
+	}
+	if sc.Simulation {
+		d.log.Warn("sip edge in simulation mode: event times come from X-Telguard-Time and decisions go out in X-Telguard-Decision; for telguard sim only, never production")
 	}
 	if err := d.sip.Listen(); err != nil {
 		return fmt.Errorf("sip edge: %w", err)
