@@ -34,6 +34,12 @@ var (
 	// ErrNoCertificate: a tls listener is configured without a
 	// certificate and key.
 	ErrNoCertificate = errors.New("a tls listener needs a certificate and key")
+	// ErrBadEventTime: in simulation mode, a request's X-Telguard-Time is
+	// not an RFC 3339 time. The sender gets 400.
+	ErrBadEventTime = errors.New("malformed event time")
+	// ErrSimulationNotLoopback: simulation mode with a listener or an
+	// upstream that is not a loopback address.
+	ErrSimulationNotLoopback = errors.New("simulation mode needs loopback addresses only")
 )
 
 // reply is how an error is answered: a SIP status, or none (silent drop)
@@ -57,6 +63,8 @@ func replyFor(err error) reply {
 		return reply{code: 502, reason: "Bad Gateway"}
 	case errors.Is(err, ErrSend), errors.Is(err, ErrUpstreamConnecting):
 		return reply{code: 503, reason: "Service Unavailable"}
+	case errors.Is(err, ErrBadEventTime):
+		return reply{code: 400, reason: "Bad Request", drop: dropBadEventTime}
 	case errors.Is(err, ErrMalformed):
 		return reply{drop: dropMalformed}
 	}

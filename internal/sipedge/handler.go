@@ -51,6 +51,13 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 	}
 	stampReceived(req.Via(), src, in.stream())
 	now := s.cfg.Clock()
+	// at is the event time of what the request reports; now, wall time,
+	// runs the guard's own tables. They differ only in simulation mode.
+	at, err := s.eventTime(req, now)
+	if err != nil {
+		s.fail(in, req, err)
+		return
+	}
 	fromUp := s.fromUpstream(in, src)
 	trusted := fromUp || s.trusted(src.Addr())
 	// A REGISTER's Contact is left alone: the guard's Path carries where
@@ -86,7 +93,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		s.onAck(in, req, src, branch, callID, trusted, fromUp, now, start)
 		return
 	case req.IsCancel():
-		s.onCancel(ctx, in, req, src, branch, callID, trusted, fromUp, now, start)
+		s.onCancel(ctx, in, req, src, branch, callID, trusted, fromUp, now, at, start)
 		return
 	case hasToTag(req):
 		rt := s.popRoutes(req, callID, src)
@@ -101,12 +108,14 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 			label = verdictBypass
 		}
 		s.metrics.request(req.Method, label)
+		if req.Method == sip.BYE && (trusted || flag != 0) {
+			// Before the BYE goes on: whoever sees its 200 may count on
+			// the engine knowing the call ended.
+			s.endCall(ctx, callID, now, at, flag == stampScreened)
+		}
 		if err := s.forward(in, req, branch, fromUp, 0, callID, src, rt); err != nil {
 			s.fail(in, req, err)
 			return
-		}
-		if req.Method == sip.BYE && (trusted || flag != 0) {
-			s.endCall(ctx, callID, now, flag == stampScreened)
 		}
 		s.metrics.forwarded(start)
 		return
@@ -114,6 +123,10 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 
 	// An initial request.
 	rt := s.popRoutes(req, callID, src)
+	if trusted && req.IsInvite() && s.fromCarrier(src) {
+		s.onCarrierInvite(ctx, in, req, src, branch, callID, rt, now, at, start)
+		return
+	}
 	if trusted {
 		s.metrics.request(req.Method, verdictBypass)
 		if err := s.forward(in, req, branch, fromUp, stampPlain, callID, src, rt); err != nil {
@@ -132,6 +145,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		case tx.local != nil:
 			s.send(in, tx.local)
 		default:
+			s.setDecisionHeader(req, tx.decision)
 			if err := s.forward(in, req, branch, false, stampFor(req), callID, src, route{}); err != nil {
 				s.fail(in, req, err)
 			}
@@ -143,14 +157,16 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 	if req.IsInvite() {
 		kind = event.CallAttempt
 	}
-	ev := requestEvent(req, kind, src.Addr(), s.cfg.Tenant, s.cfg.AccountFrom, now)
+	ev := requestEvent(req, kind, src.Addr(), s.cfg.Tenant, s.cfg.AccountFrom, at)
 	d := s.eng.Decide(ctx, ev)
 	s.metrics.request(req.Method, verdictLabel(d.Verdict))
 	s.applyBan(&d, src.Addr(), now)
 	tx := &txState{method: req.Method, ev: ev, hadAuth: hasCredentials(req)}
 	if d.Verdict.Blocks() {
 		code, phrase, rule := decisionReply(&d)
-		if d.Silent {
+		// In simulation mode every INVITE is answered, so the simulator
+		// learns each decision.
+		if d.Silent && !s.cfg.Simulation {
 			tx.silent = true
 			s.txs.put(branch, tx, now)
 			s.metrics.drop(dropSilent)
@@ -160,6 +176,9 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		}
 		res := sip.NewResponseFromRequest(req, code, phrase, nil)
 		res.AppendHeader(sip.NewHeader("Reason", fmt.Sprintf(`SIP;cause=%d;text="%s"`, code, rule)))
+		if s.cfg.Simulation && req.IsInvite() {
+			res.AppendHeader(decisionHeader(&d))
+		}
 		tx.local = res
 		s.txs.put(branch, tx, now)
 		s.send(in, res)
@@ -168,6 +187,10 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		return
 	}
 	tx.screened = true
+	if s.cfg.Simulation && req.IsInvite() {
+		tx.decision = decisionHeader(&d)
+		s.setDecisionHeader(req, tx.decision)
+	}
 	s.txs.put(branch, tx, now)
 	if req.IsInvite() {
 		s.ended.remove(callID)
@@ -206,7 +229,7 @@ func (s *Server) onAck(in *listener, req *sip.Request, src netip.AddrPort, branc
 
 // onCancel forwards a CANCEL along its INVITE's path (the branch is the
 // same), or answers it when the guard answered the INVITE itself.
-func (s *Server) onCancel(ctx context.Context, in *listener, req *sip.Request, src netip.AddrPort, branch, callID string, trusted, fromUp bool, now time.Time, start time.Time) {
+func (s *Server) onCancel(ctx context.Context, in *listener, req *sip.Request, src netip.AddrPort, branch, callID string, trusted, fromUp bool, now, at time.Time, start time.Time) {
 	s.metrics.request(req.Method, verdictFollowUp)
 	tx, known := s.txs.get(branch, now)
 	switch {
@@ -220,13 +243,15 @@ func (s *Server) onCancel(ctx context.Context, in *listener, req *sip.Request, s
 		s.fail(in, req, ErrUnknownDialog)
 		return
 	}
+	if known && tx.screened {
+		// Before the CANCEL goes on, so the engine knows before the 200
+		// and the 487 come back.
+		s.endCall(ctx, callID, now, at, false)
+	}
 	rt := s.popRoutes(req, callID, src)
 	if err := s.forward(in, req, branch, fromUp, 0, callID, src, rt); err != nil {
 		s.fail(in, req, err)
 		return
-	}
-	if known && tx.screened {
-		s.endCall(ctx, callID, now, false)
 	}
 	s.metrics.forwarded(start)
 }
@@ -317,6 +342,7 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 	if !found || !tx.screened {
 		return
 	}
+	at := s.responseTime(res, now)
 	code := res.StatusCode
 	// 401/407 to a request without credentials is the normal digest
 	// challenge; the engine knows that from SIPInfo.Credentials. 404 to a
@@ -326,20 +352,20 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 	case sip.INVITE:
 		switch {
 		case code < 300:
-			s.answered(ctx, tx.ev.CallID, now)
+			s.answered(ctx, tx.ev.CallID, now, at)
 		case first:
-			s.endCall(ctx, tx.ev.CallID, now, false)
-			if authFailed {
-				s.authEvent(ctx, &tx, event.SIPAuthFailure, code, now)
+			s.endCall(ctx, tx.ev.CallID, now, at, false)
+			if authFailed && !tx.ev.Direction.IsInbound() {
+				s.authEvent(ctx, &tx, event.SIPAuthFailure, code, now, at)
 			}
 		}
 	case sip.REGISTER:
 		switch {
 		case !first:
 		case authFailed:
-			s.authEvent(ctx, &tx, event.SIPAuthFailure, code, now)
+			s.authEvent(ctx, &tx, event.SIPAuthFailure, code, now, at)
 		case code < 300 && tx.hadAuth:
-			s.authEvent(ctx, &tx, event.SIPAuthSuccess, code, now)
+			s.authEvent(ctx, &tx, event.SIPAuthSuccess, code, now, at)
 		}
 	}
 }
@@ -347,10 +373,10 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 // authEvent reports how the upstream answered a request that needed
 // credentials. A blocking answer needs nothing more here: the engine keeps
 // the ban, and the source's next request is decided against it.
-func (s *Server) authEvent(ctx context.Context, tx *txState, kind event.Kind, code int, now time.Time) {
+func (s *Server) authEvent(ctx context.Context, tx *txState, kind event.Kind, code int, now, at time.Time) {
 	ev := tx.ev
 	ev.Kind = kind
-	ev.Time = now
+	ev.Time = at
 	info := *tx.ev.SIP
 	info.Status = code
 	info.Credentials = tx.hadAuth
@@ -366,31 +392,37 @@ func (s *Server) authEvent(ctx context.Context, tx *txState, kind event.Kind, co
 // applyBan hands a ban the engine decided to the packet filter, so the
 // source's next packets are dropped before parsing. The engine keeps the
 // ban too: without a filter its decisions still refuse the source.
+//
+// Not in simulation mode: there the engine's bans run on event time, which
+// the wall-clock filter knows nothing of, and the simulator needs the
+// engine's answer to a banned source's every INVITE.
 func (s *Server) applyBan(d *event.Decision, src netip.Addr, now time.Time) {
 	f := s.cfg.Filter
-	if f == nil || d.Verdict != event.Ban || d.BanSeconds <= 0 || !src.IsValid() {
+	if f == nil || s.cfg.Simulation || d.Verdict != event.Ban || d.BanSeconds <= 0 || !src.IsValid() {
 		return
 	}
 	_, _, rule := decisionReply(d)
 	f.Ban(netip.PrefixFrom(src, src.BitLen()), now.Add(time.Duration(d.BanSeconds)*time.Second), rule)
 }
 
-// answered reports the first 2xx of a call the engine allowed.
-func (s *Server) answered(ctx context.Context, callID string, now time.Time) {
+// answered reports the first 2xx of a call the engine allowed, at event
+// time at; now runs the guard's table.
+func (s *Server) answered(ctx context.Context, callID string, now, at time.Time) {
 	first := false
 	s.calls.update(callID, now, func(c *callState) {
 		first = !c.answered
 		c.answered = true
 	})
 	if first {
-		s.observe(ctx, event.CallAnswered, callID, now)
+		s.observe(ctx, event.CallAnswered, callID, at)
 	}
 }
 
 // endCall reports a call's end once. stamped says the Record-Route stamp
 // vouches the call was screened, for calls this process does not know (it
-// restarted, or the table was full).
-func (s *Server) endCall(ctx context.Context, callID string, now time.Time, stamped bool) {
+// restarted, or the table was full). at is the event time of the end; now
+// runs the guard's tables.
+func (s *Server) endCall(ctx context.Context, callID string, now, at time.Time, stamped bool) {
 	if !s.calls.remove(callID) {
 		if !stamped {
 			return
@@ -400,11 +432,11 @@ func (s *Server) endCall(ctx context.Context, callID string, now time.Time, stam
 		}
 	}
 	s.ended.put(callID, struct{}{}, now)
-	s.observe(ctx, event.CallEnded, callID, now)
+	s.observe(ctx, event.CallEnded, callID, at)
 }
 
-func (s *Server) observe(ctx context.Context, kind event.Kind, callID string, now time.Time) {
-	ev := event.Event{Kind: kind, Time: now, Tenant: s.cfg.Tenant, CallID: callID, Sensor: "sip"}
+func (s *Server) observe(ctx context.Context, kind event.Kind, callID string, at time.Time) {
+	ev := event.Event{Kind: kind, Time: at, Tenant: s.cfg.Tenant, CallID: callID, Sensor: "sip"}
 	if err := s.eng.Observe(ctx, ev); err != nil {
 		s.log.Debug("sip edge observe", "kind", string(kind), "err", err)
 	}

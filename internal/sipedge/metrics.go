@@ -29,6 +29,7 @@ const (
 	dropLateProvisional = "late_provisional"     // a 1xx after its transaction's final response
 	dropTLSHandshake    = "tls_handshake"        // a TLS handshake failed or timed out (no or a wrong client certificate)
 	dropOverload        = "overload"             // the worker for its source was too far behind
+	dropBadEventTime    = "bad_event_time"       // simulation mode: an ACK with a malformed X-Telguard-Time
 )
 
 var knownMethods = map[sip.RequestMethod]bool{
@@ -45,8 +46,9 @@ type metrics struct {
 	forward  prometheus.Histogram
 	dropped  *prometheus.CounterVec // reason
 
-	natContact prometheus.Counter
-	kernelBans *prometheus.GaugeVec // listener
+	natContact   prometheus.Counter
+	badEventTime prometheus.Counter   // simulation mode: PBX responses with a malformed X-Telguard-Time
+	kernelBans   *prometheus.GaugeVec // listener
 
 	kernelFilterErrors *prometheus.CounterVec // listener
 }
@@ -71,6 +73,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "telguard_sip_nat_contacts_fixed_total",
 		Help: "Messages from callers whose private (NATed) Contact was rewritten to their source address.",
 	})
+	m.badEventTime = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "telguard_sip_event_time_invalid_total",
+		Help: "Simulation mode: responses from the PBX whose X-Telguard-Time was malformed; their events took wall time.",
+	})
 	m.kernelBans = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "telguard_sip_kernel_bans",
 		Help: "Bans held in a UDP listener's kernel socket filter, whose datagrams the kernel drops before the guard reads them.",
@@ -84,6 +90,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.kernelBans, err = prom.Register(reg, m.kernelBans); err != nil {
+		return nil, err
+	}
+	if m.badEventTime, err = prom.Register(reg, m.badEventTime); err != nil {
 		return nil, err
 	}
 	if m.natContact, err = prom.Register(reg, m.natContact); err != nil {

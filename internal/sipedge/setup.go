@@ -156,6 +156,11 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 			return nil, fmt.Errorf("new sip edge: %w", err)
 		}
 	}
+	if cfg.Simulation {
+		if err := checkSimulationAddrs(cfg.Listen, upAddr); err != nil {
+			return nil, fmt.Errorf("new sip edge: %w", err)
+		}
+	}
 	setDefault(&cfg.MaxTransactions, defaultMaxTransactions)
 	setDefault(&cfg.MaxCalls, defaultMaxCalls)
 	setDefault(&cfg.CallTTL, defaultCallTTL)

@@ -31,7 +31,13 @@
 // scanner cannot slip past screening by inventing a To tag. Callers'
 // requests only ever go to the upstream; only the upstream (and trusted
 // peers) may route requests elsewhere, so the guard is no open relay.
-// Sources in Config.TrustedCIDRs bypass screening entirely.
+// Sources in Config.TrustedCIDRs (carriers) bypass screening; their
+// initial INVITEs are still reported to the engine as inbound calls, never
+// blocked, so a ring from a premium number and the account calling it
+// back (Wangiri) can be told apart from ordinary calls.
+//
+// Config.Simulation (simulation.go) lets `telguard sim` set each message's
+// event time and read the engine's decisions back, on loopback only.
 //
 // Callers reach the guard over UDP, TCP or TLS (optionally with client
 // certificates), IPv4 or IPv6; the upstream over UDP or TCP. An optional
@@ -162,4 +168,13 @@ type Config struct {
 	Filter PacketFilter
 	// Clock gives event time. nil → time.Now.
 	Clock func() time.Time
+	// Simulation is for a dedicated guard that `telguard sim` drives: a
+	// request's or the upstream's response's X-Telguard-Time header is
+	// the event time of what it reports (a malformed one on a request is
+	// answered 400); the engine's decision on an INVITE is copied into
+	// X-Telguard-Decision on the guard's rejection and on the INVITE it
+	// forwards; silent decisions are answered; and engine bans stay out
+	// of the Filter (the engine judges them on event time). New refuses
+	// it unless every listener and the upstream are loopback addresses.
+	Simulation bool
 }

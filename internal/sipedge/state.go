@@ -120,6 +120,7 @@ type txState struct {
 	relayed  bool          // a final response has been relayed (under Server.order)
 	local    *sip.Response // the guard's own final answer, nil when forwarded
 	silent   bool          // the guard dropped it without a reply
+	decision sip.Header    // simulation mode: the X-Telguard-Decision the forwarded INVITE carries
 }
 
 // callState is a call the engine allowed and has not yet seen end.
