@@ -35,10 +35,10 @@ var ErrSIP = errors.New("sip edge")
 // SIP timers of the simulator's user agents. Loopback UDP loses a datagram
 // only when a socket buffer overflows, so retransmissions are a safety net.
 const (
-	sipT1         = 500 * time.Millisecond // first retransmission
-	sipT2         = 4 * time.Second        // longest gap between retransmissions
-	sipTimeout    = 10 * time.Second       // an exchange with no answer by then failed
-	maxSIPSources = 4096                   // loopback sockets (simulated source addresses)
+	sipT1         = time.Second      // first retransmission: well above a decision, so the edge never sees a retransmission of an INVITE it is still deciding
+	sipT2         = 4 * time.Second  // longest gap between retransmissions
+	sipTimeout    = 10 * time.Second // an exchange with no answer by then failed
+	maxSIPSources = 4096             // loopback sockets (simulated source addresses)
 	sipUserAgent  = "telguard-sim"
 )
 
@@ -178,10 +178,7 @@ func (d *SIPDecider) Close() error {
 	return nil
 }
 
-// PBX returns where the simulated PBX listens.
-func (d *SIPDecider) PBX() netip.AddrPort { return netip.MustParseAddrPort(d.pbx.LocalAddr().String()) }
-
-// LoopbackSource returns the loopback address that stands for simulated
+// loopbackSource returns the loopback address that stands for simulated
 // source a: the i-th distinct /24 seen (i from 0) becomes 127.(1+i/256).(i%256).0/24.
 func loopbackSource(a netip.Addr, index int) netip.Addr {
 	b := a.As4()
@@ -306,7 +303,7 @@ func (d *SIPDecider) onPBX(conn *net.UDPConn, msg sip.Message, from netip.AddrPo
 			if h := req.GetHeader(HeaderDecision); h != nil {
 				c.decision = h.Value()
 			}
-			out = c.pbxResponse(180, "Ringing", time.Time{})
+			out = c.pbxResponse(d.o.PBX, 180, "Ringing", time.Time{})
 		}
 	case sip.BYE:
 		code, reason, at := 200, "OK", time.Time{}
@@ -334,13 +331,13 @@ func (d *SIPDecider) onPBX(conn *net.UDPConn, msg sip.Message, from netip.AddrPo
 // pbxResponse builds the PBX's response to the held INVITE and keeps it for
 // retransmissions. at, when set, goes in X-Telguard-Time. Called with the
 // decider's lock held.
-func (c *sipCall) pbxResponse(code int, reason string, at time.Time) []byte {
+func (c *sipCall) pbxResponse(pbx netip.AddrPort, code int, reason string, at time.Time) []byte {
 	res := sip.NewResponseFromRequest(c.fwd, code, reason, nil)
 	if to := res.To(); to != nil {
 		to.Params.Add("tag", "pbx-"+tagOf(c.id))
 	}
 	if code < 300 {
-		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "pbx", Host: c.edge.Addr().String(), Port: int(c.edge.Port())}})
+		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "pbx", Host: pbx.Addr().String(), Port: int(pbx.Port())}})
 	}
 	if !at.IsZero() {
 		res.AppendHeader(sip.NewHeader(HeaderTime, at.Format(time.RFC3339Nano)))
@@ -451,7 +448,7 @@ func (d *SIPDecider) answer(ctx context.Context, c *sipCall, at time.Time) error
 		d.mu.Unlock()
 		return fmt.Errorf("%w: the PBX never got the INVITE", ErrSIP)
 	}
-	wire, edge := c.pbxResponse(200, "OK", at), c.edge
+	wire, edge := c.pbxResponse(d.o.PBX, 200, "OK", at), c.edge
 	d.mu.Unlock()
 	res, err := d.exchange(ctx, func() error { return d.sendPBX(wire, edge) }, c.resp, sip.INVITE, 200)
 	if err != nil {
@@ -500,7 +497,7 @@ func (d *SIPDecider) end(ctx context.Context, c *sipCall, at time.Time) error {
 		d.mu.Unlock()
 		return fmt.Errorf("%w: the PBX never got the INVITE", ErrSIP)
 	}
-	wire, edge := c.pbxResponse(480, "Temporarily Unavailable", at), c.edge
+	wire, edge := c.pbxResponse(d.o.PBX, 480, "Temporarily Unavailable", at), c.edge
 	d.mu.Unlock()
 	res, err := d.exchange(ctx, func() error { return d.sendPBX(wire, edge) }, c.resp, sip.INVITE, 300)
 	if err != nil {
