@@ -38,6 +38,9 @@ type behaviour struct {
 	forgotten time.Time
 	// evicted counts accounts dropped because max was reached.
 	evicted int64
+	// unjudged counts attempts baseline.new_network could not judge for
+	// want of a source address.
+	unjudged int64
 }
 
 // learned is one account's baseline, linked in its tenant's recency list.
@@ -234,7 +237,17 @@ func (bh *behaviour) rebuildGroups(t *policy.Tenant) {
 func (e *Engine) newNetwork(b *verdictBuilder, t *policy.Tenant, g *policy.Group, s *tenantState, ev event.Event, num numbering.Number, numErr error) {
 	bl := t.Baselines
 	nets := s.behaviour.nets
-	if bl == nil || !bl.Enabled || !bl.NewNetwork || !ev.SourceIP.IsValid() || nets == nil {
+	if bl == nil || !bl.Enabled || !bl.NewNetwork || nets == nil {
+		return
+	}
+	if !ev.SourceIP.IsValid() {
+		// No address, no network to judge: the rule stays open rather
+		// than flag every call of a switch that does not send one (an
+		// API-originated call has none). Counted, so an operator can see
+		// how much traffic it does not cover.
+		if nets.History(ev.Time) >= bl.Config.WarmUp {
+			s.behaviour.unjudged++
+		}
 		return
 	}
 	if nets.History(ev.Time) < bl.Config.WarmUp || nets.Known(ev.SourceIP, bl.NetworkCalls, bl.NetworkSpan) || contains(bl.Trusted, ev.SourceIP) {
@@ -680,6 +693,10 @@ type BaselineStats struct {
 	// RingsDropped counts risky rings to accounts with no recent calls
 	// that were not remembered because too many accounts had some.
 	RingsDropped int64
+	// NoSourceIP counts outbound attempts, since start, that
+	// baseline.new_network did not judge because they carried no source
+	// address (once the tenant's networks were warm).
+	NoSourceIP int64
 }
 
 // Baselines reports what the engine has learned of tenant.
@@ -692,7 +709,7 @@ func (e *Engine) Baselines(tenant string) BaselineStats {
 
 func (s *tenantState) baselineStats() BaselineStats {
 	bh := &s.behaviour
-	st := BaselineStats{Tenant: s.id, Accounts: len(bh.accounts), Evicted: bh.evicted, RingsDropped: s.rangDropped}
+	st := BaselineStats{Tenant: s.id, Accounts: len(bh.accounts), Evicted: bh.evicted, RingsDropped: s.rangDropped, NoSourceIP: bh.unjudged}
 	for _, l := range bh.accounts {
 		if l.b.Warm() {
 			st.Warm++

@@ -254,3 +254,33 @@ func TestFlaggedCallsTeachNothing(t *testing.T) {
 		t.Errorf("after a second ordinary call: %d calls learned, want 2", n)
 	}
 }
+
+// baseline.new_network cannot judge a call without a source address: it
+// stays open (no hit), and counts the call so that an operator sees how
+// much of the traffic the rule does not cover.
+func TestNewNetworkWithoutSourceAddress(t *testing.T) {
+	e := engine.New(benchPolicy(t, 1), engine.Options{})
+	ctx := context.Background()
+	at := time.Date(2026, 3, 2, 13, 0, 0, 0, time.UTC)
+	learnCalls(t, e, at, "office-1") // the tenant's first network; warm_up is 1h
+	later := at.Add(2 * time.Hour)
+	from := func(id, ip string) event.Decision {
+		ev := event.Event{Kind: event.CallAttempt, Time: later, Tenant: "t0", Account: "office-1", CallID: id, To: "011987654323"}
+		if ip != "" {
+			ev.SourceIP = netip.MustParseAddr(ip)
+		}
+		return e.Decide(ctx, ev)
+	}
+	if d := from("new-net", "192.0.2.8"); !slices.Contains(d.Rules(), "baseline.new_network") {
+		t.Fatalf("a call from a new network: rules %v, want baseline.new_network", d.Rules())
+	}
+	if st := e.Baselines("t0"); st.NoSourceIP != 0 {
+		t.Fatalf("NoSourceIP %d before any call without an address", st.NoSourceIP)
+	}
+	if d := from("no-address", ""); slices.Contains(d.Rules(), "baseline.new_network") {
+		t.Errorf("a call without an address: rules %v, want no baseline.new_network", d.Rules())
+	}
+	if st := e.Baselines("t0"); st.NoSourceIP != 1 {
+		t.Errorf("NoSourceIP %d after one call without an address, want 1", st.NoSourceIP)
+	}
+}
