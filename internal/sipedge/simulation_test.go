@@ -433,3 +433,20 @@ func FuzzParseEventTime(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseEventTime(b *testing.B) {
+	for b.Loop() {
+		if _, err := parseEventTime("2026-03-02T09:15:00.123456789Z"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecisionHeader(b *testing.B) {
+	d := event.Decision{Verdict: event.Deny, Risk: 90, AnomalyScore: 0.61,
+		Reasons: []event.Reason{{Rule: "destination.high_risk", Mode: event.Enforce, Verdict: event.Challenge},
+			{Rule: "pattern.wangiri", Mode: event.Enforce, Verdict: event.Deny}}}
+	for b.Loop() {
+		decisionHeader(&d)
+	}
+}
