@@ -693,6 +693,10 @@ type BaselineStats struct {
 	// RingsDropped counts risky rings to accounts with no recent calls
 	// that were not remembered because too many accounts had some.
 	RingsDropped int64
+	// RecentAccounts is how many accounts have recent calls held for the
+	// pattern detectors, the deviation rule and the score, RecentCalls how
+	// many calls they hold in all (at most 128 an account).
+	RecentAccounts, RecentCalls int
 	// NoSourceIP counts outbound attempts, since start, that
 	// baseline.new_network did not judge because they carried no source
 	// address (once the tenant's networks were warm).
@@ -714,6 +718,10 @@ func (s *tenantState) baselineStats() BaselineStats {
 		if l.b.Warm() {
 			st.Warm++
 		}
+	}
+	st.RecentAccounts = len(s.recent)
+	for _, rc := range s.recent {
+		st.RecentCalls += rc.r.Len()
 	}
 	if bh.nets != nil {
 		st.Networks = bh.nets.Len()

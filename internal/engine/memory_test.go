@@ -198,3 +198,64 @@ func BenchmarkExportStall(b *testing.B) {
 	b.ReportMetric(float64(exp.Milliseconds()), "export-ms")
 	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/(1<<20), "export-alloc-MB")
 }
+
+// What the behaviour layer keeps for one account is capped by count, not
+// by how much it calls: an account making a call every second for two
+// hours (7,200 calls, to 7,200 numbers) holds at most 128 recent calls and
+// one baseline whose snapshot stays within BaselineBytes, the same after
+// the second hour as after the first; an hour after its last call (the
+// longest window read) its recent calls are gone and only the baseline
+// remains. No timing and no heap figures: counts and sizes only.
+func TestAccountStateCappedByCount(t *testing.T) {
+	p, err := policy.Parse("mem.yaml", []byte(memTenant), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(p, engine.Options{})
+	ctx := context.Background()
+	start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	ip := netip.MustParseAddr("192.0.2.10")
+	countries := []string{"+4420794%05d", "+1201555%04d", "+3314299%04d", "+493012%05d", "+3491123%04d"}
+	n := 0
+	hour := func() {
+		for range 3600 {
+			now := start.Add(time.Duration(n) * time.Second)
+			id := fmt.Sprintf("busy-%d", n)
+			to := fmt.Sprintf(countries[n%len(countries)], n/len(countries)%10000)
+			d := e.Decide(ctx, event.Event{Kind: event.CallAttempt, Tenant: "t0", Account: "busy", CallID: id, To: to, SourceIP: ip, Time: now})
+			if d.Verdict.Blocks() {
+				t.Fatalf("call %d to %s blocked: %v", n, to, d.Rules())
+			}
+			_ = e.Observe(ctx, event.Event{Kind: event.CallAnswered, Tenant: "t0", CallID: id, Time: now.Add(200 * time.Millisecond)})
+			_ = e.Observe(ctx, event.Event{Kind: event.CallEnded, Tenant: "t0", CallID: id, Time: now.Add(800 * time.Millisecond)})
+			n++
+		}
+	}
+	snapSize := func() int {
+		snap, err := e.ExportBaselines()
+		if err != nil {
+			t.Fatal(err)
+		}
+		empty := engine.New(p, engine.Options{})
+		none, _ := empty.ExportBaselines()
+		return len(snap) - len(none)
+	}
+	hour()
+	first, firstSnap := e.Baselines("t0"), snapSize()
+	hour()
+	second, secondSnap := e.Baselines("t0"), snapSize()
+	for i, st := range []engine.BaselineStats{first, second} {
+		if st.Accounts != 1 || st.RecentAccounts != 1 || st.RecentCalls > 128 || st.RecentCalls < 100 || st.Networks != 1 {
+			t.Errorf("after hour %d: %+v; want 1 baseline, 1 account with at most 128 recent calls, 1 network", i+1, st)
+		}
+	}
+	t.Logf("hour 1: %+v, snapshot %d B; hour 2: %+v, snapshot %d B", first, firstSnap, second, secondSnap)
+	if firstSnap > engine.BaselineBytes || secondSnap > engine.BaselineBytes || secondSnap > firstSnap+64 {
+		t.Errorf("the account's snapshot: %d bytes after an hour, %d after two; want at most %d and no growth", firstSnap, secondSnap, engine.BaselineBytes)
+	}
+	// An hour and a minute of silence: the recent calls go, the baseline stays.
+	e.Sweep(start.Add(time.Duration(n)*time.Second + time.Hour + 2*time.Minute))
+	if st := e.Baselines("t0"); st.RecentAccounts != 0 || st.RecentCalls != 0 || st.Accounts != 1 {
+		t.Errorf("an hour after the last call: %+v; want no recent calls, the baseline kept", st)
+	}
+}

@@ -309,3 +309,35 @@ func TestCountryMixIsAnsweredCalls(t *testing.T) {
 		t.Errorf("US share after a round trip %.5f, want %.5f", got, want)
 	}
 }
+
+// A baseline's size is capped by count whatever its account does: 20,000
+// answered calls in two hours to 20,000 numbers in 100 countries leave at
+// most TopCountries countries and 64 destinations of the open hour, and
+// an encoding no larger after the second hour than after the first.
+func TestBaselineSizeCapped(t *testing.T) {
+	b := NewBaseline(BaselineConfig{})
+	at := monday.Add(9 * time.Hour)
+	size := func() int {
+		data, err := b.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(data)
+	}
+	var sizes []int
+	for h := range 2 {
+		for i := range 10000 {
+			n := h*10000 + i
+			b.Observe(Call{ID: fmt.Sprint("c", n), Time: at, E164: fmt.Sprintf("+%d%09d", 20+n%100, n), Country: fmt.Sprintf("C%02d", n%100),
+				International: true, RatePerMinute: 0.1, Ended: true, Answered: true, Billed: time.Minute})
+			at = at.Add(360 * time.Millisecond)
+		}
+		if len(b.countries) > b.cfg.TopCountries || len(b.hourDests) > maxHourDests {
+			t.Errorf("hour %d: %d countries, %d destinations this hour; want at most %d and %d", h+1, len(b.countries), len(b.hourDests), b.cfg.TopCountries, maxHourDests)
+		}
+		sizes = append(sizes, size())
+	}
+	if sizes[1] > sizes[0]+16 || sizes[1] > b.binarySize() {
+		t.Errorf("encoded %d bytes after an hour, %d after two; want no growth (bound %d)", sizes[0], sizes[1], b.binarySize())
+	}
+}
