@@ -193,3 +193,37 @@ func TestWangiriCallbackThroughTheEdge(t *testing.T) {
 		t.Errorf("callback's decision = %+v, want it at %s", d, ring.Add(5*time.Minute))
 	}
 }
+
+// The same Wangiri callback with SIPp on every side: SIPp as the carrier
+// (on its own loopback address), as the PBX (which checks the engine's
+// decision on the carrier's INVITE) and as the phone that calls back.
+func TestSIPpWangiriCallbackThroughTheEdge(t *testing.T) {
+	bin := needSIPp(t)
+	t.Parallel()
+	pol, err := policy.Parse("inbound.yaml", []byte(inboundPolicy), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &changeLog{}
+	eng := engine.New(pol, engine.Options{Sink: log})
+	upPort := freeUDPPort(t)
+	_, guardPort := startGuard(t, eng, upPort, nil, func(c *Config) { trustCarrier(c); simulation(c) })
+	guard := "127.0.0.1:" + strconv.Itoa(guardPort)
+
+	pbx := startSIPp(t, bin, "uas_sim_ring.xml", upPort, "", "-m", "1")
+	carrier := startSIPp(t, bin, "uac_sim_ring.xml", freeUDPPort(t), guard, "-i", carrierIP, "-m", "1", "-s", "1001")
+	if code := carrier.wait(t); code != 0 {
+		t.Fatalf("carrier exited %d, want 0 (rang, cancelled, 487)", code)
+	}
+	if code := pbx.wait(t); code != 0 {
+		t.Fatalf("pbx exited %d, want 0 (the INVITE carried an allow decision)", code)
+	}
+	phone := startSIPp(t, bin, "uac_sim_callback.xml", freeUDPPort(t), guard, "-i", "127.0.0.3", "-m", "1", "-s", "+18765550123")
+	if code := phone.wait(t); code != 0 {
+		t.Fatalf("phone exited %d, want 0 (the callback refused as pattern.wangiri)", code)
+	}
+	decisions := log.find(event.OpDecision)
+	if len(decisions) != 2 || decisions[0].Decision.SourceIP != carrierIP || decisions[1].Decision.Verdict != event.Deny {
+		t.Errorf("decisions = %+v, want the carrier's ring, then the callback denied", decisions)
+	}
+}
