@@ -76,6 +76,11 @@ func TestCarrierInboundCallIsReportedNeverBlocked(t *testing.T) {
 	if n := r.eng.count(event.CallAnswered); n != 1 {
 		t.Errorf("call_answered events = %d when the 200 reached the carrier, want 1", n)
 	}
+	// A re-INVITE from the carrier inside the dialog is no new call.
+	reinvite := strings.NewReplacer("carrier-1", "carrier-2", "To: <sip:1001@guard>", "To: <sip:1001@guard>;tag=pbx1",
+		"CSeq: 1 INVITE", "CSeq: 2 INVITE", "Max-Forwards: 70", "Route: "+inv.RecordRoute().Value()+"\nMax-Forwards: 70").Replace(carrierInvite)
+	carrier.send(r.port, reinvite)
+	r.upstream.expectRequest(sip.INVITE)
 	bye := strings.NewReplacer("$RR", inv.RecordRoute().Value(), "$CARRIER", carrierIP+":"+strconv.Itoa(carrier.port())).Replace(`
 BYE sip:+18765550123@$CARRIER SIP/2.0
 Via: SIP/2.0/UDP $ME;branch=z9hG4bK-pbx-bye-1

@@ -294,6 +294,9 @@ Content-Length: 0
 	}
 }
 
+// A trusted source on the PBX's own address (another port) is the PBX's
+// traffic: neither screened nor reported. A trusted carrier elsewhere is
+// reported but never blocked (inbound_test.go).
 func TestTrustedSourceBypassesScreening(t *testing.T) {
 	eng := &fakeEngine{decide: func(event.Event) event.Decision { return event.Decision{Verdict: event.Deny} }}
 	r := newRig(t, eng, func(c *Config) { c.TrustedCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
