@@ -228,14 +228,14 @@ func (b *benchHooks) run(ctx context.Context, workers, delivConc int, syncAll bo
 	defer recv.Close()
 
 	// The pipeline, wired as daemon.newWebhooks wires it.
-	q, err := queue.Open(ctx, queue.Options{Embedded: true, DataDir: filepath.Join(dir, "queue"), Sync: syncAll})
+	q, err := queue.Open(ctx, queue.Options{Embedded: true, DataDir: filepath.Join(dir, "queue"), Sync: syncAll, DuplicateWindow: webhook.DedupeOverlap})
 	if err != nil {
 		return err
 	}
 	defer q.Close()
 	noLimit := 1e9
 	ingress, err := webhook.New(webhook.Config{
-		Addr: "127.0.0.1:0", PerIPRate: noLimit, PerIPBurst: 1 << 30,
+		Addr: "127.0.0.1:0", PerIPRate: noLimit, PerIPBurst: 1 << 30, DedupeDir: filepath.Join(dir, "webhook-dedupe"),
 		Sources: map[string]webhook.SourceConfig{"bench": {
 			Tenant: "bench", Rate: noLimit, Burst: 1 << 30,
 			Verifier: webhook.VerifierConfig{Secrets: []webhook.Secret{{Key: b.key}}},

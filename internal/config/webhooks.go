@@ -42,6 +42,9 @@ type Webhooks struct {
 	// Alerts: a spike of signature failures or duplicates from one source
 	// raises an alert (a decisions-log record, a warning, a metric).
 	Alerts WebhookAlerts `yaml:"alerts"`
+	// DedupeWindow is how long a queued event's id makes a retry of it a
+	// duplicate. Default 24h (0 → the default), at least 2m.
+	DedupeWindow time.Duration `yaml:"dedupe_window"`
 	// TLSCert and TLSKey (PEM files) serve the ingress over HTTPS.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
@@ -145,7 +148,7 @@ func resolveSecret(field, inline, env string, getenv func(string) string) ([]byt
 func (w Webhooks) Ingress(getenv func(string) string) (webhook.Config, map[string]webhook.Mapping, error) {
 	cfg := webhook.Config{Addr: w.Listen, Sources: map[string]webhook.SourceConfig{}, PerIPRate: w.PerIPRate, PerIPBurst: w.PerIPBurst,
 		Alerts:  webhook.AlertConfig{SignatureFailures: w.Alerts.SignatureFailures, Duplicates: w.Alerts.Duplicates, Window: w.Alerts.Window},
-		TLSCert: w.TLSCert, TLSKey: w.TLSKey, TLSClientCAs: w.TLSClientCAs}
+		TLSCert: w.TLSCert, TLSKey: w.TLSKey, TLSClientCAs: w.TLSClientCAs, DedupeWindow: w.DedupeWindow}
 	maps := map[string]webhook.Mapping{}
 	if err := w.validate(); err != nil {
 		return cfg, nil, err
@@ -233,6 +236,9 @@ func (w Webhooks) validate() error {
 	}
 	if w.PerIPRate < 0 || w.PerIPBurst < 0 {
 		return bad("per_ip_rate", "must not be negative")
+	}
+	if w.DedupeWindow != 0 && w.DedupeWindow < webhook.DedupeOverlap {
+		return bad("dedupe_window", fmt.Sprintf("at least %s", webhook.DedupeOverlap))
 	}
 	return nil
 }

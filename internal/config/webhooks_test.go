@@ -57,6 +57,7 @@ func TestWebhookIngressRefuses(t *testing.T) {
 		"negative window":     {"alerts: {window: -1s}", "webhooks.alerts.window"},
 		"sub-second window":   {"alerts: {window: 10ms}", "webhooks.alerts.window"},
 		"negative ip rate":    {"per_ip_rate: -1", "webhooks.per_ip_rate"},
+		"short dedupe window": {"dedupe_window: 30s", "webhooks.dedupe_window"},
 		"no tenant on source": {"sources: {telco: {secrets: [{secret: " + hookSecret + "}]}}", "webhooks.sources.telco.tenant"},
 		"cert names without mutual TLS": {"sources: {telco: {tenant: acme, client_cert_names: [a.example], mapping: {preset: flat}}}",
 			"webhooks.sources.telco.client_cert_names"},

@@ -27,11 +27,15 @@ func (d *Daemon) newWebhooks(ctx context.Context, getenv func(string) string) er
 		return err
 	}
 	icfg.SecretFile = filepath.Join(d.cfg.DataDir, webhook.SecretFileName)
+	// The ingress's dedupe index remembers the window's ids in 16 bytes
+	// each, on disk too; the queue's own window, ~120 bytes an id in
+	// memory, only has to cover two copies of an event arriving together.
+	icfg.DedupeDir = filepath.Join(d.cfg.DataDir, "webhook-dedupe")
 	icfg.OnAlert = d.recordWebhookAlert
 	d.warnRetiredSecrets(icfg)
 	d.queue, err = queue.Open(ctx, queue.Options{
 		Embedded: wc.QueueURL == "", URL: wc.QueueURL, Sync: wc.QueueSync,
-		DataDir: filepath.Join(d.cfg.DataDir, "queue"), Logger: d.log,
+		DataDir: filepath.Join(d.cfg.DataDir, "queue"), Logger: d.log, DuplicateWindow: webhook.DedupeOverlap,
 	})
 	if err != nil {
 		return err

@@ -21,11 +21,13 @@
 // # Dedupe
 //
 // Every message carries its id in the Nats-Msg-Id header, and JetStream's
-// own duplicate window (Options.DuplicateWindow, default 24 h) is the
-// dedupe store: a second Publish of the same id within the window is not
-// stored again and reports dup = true. Its limits: the window is kept in
-// the server's memory, and a restarted server rebuilds it only from the
-// messages still in the stream. The stream uses work-queue retention (a
+// own duplicate window (Options.DuplicateWindow, default 24 h) refuses a
+// second Publish of the same id within the window: it is not stored again
+// and reports dup = true. Its limits: the window is kept in the server's
+// memory, about 120 bytes an id (BenchmarkDedupeMemory), and a restarted
+// server rebuilds it only from the messages still in the stream. The
+// webhook ingress therefore keeps a compact index of its own for the long
+// window and opens the queue with a window of two minutes. The stream uses work-queue retention (a
 // message is deleted once a consumer acknowledges it), so after a restart
 // the ids of messages already consumed are forgotten and a redelivery of
 // one of them is accepted again. Consumers must therefore be idempotent

@@ -193,18 +193,24 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, src *source) err
 	if !ValidID(id) {
 		return errBadEventID
 	}
-	env := getBuf()
-	env.b = src.appendEnvelope(env.b, id, now, body)
-	start := time.Now()
-	dup, err := s.publish(r.Context(), src.dedupePrefix+id, env.b)
-	s.metrics.enqueueSeconds.Observe(time.Since(start).Seconds())
-	if err != nil {
-		// env is not reused: a publish that did not finish may still
-		// read it.
-		src.m.enqueueFailures.Inc()
-		return &enqueueError{err}
+	dkey := src.dedupePrefix + id
+	key := keyOf(dkey)
+	dup := s.dedupe.seen(key)
+	if !dup {
+		env := getBuf()
+		env.b = src.appendEnvelope(env.b, id, now, body)
+		start := time.Now()
+		dup, err = s.publish(r.Context(), dkey, env.b)
+		s.metrics.enqueueSeconds.Observe(time.Since(start).Seconds())
+		if err != nil {
+			// env is not reused: a publish that did not finish may still
+			// read it.
+			src.m.enqueueFailures.Inc()
+			return &enqueueError{err}
+		}
+		putBuf(env)
+		s.dedupe.add(key, now)
 	}
-	putBuf(env)
 	if dup {
 		src.m.duplicates.Inc()
 		s.alert(src, RuleDuplicates, src.dupSpike, ip, now)

@@ -88,3 +88,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, nil
 }
+
+// registerDedupe exposes the dedupe index's size.
+func (m *metrics) registerDedupe(reg prometheus.Registerer, x *dedupeIndex) error {
+	ids := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "telguard_webhook_dedupe_ids",
+		Help: "Event ids the dedupe index remembers (about 16 bytes each in memory and on disk).",
+	}, func() float64 { n, _ := x.stats(); return float64(n) })
+	forgotten := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "telguard_webhook_dedupe_forgotten_total",
+		Help: "Event ids forgotten before the dedupe window ended because the index reached its limit.",
+	}, func() float64 { _, d := x.stats(); return float64(d) })
+	for _, c := range []prometheus.Collector{ids, forgotten} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register webhook metrics: %w", err)
+		}
+	}
+	return nil
+}

@@ -63,6 +63,13 @@ type Config struct {
 	// (mutual TLS); a client without one fails the handshake. The
 	// signature is checked all the same.
 	TLSCert, TLSKey, TLSClientCAs string
+	// DedupeWindow is how long an event id, once queued, makes a retry of
+	// the event a duplicate (200, not queued again). → 24 h.
+	DedupeWindow time.Duration
+	// DedupeDir keeps the dedupe index's files, so that a restart
+	// remembers the window's ids. "" → in memory only. Give the queue a
+	// duplicate window of DedupeOverlap: the index does the rest.
+	DedupeDir string
 	// OnAlert, when set, receives each Alert (at most one per source, rule
 	// and window). It is called on the request's goroutine: hand off, never
 	// block.
@@ -110,6 +117,7 @@ const (
 	defaultWriteTimeout      = 10 * time.Second
 	defaultIdleTimeout       = 60 * time.Second
 	defaultShutdownTimeout   = 10 * time.Second
+	defaultDedupeWindow      = 24 * time.Hour
 	defaultSecretPoll        = time.Second
 	maxHeaderBytes           = 32 << 10
 	maxIPKeys                = 100_000
@@ -153,6 +161,8 @@ type Server struct {
 	// the poll retries it (a read error may pass), a request does not.
 	secretFailed bool
 	readSecrets  func(path string) (map[string][]StoredSecret, error) // ReadSecretStore; tests fail it
+
+	dedupe *dedupeIndex
 }
 
 // New checks cfg and builds a Server that publishes to q. Metrics are
@@ -175,6 +185,10 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 	def(&cfg.Alerts.SignatureFailures, defaultAlertSignatureFailures)
 	def(&cfg.Alerts.Duplicates, defaultAlertDuplicates)
 	def(&cfg.Alerts.Window, defaultAlertWindow)
+	def(&cfg.DedupeWindow, defaultDedupeWindow)
+	if cfg.DedupeWindow < DedupeOverlap {
+		return nil, fmt.Errorf("new webhook server: dedupe window %s is shorter than %s", cfg.DedupeWindow, DedupeOverlap)
+	}
 	if cfg.Alerts.Window < 0 {
 		return nil, errors.New("new webhook server: negative alert window")
 	}
@@ -243,6 +257,12 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 		if tlsCfg, err = serve.TLSConfig(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCAs); err != nil {
 			return nil, fmt.Errorf("new webhook server: %w", err)
 		}
+	}
+	if s.dedupe, err = openDedupe(cfg.DedupeDir, cfg.DedupeWindow, cfg.Clock(), logger); err != nil {
+		return nil, fmt.Errorf("new webhook server: %w", err)
+	}
+	if err := s.metrics.registerDedupe(reg, s.dedupe); err != nil {
+		return nil, fmt.Errorf("new webhook server: %w", err)
 	}
 	s.srv = serve.HTTP{Name: "webhooks", Addr: cfg.Addr, ShutdownTimeout: cfg.ShutdownTimeout, TLS: tlsCfg, Admit: s.admit, Server: &http.Server{
 		Handler:           s.mux,
@@ -331,16 +351,44 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.logger.Info("webhook ingress listening", "addr", s.srv.BoundAddr(), "sources", len(s.sources))
 	var wg sync.WaitGroup
+	pctx, stop := context.WithCancel(ctx)
+	defer func() {
+		stop()
+		wg.Wait()
+		if err := s.dedupe.close(); err != nil {
+			s.logger.Error("webhook dedupe index not saved at shutdown", "err", err)
+		}
+	}()
 	if s.cfg.SecretFile != "" {
-		pctx, stop := context.WithCancel(ctx)
-		defer func() { stop(); wg.Wait() }()
 		wg.Go(func() { s.pollSecrets(pctx) })
 	}
+	wg.Go(func() { s.keepDedupe(pctx) })
 	if err := s.srv.Run(ctx); err != nil {
 		return err
 	}
 	s.logger.Info("webhook ingress stopped")
 	return nil
+}
+
+// keepDedupe writes the dedupe index's new ids and forgets expired ones
+// once a second, until ctx ends.
+func (s *Server) keepDedupe(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.dedupe.expire(s.cfg.Clock())
+			err := s.dedupe.flush()
+			if err != nil && !failing {
+				s.logger.Error("webhook dedupe index not written; a restart would forget the ids since", "err", err)
+			}
+			failing = err != nil
+		}
+	}
 }
 
 // pollSecrets re-reads the secret store when it changes, until ctx ends.
