@@ -113,7 +113,7 @@ and the carrier on 127.0.0.2:
     listen: ["udp:127.0.0.1:5060"]
     upstream: "udp:127.0.0.1:5070"  # where telguard sim plays the PBX
     trusted: ["127.0.0.2/32"]       # the simulated carrier (inbound rings)
-    flood_requests: 1000000         # one office address carries all its calls
+    flood_requests: 100000          # one office address carries all its calls
 
   telguard serve --config sim.yaml --data ./simdata &
   telguard sim --sip-target udp:127.0.0.1:5060 --sip-pbx 127.0.0.1:5070 \

@@ -31,7 +31,7 @@ func TestSimThroughTheSIPEdgeMatchesInProcess(t *testing.T) {
   listen: ["udp:127.0.0.1:%d"]
   upstream: "udp:127.0.0.1:%d"
   trusted: ["%s/32"]
-  flood_requests: 1000000
+  flood_requests: 100000
 `, guard, pbx, carrier)
 	if err := os.WriteFile(filepath.Join(dir, "telguard.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
