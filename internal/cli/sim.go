@@ -369,6 +369,9 @@ func (e *env) simSIP(ctx context.Context, o sim.Options, target, pbx, carrier st
 		}
 		fmt.Fprintf(e.stdout, "\nDriven through the SIP edge at %s (PBX played at %s, %d source addresses): %d calls in %s, %.0f INVITEs/s (asked %g), %d failed exchanges.\n",
 			target, so.PBX, d.Sources(), st.Checks, st.Elapsed.Round(time.Millisecond), st.Rate, rate, st.Failures)
+		if r := st.Rejected; r != nil {
+			fmt.Fprintf(e.stdout, "Calls the edge rejected itself (no PBX hop, %d): p50 %.1f µs, p99 %.1f µs, max %.1f µs.\n", r.Decisions, r.P50, r.P99, r.Max)
+		}
 	}
 	if st.Failures > 0 {
 		return fmt.Errorf("sim: %d SIP exchanges with %s failed; first: %s", st.Failures, target, st.FirstErr)

@@ -188,6 +188,9 @@ type RemoteStats struct {
 	FirstErr string        `json:"first_error,omitempty"`
 	Elapsed  time.Duration `json:"elapsed_ns"`
 	Rate     float64       `json:"checks_per_second"` // achieved
+	// Rejected is the latency of the calls a SIP edge rejected itself: its
+	// decision without the PBX hop that the forwarded calls' ring adds.
+	Rejected *LatencyStats `json:"rejected_latency,omitempty"`
 }
 
 // Stats returns what the decider has seen so far.

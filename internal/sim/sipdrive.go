@@ -92,6 +92,7 @@ type SIPDecider struct {
 	started   time.Time
 	checks    int
 	latencies []time.Duration // INVITE → 180 or rejection; pacing excluded
+	rejected  []time.Duration // of those, the edge's rejections
 	failures  int
 	firstErr  error
 	closed    bool
@@ -387,8 +388,10 @@ func (d *SIPDecider) Decide(ctx context.Context, ev event.Event) event.Decision 
 		return allow
 	}
 	var header string
+	rejected := false
 	switch {
 	case res.StatusCode >= 300:
+		rejected = true
 		d.forget(c.id)
 		_ = d.sendFrom(p, []byte(ackNon2xx(c.invite, res).String()))
 		if h := res.GetHeader(HeaderDecision); h != nil {
@@ -407,6 +410,9 @@ func (d *SIPDecider) Decide(ctx context.Context, ev event.Event) event.Decision 
 	dec.Time, dec.Tenant = ev.Time, ev.Tenant
 	d.mu.Lock()
 	d.latencies = append(d.latencies, lat)
+	if rejected {
+		d.rejected = append(d.rejected, lat)
+	}
 	d.mu.Unlock()
 	if err != nil {
 		d.fail(fmt.Errorf("INVITE %s: %w", c.id, err))
@@ -710,11 +716,16 @@ func parseDecision(h string, status int) (event.Decision, error) {
 }
 
 // Stats returns what the decider has seen so far: INVITEs sent (Checks),
-// exchanges that failed, and the pace.
+// exchanges that failed, the pace, and the latency of the edge's
+// rejections apart (the edge alone, no PBX hop).
 func (d *SIPDecider) Stats() RemoteStats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := RemoteStats{Checks: d.checks, Failures: d.failures}
+	if len(d.rejected) > 0 {
+		l := latencyStats(append([]time.Duration(nil), d.rejected...))
+		st.Rejected = &l
+	}
 	if d.firstErr != nil {
 		st.FirstErr = d.firstErr.Error()
 	}

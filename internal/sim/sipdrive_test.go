@@ -248,6 +248,9 @@ func TestSIPRunMatchesInProcess(t *testing.T) {
 		t.Errorf("%d attacks, %d inbound, %d warm-up through SIP; %d, %d, %d in process",
 			len(remote.Attacks), remote.Inbound, remote.WarmUpCalls, len(local.Attacks), local.Inbound, local.WarmUpCalls)
 	}
+	if st.Rejected == nil || st.Rejected.Decisions < remote.Overall.Blocked+remote.Honest.Blocked || st.Rejected.Decisions >= st.Checks {
+		t.Errorf("rejections' latency %+v; %d blocked of %d", st.Rejected, remote.Overall.Blocked+remote.Honest.Blocked, st.Checks)
+	}
 	if remote.Overall.Blocked == 0 || remote.Latency.Decisions != st.Checks || remote.Latency.P50 <= 0 || remote.Target != "udp:"+edge.addr().String() {
 		t.Errorf("blocked %d, latency %+v, target %q", remote.Overall.Blocked, remote.Latency, remote.Target)
 	}
