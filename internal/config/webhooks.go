@@ -43,7 +43,8 @@ type Webhooks struct {
 	// raises an alert (a decisions-log record, a warning, a metric).
 	Alerts WebhookAlerts `yaml:"alerts"`
 	// DedupeWindow is how long a queued event's id makes a retry of it a
-	// duplicate. Default 24h (0 → the default), at least 2m.
+	// duplicate. Default 24h (0 → the default); at least twice every
+	// source's timestamp tolerance (checked when the ingress starts).
 	DedupeWindow time.Duration `yaml:"dedupe_window"`
 	// TLSCert and TLSKey (PEM files) serve the ingress over HTTPS.
 	TLSCert string `yaml:"tls_cert"`

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -254,3 +255,25 @@ func BenchmarkDedupeSeen(b *testing.B) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// The dedupe window must cover a signed request's whole replay span, twice
+// the timestamp tolerance (the sender's clock may be ahead or behind).
+func TestDedupeWindowCoversReplays(t *testing.T) {
+	q, err := queue.Open(context.Background(), queue.Options{Embedded: true, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	src := func(tol time.Duration) map[string]SourceConfig {
+		return map[string]SourceConfig{"telco": {Tenant: "acme", Verifier: VerifierConfig{Secrets: []Secret{{Key: keyA}}, Tolerance: tol}}}
+	}
+	if _, err := New(Config{DedupeWindow: 9 * time.Minute, Sources: src(0)}, q, nil, nil); err == nil || !strings.Contains(err.Error(), "tolerance") {
+		t.Fatalf("9m window, default 5m tolerance: %v; want refused", err)
+	}
+	if _, err := New(Config{DedupeWindow: 10 * time.Minute, Sources: src(0)}, q, nil, nil); err != nil {
+		t.Fatalf("10m window, 5m tolerance: %v", err)
+	}
+	if _, err := New(Config{DedupeWindow: 10 * time.Minute, Sources: src(time.Hour)}, q, nil, nil); err == nil {
+		t.Fatal("10m window, 1h tolerance: accepted")
+	}
+}

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -230,6 +231,12 @@ func New(cfg Config, q Queue, reg prometheus.Registerer, logger *slog.Logger) (*
 		}
 	}
 	for name, sc := range cfg.Sources {
+		// A signed request can be replayed as long as its timestamp is
+		// within the tolerance either side of the clock: the index must
+		// remember its id at least that long, or a replay is queued anew.
+		if tol := cmp.Or(sc.Verifier.Tolerance, DefaultTolerance); !sc.Verifier.NoTimestamp && cfg.DedupeWindow < 2*tol {
+			return nil, fmt.Errorf("new webhook server: source %s: dedupe window %s is shorter than twice its timestamp tolerance %s: a replay could be queued again", name, cfg.DedupeWindow, tol)
+		}
 		if len(sc.ClientCertNames) > 0 && cfg.TLSClientCAs == "" {
 			return nil, fmt.Errorf("new webhook server: source %s: client certificate names need mutual TLS (client CAs)", name)
 		}
