@@ -93,7 +93,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		s.onAck(in, req, src, branch, callID, trusted, fromUp, now, start)
 		return
 	case req.IsCancel():
-		s.onCancel(ctx, in, req, src, branch, callID, trusted, fromUp, now, at, start)
+		s.onCancel(in, req, src, branch, callID, trusted, fromUp, now, at, start)
 		return
 	case hasToTag(req):
 		rt := s.popRoutes(req, callID, src)
@@ -109,9 +109,23 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		}
 		s.metrics.request(req.Method, label)
 		if req.Method == sip.BYE && (trusted || flag != 0) {
-			// Before the BYE goes on: whoever sees its 200 may count on
-			// the engine knowing the call ended.
-			s.endCall(ctx, callID, now, at, flag == stampScreened)
+			if fromUp {
+				// The PBX hung up: the call is over whatever the phone
+				// answers (RFC 3261 §15.1.1), and a phone that never
+				// answers must not keep it counted. Told before the BYE
+				// goes on, so whoever sees it may count on the engine
+				// knowing.
+				s.endCall(ctx, callID, now, at, flag == stampScreened)
+			} else {
+				// A hang-up from the caller's side ends the call when the
+				// PBX accepts it (its 2xx, see responseEvents): a BYE the
+				// guard cannot forward, or one the PBX refuses (wrong
+				// tags, a spoofed source), ends nothing. Remembered
+				// before it goes, so the 2xx cannot overtake it; a
+				// retransmission keeps the first.
+				s.txs.add(branch, &txState{method: sip.BYE, endsCall: true, stamped: flag == stampScreened,
+					ev: event.Event{CallID: callID, Time: at}}, now)
+			}
 		}
 		if err := s.forward(in, req, branch, fromUp, 0, callID, src, rt); err != nil {
 			s.fail(in, req, err)
@@ -229,7 +243,7 @@ func (s *Server) onAck(in *listener, req *sip.Request, src netip.AddrPort, branc
 
 // onCancel forwards a CANCEL along its INVITE's path (the branch is the
 // same), or answers it when the guard answered the INVITE itself.
-func (s *Server) onCancel(ctx context.Context, in *listener, req *sip.Request, src netip.AddrPort, branch, callID string, trusted, fromUp bool, now, at time.Time, start time.Time) {
+func (s *Server) onCancel(in *listener, req *sip.Request, src netip.AddrPort, branch, callID string, trusted, fromUp bool, now, at time.Time, start time.Time) {
 	s.metrics.request(req.Method, verdictFollowUp)
 	tx, known := s.txs.get(branch, now)
 	switch {
@@ -243,17 +257,34 @@ func (s *Server) onCancel(ctx context.Context, in *listener, req *sip.Request, s
 		s.fail(in, req, ErrUnknownDialog)
 		return
 	}
-	if known && tx.screened {
-		// Before the CANCEL goes on, so the engine knows before the 200
-		// and the 487 come back.
-		s.endCall(ctx, callID, now, at, false)
-	}
+	// The CANCEL ends nothing by itself: the PBX may have answered
+	// already (a CANCEL crossing the 200 leaves the call up), and one the
+	// guard cannot forward never reaches it. The INVITE's 487 ends the
+	// call (responseEvents), at the CANCEL's event time, set here before
+	// the CANCEL goes so the 487 cannot overtake it.
+	cancelled := known && tx.screened && s.markCancel(branch, now, at)
 	rt := s.popRoutes(req, callID, src)
 	if err := s.forward(in, req, branch, fromUp, 0, callID, src, rt); err != nil {
+		if cancelled {
+			s.markCancel(branch, now, time.Time{})
+		}
 		s.fail(in, req, err)
 		return
 	}
 	s.metrics.forwarded(start)
+}
+
+// markCancel sets (at zero: clears) the event time of the CANCEL of the
+// INVITE transaction branch, unless a CANCEL already set it. It reports
+// whether it changed anything.
+func (s *Server) markCancel(branch string, now, at time.Time) bool {
+	changed := false
+	s.txs.update(branch, now, func(t **txState) {
+		if (*t).method == sip.INVITE && (at.IsZero() || (*t).cancelAt.IsZero()) {
+			(*t).cancelAt, changed = at, true
+		}
+	})
+	return changed
 }
 
 // onResponse relays a response one hop back, by its Via.
@@ -339,11 +370,22 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 		(*t).final = true
 		tx = **t
 	})
-	if !found || !tx.screened {
+	if !found {
 		return
 	}
 	at := s.responseTime(res, now)
 	code := res.StatusCode
+	if method == sip.BYE {
+		if tx.endsCall && code < 300 {
+			// The PBX took the caller's hang-up: the call ended at the
+			// BYE's time, told before this 2xx is relayed.
+			s.endCall(ctx, tx.ev.CallID, now, tx.ev.Time, tx.stamped)
+		}
+		return
+	}
+	if !tx.screened {
+		return
+	}
 	// 401/407 to a request without credentials is the normal digest
 	// challenge; the engine knows that from SIPInfo.Credentials. 404 to a
 	// REGISTER or INVITE names a user that does not exist: enumeration.
@@ -354,6 +396,9 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 		case code < 300:
 			s.answered(ctx, tx.ev.CallID, now, at)
 		case first:
+			if !tx.cancelAt.IsZero() {
+				at = tx.cancelAt // the caller hung up then
+			}
 			s.endCall(ctx, tx.ev.CallID, now, at, false)
 			if authFailed && !tx.ev.Direction.IsInbound() {
 				s.authEvent(ctx, &tx, event.SIPAuthFailure, code, now, at)

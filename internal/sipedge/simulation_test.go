@@ -157,13 +157,17 @@ func TestSimulationAnswersAndEndsAreToldBeforeTheyAreRelayed(t *testing.T) {
 	assertObserved(t, eng, event.CallEnded, "call-2@test", t0.Add(time.Minute+2*time.Second))
 
 	// A call the caller cancels: ended, at the CANCEL's time, before the
-	// CANCEL reaches the PBX.
+	// 487 reaches the caller.
 	third := strings.NewReplacer("call-1@test", "call-3@test", "test-1", "test-3").Replace(invite)
 	r.caller.send(r.port, withHeader(third, hdrEventTime+": "+t0.Add(2*time.Minute).Format(time.RFC3339)))
-	r.upstream.expectRequest(sip.INVITE)
+	inv3 := r.upstream.expectRequest(sip.INVITE)
 	cancel := strings.NewReplacer("INVITE sip", "CANCEL sip", "1 INVITE", "1 CANCEL").Replace(third)
 	r.caller.send(r.port, withHeader(cancel, hdrEventTime+": "+t0.Add(2*time.Minute+4*time.Second).Format(time.RFC3339)))
-	r.upstream.expectRequest(sip.CANCEL)
+	c := r.upstream.expectRequest(sip.CANCEL)
+	r.upstream.answer(r.port, pbxAnswer(c, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	r.upstream.answer(r.port, pbxAnswer(inv3, 487, "Request Terminated", time.Time{}))
+	r.caller.expectResponse(487)
 	assertObserved(t, eng, event.CallEnded, "call-3@test", t0.Add(2*time.Minute+4*time.Second))
 
 	// The PBX hangs up the first call: its BYE's time.

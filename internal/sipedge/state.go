@@ -69,6 +69,20 @@ func (c *fifoCache[K, V]) put(k K, v V, now time.Time) {
 	c.items[k] = c.order.PushBack(&fifoItem[K, V]{key: k, val: v, expires: now.Add(c.ttl)})
 }
 
+// add stores v under k unless a live entry is there, and reports whether
+// it stored it.
+func (c *fifoCache[K, V]) add(k K, v V, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expire(now, 0)
+	if _, ok := c.items[k]; ok {
+		return false
+	}
+	c.expire(now, 1)
+	c.items[k] = c.order.PushBack(&fifoItem[K, V]{key: k, val: v, expires: now.Add(c.ttl)})
+	return true
+}
+
 // update runs f on the entry for k under the lock, if it is there.
 func (c *fifoCache[K, V]) update(k K, now time.Time, f func(v *V)) bool {
 	c.mu.Lock()
@@ -113,8 +127,11 @@ const endedTTL = 32 * time.Second
 // request, keyed by the branch the guard put (or would have put) on it.
 type txState struct {
 	method   sip.RequestMethod
-	ev       event.Event   // the request as the engine saw it
+	ev       event.Event   // the request as the engine saw it; for a BYE that ends a call, its Call-ID and time
 	screened bool          // the engine allowed it: its outcome is reported
+	endsCall bool          // a BYE from the caller's side: its 2xx ends the call ev.CallID
+	stamped  bool          // with endsCall: it carried a screened call's stamp
+	cancelAt time.Time     // an INVITE: the event time of the CANCEL forwarded for it (under the cache lock)
 	hadAuth  bool          // it carried credentials
 	final    bool          // a final response has been seen
 	relayed  bool          // a final response has been relayed (under Server.order)

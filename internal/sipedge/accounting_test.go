@@ -1,0 +1,222 @@
+package sipedge
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/telguard/telguard/internal/event"
+)
+
+// The engine's concurrency limits and minute and money quotas count what
+// the edge reports: an end the PBX never saw frees a slot the call still
+// holds, and an answer never reported is never billed. These tests drive
+// the ways a caller could make the two disagree.
+
+// answeredCall has the caller place invite (call-1@test) and the PBX
+// answer it; it returns the INVITE as the PBX got it.
+func answeredCall(t *testing.T, r *proxyRig) *sip.Request {
+	t.Helper()
+	r.caller.send(r.port, invite)
+	inv := r.upstream.expectRequest(sip.INVITE)
+	r.upstream.answer(r.port, pbxAnswer(inv, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	if n := r.eng.count(event.CallAnswered); n != 1 {
+		t.Fatalf("call_answered = %d when the 200 reached the caller, want 1", n)
+	}
+	return inv
+}
+
+// cancelOf is the caller's CANCEL of invite.
+func cancelOf(inv string) string {
+	return strings.NewReplacer("INVITE sip", "CANCEL sip", "1 INVITE", "1 CANCEL").Replace(inv)
+}
+
+// settle gives the guard's workers time to handle what was last sent, for
+// tests that assert something did not happen.
+func settle() { time.Sleep(100 * time.Millisecond) }
+
+func TestByeThatCannotBeForwardedDoesNotEndTheCall(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	inv := answeredCall(t, r)
+	bye := byeFor(inv, "z9hG4bK-bye-1")
+	r.caller.send(r.port, strings.Replace(bye, "Max-Forwards: 70", "Max-Forwards: 0", 1))
+	r.caller.expectResponse(483)
+	r.upstream.expectNothing("upstream, after a BYE with Max-Forwards 0")
+	if n := r.eng.count(event.CallEnded); n != 0 {
+		t.Fatalf("call_ended = %d for a BYE the PBX never saw, want 0: the call goes on", n)
+	}
+	// The real hang-up ends it, before its 200 reaches the caller.
+	r.caller.send(r.port, strings.ReplaceAll(bye, "bye-1", "bye-2"))
+	got := r.upstream.expectRequest(sip.BYE)
+	r.upstream.answer(r.port, pbxAnswer(got, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	if n := r.eng.count(event.CallEnded); n != 1 {
+		t.Errorf("call_ended = %d when the 200 to the BYE reached the caller, want 1", n)
+	}
+}
+
+func TestCancelThatCannotBeForwardedDoesNotEndTheCall(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	r.caller.send(r.port, invite)
+	inv := r.upstream.expectRequest(sip.INVITE)
+	r.caller.send(r.port, strings.Replace(cancelOf(invite), "Max-Forwards: 70", "Max-Forwards: 0", 1))
+	r.caller.expectResponse(483)
+	r.upstream.expectNothing("upstream, after a CANCEL with Max-Forwards 0")
+	// The PBX never saw the CANCEL and answers: the call is up.
+	r.upstream.answer(r.port, pbxAnswer(inv, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	settle()
+	if a, e := r.eng.count(event.CallAnswered), r.eng.count(event.CallEnded); a != 1 || e != 0 {
+		t.Errorf("answered %d, ended %d; want 1 and 0: the call is up and must be counted", a, e)
+	}
+}
+
+func TestCancelAfterTheAnswerDoesNotEndTheCall(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	answeredCall(t, r)
+	r.caller.send(r.port, cancelOf(invite))
+	c := r.upstream.expectRequest(sip.CANCEL)
+	r.upstream.answer(r.port, pbxAnswer(c, 200, "OK", time.Time{})) // the PBX keeps the call
+	r.caller.expectResponse(200)
+	settle()
+	if n := r.eng.count(event.CallEnded); n != 0 {
+		t.Errorf("call_ended = %d after a CANCEL of an answered call, want 0", n)
+	}
+}
+
+// A CANCEL ends a call through the INVITE's 487, told to the engine
+// before the 487 is relayed.
+func TestCancelledCallEndsWithIts487(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	r.caller.send(r.port, invite)
+	inv := r.upstream.expectRequest(sip.INVITE)
+	r.caller.send(r.port, cancelOf(invite))
+	c := r.upstream.expectRequest(sip.CANCEL)
+	r.upstream.answer(r.port, pbxAnswer(c, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	if n := r.eng.count(event.CallEnded); n != 0 {
+		t.Errorf("call_ended = %d on the 200 to the CANCEL, want 0: the INVITE may still be answered", n)
+	}
+	r.upstream.answer(r.port, pbxAnswer(inv, 487, "Request Terminated", time.Time{}))
+	r.caller.expectResponse(487)
+	if n := r.eng.count(event.CallEnded); n != 1 {
+		t.Errorf("call_ended = %d when the 487 reached the caller, want 1", n)
+	}
+}
+
+// The PBX answered just before the CANCEL reached it: the call is up, and
+// ends with the caller's BYE (RFC 3261 §9.1).
+func TestCancelCrossingTheAnswer(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	r.caller.send(r.port, invite)
+	inv := r.upstream.expectRequest(sip.INVITE)
+	r.caller.send(r.port, cancelOf(invite))
+	c := r.upstream.expectRequest(sip.CANCEL)
+	r.upstream.answer(r.port, pbxAnswer(inv, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	r.upstream.answer(r.port, pbxAnswer(c, 481, "Call/Transaction Does Not Exist", time.Time{}))
+	r.caller.expectResponse(481)
+	settle()
+	if a, e := r.eng.count(event.CallAnswered), r.eng.count(event.CallEnded); a != 1 || e != 0 {
+		t.Fatalf("answered %d, ended %d; want 1 and 0", a, e)
+	}
+	r.caller.send(r.port, byeFor(inv, "z9hG4bK-bye-1"))
+	bye := r.upstream.expectRequest(sip.BYE)
+	r.upstream.answer(r.port, pbxAnswer(bye, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	if n := r.eng.count(event.CallEnded); n != 1 {
+		t.Errorf("call_ended = %d after the BYE's 200, want 1", n)
+	}
+}
+
+// A BYE carrying the call's valid stamp but tags the PBX does not know:
+// the PBX answers 481 and the call goes on.
+func TestByeThePBXRefusesDoesNotEndTheCall(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	inv := answeredCall(t, r)
+	wrongTags := strings.NewReplacer(";tag=pbx1", ";tag=nope", ";tag=a1", ";tag=x9").Replace(byeFor(inv, "z9hG4bK-bye-1"))
+	r.caller.send(r.port, wrongTags)
+	bye := r.upstream.expectRequest(sip.BYE)
+	r.upstream.answer(r.port, pbxAnswer(bye, 481, "Call/Transaction Does Not Exist", time.Time{}))
+	r.caller.expectResponse(481)
+	if n := r.eng.count(event.CallEnded); n != 0 {
+		t.Errorf("call_ended = %d after the PBX refused the BYE, want 0", n)
+	}
+}
+
+// Retransmitted BYEs and 200s end the call once.
+func TestRetransmittedByeEndsTheCallOnce(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	inv := answeredCall(t, r)
+	bye := byeFor(inv, "z9hG4bK-bye-1")
+	r.caller.send(r.port, bye)
+	got := r.upstream.expectRequest(sip.BYE)
+	r.caller.send(r.port, bye)
+	again := r.upstream.expectRequest(sip.BYE)
+	if b1, b2 := got.Via().Params.GetOr("branch", ""), again.Via().Params.GetOr("branch", ""); b1 != b2 {
+		t.Errorf("retransmitted BYE on branch %q, want the first's %q", b2, b1)
+	}
+	for range 2 {
+		r.upstream.answer(r.port, pbxAnswer(got, 200, "OK", time.Time{}))
+		r.caller.expectResponse(200)
+	}
+	settle()
+	if n := r.eng.count(event.CallEnded); n != 1 {
+		t.Errorf("call_ended = %d, want 1", n)
+	}
+}
+
+// The PBX hangs up: the call ends as the PBX sends its BYE (RFC 3261
+// §15.1.1: the sender of a BYE ends the session at once), even if the
+// phone never answers it.
+func TestPBXByeEndsTheCallWithoutThePhonesAnswer(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	inv := answeredCall(t, r)
+	bye := strings.NewReplacer("$RR", inv.RecordRoute().Value(), "$CALLER", "127.0.0.1:"+strconv.Itoa(r.caller.port())).Replace(`
+BYE sip:1001@$CALLER SIP/2.0
+Via: SIP/2.0/UDP $ME;branch=z9hG4bK-pbx-bye
+Route: $RR
+From: <sip:5511999990000@guard>;tag=pbx1
+To: <sip:1001@example.com>;tag=a1
+Call-ID: call-1@test
+CSeq: 9 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+`)
+	r.upstream.send(r.port, bye)
+	r.caller.expectRequest(sip.BYE) // and never answers
+	if n := r.eng.count(event.CallEnded); n != 1 {
+		t.Errorf("call_ended = %d when the PBX's BYE reached the phone, want 1", n)
+	}
+}
+
+// A caller spoofing the carrier's address (UDP) sends an unstamped BYE
+// with made-up tags for its own call: the PBX refuses it, the call goes
+// on, and so does its accounting.
+func TestSpoofedCarrierByeDoesNotEndACall(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, trustCarrier)
+	answeredCall(t, r)
+	spoofer := newPeerAt(t, carrierIP)
+	spoofer.send(r.port, `
+BYE sip:pbx@127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP $ME;branch=z9hG4bK-spoof-1
+From: <sip:x@example.com>;tag=zz
+To: <sip:y@guard>;tag=yy
+Call-ID: call-1@test
+CSeq: 9 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+`)
+	bye := r.upstream.expectRequest(sip.BYE)
+	r.upstream.answer(r.port, pbxAnswer(bye, 481, "Call/Transaction Does Not Exist", time.Time{}))
+	spoofer.expectResponse(481)
+	if n := r.eng.count(event.CallEnded); n != 0 {
+		t.Errorf("call_ended = %d after a spoofed BYE the PBX refused, want 0", n)
+	}
+}
