@@ -84,6 +84,7 @@ type SIPOptions struct {
 type SIPDecider struct {
 	o   SIPOptions
 	pbx *net.UDPConn
+	t1  time.Duration // first retransmission
 
 	mu        sync.Mutex
 	nets      map[[3]byte]int         // simulated /24 → its loopback /24's index
@@ -153,7 +154,7 @@ func NewSIPDecider(o SIPOptions) (*SIPDecider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: listen as the PBX: %v", ErrSIP, err)
 	}
-	d := &SIPDecider{o: o, pbx: conn, nets: map[[3]byte]int{}, sources: map[netip.Addr]*sipPeer{}, calls: map[string]*sipCall{}}
+	d := &SIPDecider{o: o, pbx: conn, t1: sipT1, nets: map[[3]byte]int{}, sources: map[netip.Addr]*sipPeer{}, calls: map[string]*sipCall{}}
 	d.wg.Add(1)
 	go d.read(conn, d.onPBX)
 	return d, nil
@@ -517,7 +518,7 @@ func (d *SIPDecider) end(ctx context.Context, c *sipCall, at time.Time) error {
 // exchange times out.
 func (d *SIPDecider) exchange(ctx context.Context, send func() error, ch <-chan *sip.Response, method sip.RequestMethod, atLeast int) (*sip.Response, error) {
 	deadline := time.Now().Add(d.o.Timeout)
-	rto := sipT1
+	rto := d.t1
 	t := time.NewTimer(rto)
 	defer t.Stop()
 	if err := send(); err != nil {

@@ -39,6 +39,8 @@ type fakeEdge struct {
 	callers  map[string]netip.AddrPort // Call-ID → caller
 	rejected map[string][]byte         // Call-ID → the edge's rejection, for retransmissions
 	sources  map[netip.Addr]bool       // every caller address seen
+	drop     func(sip.Message) bool    // when set, messages it says to drop are lost on the way in
+	events   map[event.Kind]int        // what the engine was told
 	wg       sync.WaitGroup
 }
 
@@ -50,7 +52,7 @@ func newFakeEdge(t *testing.T, pol *policy.Policy, tenant string, start time.Tim
 	}
 	clk := clock.NewManual(start)
 	e := &fakeEdge{t: t, conn: conn, pbx: pbx, carrier: carrier, eng: engine.New(pol, engine.Options{Clock: clk}), clk: clk, tenant: tenant,
-		callers: map[string]netip.AddrPort{}, rejected: map[string][]byte{}, sources: map[netip.Addr]bool{}}
+		callers: map[string]netip.AddrPort{}, rejected: map[string][]byte{}, sources: map[netip.Addr]bool{}, events: map[event.Kind]int{}}
 	e.wg.Add(1)
 	go e.serve()
 	t.Cleanup(func() { conn.Close(); e.wg.Wait() })
@@ -70,6 +72,12 @@ func (e *fakeEdge) serve() {
 		msg, err := sip.ParseMessage(append([]byte(nil), buf[:n]...))
 		if err != nil {
 			e.t.Errorf("fake edge: unparsable message: %v", err)
+			continue
+		}
+		e.mu.Lock()
+		drop := e.drop != nil && e.drop(msg)
+		e.mu.Unlock()
+		if drop {
 			continue
 		}
 		switch m := msg.(type) {
@@ -98,6 +106,9 @@ func (e *fakeEdge) timeOf(m interface {
 }
 
 func (e *fakeEdge) observe(kind event.Kind, callID string, at time.Time) {
+	e.mu.Lock()
+	e.events[kind]++
+	e.mu.Unlock()
 	e.clk.Set(at)
 	_ = e.eng.Observe(context.Background(), event.Event{Kind: kind, Time: at, Tenant: e.tenant, CallID: callID, Sensor: "sip"})
 }
@@ -121,6 +132,9 @@ func (e *fakeEdge) onRequest(req *sip.Request, from netip.AddrPort) {
 			ev.Account, ev.Direction = req.Recipient.User, event.Inbound
 		}
 		e.clk.Set(at)
+		e.mu.Lock()
+		e.events[ev.Kind]++
+		e.mu.Unlock()
 		d := e.eng.Decide(context.Background(), ev)
 		rule := ""
 		for _, r := range d.Reasons {
@@ -185,7 +199,7 @@ func (e *fakeEdge) onResponse(res *sip.Response) {
 }
 
 func (e *fakeEdge) send(b []byte, to netip.AddrPort) {
-	if _, err := e.conn.WriteToUDPAddrPort(b, to); err != nil {
+	if _, err := e.conn.WriteToUDPAddrPort(b, to); err != nil && !errors.Is(err, net.ErrClosed) {
 		e.t.Errorf("fake edge: send: %v", err)
 	}
 }
@@ -437,5 +451,73 @@ func FuzzParseDecision(f *testing.F) {
 func BenchmarkParseDecision(b *testing.B) {
 	for b.Loop() {
 		_, _ = parseDecision("verdict=deny; rule=destination.number_type; risk=90; score=0.0000", 403)
+	}
+}
+
+// Datagrams lost on the way: the first INVITE, the PBX's first 200 and
+// 480 and the first BYE never reach the edge. Each exchange is repeated
+// until it goes through, and the edge (so the engine) hears of every
+// attempt, answer and end once.
+func TestSIPRetransmitsLostMessages(t *testing.T) {
+	pol := examplePolicy(t)
+	_, world, err := World(pol, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pbx, carrier := freeUDP(t, "127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	edge := newFakeEdge(t, world, "demo", DefaultStart, pbx, carrier)
+	lost := map[string]bool{}
+	edge.mu.Lock()
+	defer edge.mu.Unlock()
+	edge.drop = func(m sip.Message) bool { // under edge.mu
+		var key string
+		switch m := m.(type) {
+		case *sip.Request:
+			key = string(m.Method)
+		case *sip.Response:
+			key = fmt.Sprint(m.StatusCode)
+		}
+		if key == "180" || key == "ACK" || lost[key] {
+			return false
+		}
+		lost[key] = true
+		return true
+	}
+	edge.mu.Unlock()
+	d, err := NewSIPDecider(SIPOptions{Target: edge.addr(), PBX: pbx, Carrier: carrier, RunID: "loss-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	d.t1 = 50 * time.Millisecond
+	ctx := context.Background()
+	at := DefaultStart.Add(10 * time.Hour)
+	call := func(id string, at time.Time) {
+		ev := event.Event{Kind: event.CallAttempt, Time: at, Tenant: "demo", Account: "2001", CallID: id, From: "2001",
+			To: "+551133334444", SourceIP: netip.MustParseAddr("198.18.0.0")}
+		if dec := d.Decide(ctx, ev); dec.Verdict != event.Allow {
+			t.Fatalf("%s: %+v", id, dec)
+		}
+	}
+	call("answered", at)
+	if err := d.Observe(ctx, event.Event{Kind: event.CallAnswered, CallID: "answered", Time: at.Add(5 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Observe(ctx, event.Event{Kind: event.CallEnded, CallID: "answered", Time: at.Add(65 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	call("unanswered", at.Add(time.Minute))
+	if err := d.Observe(ctx, event.Event{Kind: event.CallEnded, CallID: "unanswered", Time: at.Add(90 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if st := d.Stats(); st.Failures != 0 || st.Checks != 2 {
+		t.Errorf("stats %+v", st)
+	}
+	edge.mu.Lock()
+	if len(lost) != 4 {
+		t.Errorf("lost %v, want the first INVITE, 200, BYE and 480", lost)
+	}
+	if want := map[event.Kind]int{event.CallAttempt: 2, event.CallAnswered: 1, event.CallEnded: 2}; fmt.Sprint(edge.events) != fmt.Sprint(want) {
+		t.Errorf("the engine was told %v, want %v", edge.events, want)
 	}
 }
