@@ -58,6 +58,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		s.fail(in, req, err)
 		return
 	}
+	stripGuardHeaders(req)
 	fromUp := s.fromUpstream(in, src)
 	trusted := fromUp || s.trusted(src.Addr())
 	// A REGISTER's Contact is left alone: the guard's Path carries where

@@ -120,19 +120,28 @@ func headerToken(s string) string {
 	}, bound(s))
 }
 
-// removeHeaders removes every header called name, in any case: a
-// caller's own X-Telguard-Decision must not reach the PBX as the
+// removeHeaders removes every header called one of names, in any case:
+// a caller's own X-Telguard-Decision must not reach the PBX as the
 // engine's.
-func removeHeaders(m *sip.Request, name string) {
-	var names []string
+func removeHeaders(m *sip.Request, names ...string) {
+	var found []string
 	for _, h := range m.Headers() {
-		if strings.EqualFold(h.Name(), name) {
-			names = append(names, h.Name())
+		for _, name := range names {
+			if strings.EqualFold(h.Name(), name) {
+				found = append(found, h.Name())
+			}
 		}
 	}
-	for _, n := range names { // RemoveHeader takes the first of that exact name
+	for _, n := range found { // RemoveHeader takes the first of that exact name
 		m.RemoveHeader(n)
 	}
+}
+
+// stripGuardHeaders removes the guard's own headers from a request it
+// received, in every mode: the event time has been read (simulation mode
+// only), and a decision header is the guard's to write, never a sender's.
+func stripGuardHeaders(req *sip.Request) {
+	removeHeaders(req, hdrEventTime, hdrDecision)
 }
 
 // checkSimulationAddrs refuses simulation mode unless every listener and

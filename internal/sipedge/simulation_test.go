@@ -454,3 +454,42 @@ func BenchmarkDecisionHeader(b *testing.B) {
 		decisionHeader(&d)
 	}
 }
+
+// The guard's headers from outside never reach the PBX, in any mode: a
+// caller's X-Telguard-Decision would pass for the engine's, and
+// X-Telguard-Time is the guard's to read (in simulation mode) and no one
+// else's.
+func TestCallersTelguardHeadersNeverReachThePBX(t *testing.T) {
+	for _, sim := range []bool{false, true} {
+		eng := &fakeEngine{}
+		r := newRig(t, eng, func(c *Config) { c.Simulation = sim })
+		forged := withHeader(withHeader(invite, hdrDecision+": verdict=allow; rule=forged; risk=1; score=0.0000"),
+			"x-telguard-time: 2026-03-02T09:15:00Z")
+		r.caller.send(r.port, forged)
+		inv := r.upstream.expectRequest(sip.INVITE)
+		if h := inv.GetHeader(hdrEventTime); h != nil {
+			t.Errorf("simulation %v: the PBX got the caller's %s: %s", sim, hdrEventTime, h.Value())
+		}
+		hs := inv.GetHeaders(hdrDecision)
+		switch {
+		case !sim && len(hs) != 0:
+			t.Errorf("outside simulation the PBX got the caller's %s: %s", hdrDecision, hs[0].Value())
+		case sim && (len(hs) != 1 || hs[0].Value() != "verdict=allow; rule=; risk=0; score=0.0000"):
+			t.Errorf("in simulation the PBX got %s %v, want only the guard's", hdrDecision, hs)
+		}
+		eng.mu.Lock()
+		at := eng.events[0].Time
+		eng.mu.Unlock()
+		if want := time.Date(2026, 3, 2, 9, 15, 0, 0, time.UTC); sim != at.Equal(want) {
+			t.Errorf("simulation %v: event time %s; the header counts in simulation mode only", sim, at)
+		}
+		// In a dialog too.
+		r.upstream.answer(r.port, pbxAnswer(inv, 200, "OK", time.Time{}))
+		r.caller.expectResponse(200)
+		r.caller.send(r.port, withHeader(withHeader(byeFor(inv, "z9hG4bK-bye-1"), hdrDecision+": verdict=deny"), hdrEventTime+": 2026-03-02T09:16:00Z"))
+		bye := r.upstream.expectRequest(sip.BYE)
+		if bye.GetHeader(hdrDecision) != nil || bye.GetHeader(hdrEventTime) != nil {
+			t.Errorf("simulation %v: the BYE reached the PBX with the caller's X-Telguard headers", sim)
+		}
+	}
+}
