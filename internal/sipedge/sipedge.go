@@ -22,7 +22,8 @@
 // and of what follows:
 //
 //	2xx to INVITE                → Observe call_answered
-//	BYE, CANCEL, final failure   → Observe call_ended (duration from the engine)
+//	2xx to a caller's BYE, the upstream's BYE,
+//	final failure (487 after CANCEL) → Observe call_ended (duration from the engine)
 //	401/407/403 to REGISTER/INVITE → Decide sip_auth_failure
 //	2xx to REGISTER with credentials → Decide sip_auth_success
 //
