@@ -267,8 +267,12 @@ func (e *Engine) newNetwork(b *verdictBuilder, t *policy.Tenant, g *policy.Group
 		return
 	}
 	rule := policy.RuleBaselineNewNetwork
-	b.hit(rule, t.ModeOf(rule, bl.Mode), action, level, patternSIP(action),
-		"call from a network this tenant has not used before ("+anomaly.NetworkOf(ev.SourceIP).String()+")"+why)
+	// Built in a stack buffer: one allocation for the reason, not three.
+	var buf [112]byte
+	r := append(buf[:0], "call from a network this tenant has not used before ("...)
+	r = anomaly.NetworkOf(ev.SourceIP).AppendTo(r)
+	r = append(append(r, ')'), why...)
+	b.hit(rule, t.ModeOf(rule, bl.Mode), action, level, patternSIP(action), string(r))
 }
 
 // deviation is an attempt's measured deviation from its baseline: the
@@ -358,12 +362,12 @@ const maxInbound = 4096
 // account it rang, so that calling it back is caught as a Wangiri
 // callback; so is any international call that ends unanswered within
 // seconds.
-func (e *Engine) decideInbound(b *verdictBuilder, t *policy.Tenant, ev event.Event) {
+func (e *Engine) decideInbound(b *verdictBuilder, t *policy.Tenant, ev event.Event, changes []event.Change) {
 	mode := func(rule string) event.Mode { return t.ModeOf(rule, event.Enforce) }
 	g := t.GroupFor(ev.Account)
 	s := e.state(ev.Tenant)
 	s.mu.Lock()
-	changes := s.expire(t, ev.Time, nil)
+	changes = s.expire(t, ev.Time, changes)
 	if ban := s.banned(ev.SourceIP, ev.Time, &changes); ban != nil {
 		b.hit("source_ip.banned", mode("source_ip.banned"), event.Ban, "", sipDecline,
 			fmt.Sprintf("source banned until %s (%s)", ban.Until.UTC().Format(time.RFC3339), ban.Reason))
@@ -413,8 +417,7 @@ func (e *Engine) decideInbound(b *verdictBuilder, t *policy.Tenant, ev event.Eve
 	}
 	s.mu.Unlock()
 	e.finish(b, t)
-	dc := *b.d
-	changes = append(changes, event.Change{Op: event.OpDecision, Decision: &dc})
+	changes = append(changes, event.Change{Op: event.OpDecision, Decision: b.d})
 	e.sink.Emit(changes...)
 }
 

@@ -51,10 +51,10 @@ func (ss *sipState) sweep(now time.Time) {
 // decideSIP answers what a SIP sensor asks about besides call attempts: a
 // request (banned source? source lists? scanner?) or the PBX's answer to
 // one that needed credentials (enough failures ban the source).
-func (e *Engine) decideSIP(b *verdictBuilder, t *policy.Tenant, ev event.Event) {
+func (e *Engine) decideSIP(b *verdictBuilder, t *policy.Tenant, ev event.Event, changes []event.Change) {
 	s := e.state(ev.Tenant)
 	s.mu.Lock()
-	changes := s.expire(t, ev.Time, nil)
+	changes = s.expire(t, ev.Time, changes)
 	switch ev.Kind {
 	case event.SIPRequest:
 		e.screenSIPSource(b, t, s, ev, &changes)
@@ -74,8 +74,7 @@ func (e *Engine) decideSIP(b *verdictBuilder, t *policy.Tenant, ev event.Event) 
 	// Only what was not a plain allow goes to the decisions log: REGISTER
 	// refreshes and OPTIONS pings would drown it.
 	if len(b.d.Reasons) > 0 {
-		dc := *b.d
-		changes = append(changes, event.Change{Op: event.OpDecision, Decision: &dc})
+		changes = append(changes, event.Change{Op: event.OpDecision, Decision: b.d})
 	}
 	if len(changes) > 0 {
 		e.sink.Emit(changes...)

@@ -3,6 +3,7 @@ package engine
 import (
 	"container/heap"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,7 +21,7 @@ type tenantState struct {
 	id        string
 	history   bool // emit finished calls (Options.History)
 	calls     map[string]*flight
-	byAccount map[string]map[*flight]struct{}
+	byAccount map[string][]*flight // calls in flight per account (a few: a slice beats a map)
 	inflight  map[policy.KeyKind]map[key]int
 	// inflightIntl counts international calls only, for concurrency
 	// limits that apply to international calls.
@@ -78,7 +79,10 @@ type flight struct {
 	ip       netip.Addr
 	deadline time.Time
 	index    int             // in the expiry heap
-	answer   *event.Decision // the decision that let it in, when it was not a plain allow
+	answer   *event.Decision // the decision that let it in, when it was not a plain allow (shared, never changed)
+	// put is the call as it started, for the sink: Call changes (its
+	// answer) while the sink may still hold what it was handed.
+	put event.Call
 	// from and to are the numbers as the attempt gave them, for the call
 	// history; a call restored after a restart has neither (it keeps its
 	// E.164).
@@ -93,7 +97,7 @@ func newTenantState(id string) *tenantState {
 	return &tenantState{
 		id:           id,
 		calls:        map[string]*flight{},
-		byAccount:    map[string]map[*flight]struct{}{},
+		byAccount:    map[string][]*flight{},
 		inflight:     map[policy.KeyKind]map[key]int{},
 		inflightIntl: map[policy.KeyKind]map[key]int{},
 		quota:        map[string]*event.QuotaUsage{},
@@ -149,7 +153,7 @@ func (f *flight) record(end time.Time, billed time.Duration) *event.CallRecord {
 // addCall records a call in flight, indexing it under every subject a
 // concurrency limit may ask about, so that no check has to scan.
 func (s *tenantState) addCall(c *event.Call, maxDur time.Duration, prefixes uint16) *flight {
-	f := &flight{Call: *c, deadline: c.Started.Add(maxDur)}
+	f := &flight{Call: *c, put: *c, deadline: c.Started.Add(maxDur)}
 	for n := 1; n <= 15 && n < len(c.E164); n++ {
 		if prefixes&(1<<n) != 0 {
 			f.prefixes |= 1 << n
@@ -159,12 +163,7 @@ func (s *tenantState) addCall(c *event.Call, maxDur time.Duration, prefixes uint
 		f.ip = a
 	}
 	s.calls[c.CallID] = f
-	m := s.byAccount[c.Account]
-	if m == nil {
-		m = map[*flight]struct{}{}
-		s.byAccount[c.Account] = m
-	}
-	m[f] = struct{}{}
+	s.byAccount[c.Account] = append(s.byAccount[c.Account], f)
 	for _, k := range flightKeys {
 		if kv, ok := f.key(k); ok {
 			countFlight(s.inflight, k, kv, +1)
@@ -181,9 +180,15 @@ func (s *tenantState) addCall(c *event.Call, maxDur time.Duration, prefixes uint
 func (s *tenantState) removeCall(f *flight) {
 	delete(s.calls, f.CallID)
 	if m := s.byAccount[f.Account]; m != nil {
-		delete(m, f)
+		if i := slices.Index(m, f); i >= 0 {
+			m[i] = m[len(m)-1]
+			m[len(m)-1] = nil
+			m = m[:len(m)-1]
+		}
 		if len(m) == 0 {
 			delete(s.byAccount, f.Account)
+		} else {
+			s.byAccount[f.Account] = m
 		}
 	}
 	for _, k := range flightKeys {
@@ -244,8 +249,9 @@ func (s *tenantState) concurrent(l *policy.Limit, k key) int {
 // returns the changes to persist.
 func (s *tenantState) endCall(f *flight, t *policy.Tenant, at time.Time, billed time.Duration, changes []event.Change) []event.Change {
 	s.removeCall(f)
-	call := f.Call
-	changes = append(changes, event.Change{Op: event.OpDeleteCall, Call: &call})
+	// Removed, the flight is never changed again: the sink can have its
+	// call as it is.
+	changes = append(changes, event.Change{Op: event.OpDeleteCall, Call: &f.Call})
 	if billed < 0 {
 		billed = 0
 	}
@@ -313,7 +319,7 @@ func (s *tenantState) used(account, day string, t time.Time) (secs, money float6
 	if q := s.quota[account]; q != nil && q.Day == day {
 		secs, money = q.Seconds, q.Money
 	}
-	for f := range s.byAccount[account] {
+	for _, f := range s.byAccount[account] {
 		if !f.International || f.Answered.IsZero() || !t.After(f.Answered) {
 			continue
 		}
