@@ -220,3 +220,33 @@ Content-Length: 0
 		t.Errorf("call_ended = %d after a spoofed BYE the PBX refused, want 0", n)
 	}
 }
+
+// A Call-ID longer than the engine's field bound (RFC 3261 sets no
+// limit) is one call everywhere: its answer and end reach the engine
+// under the id it was decided with.
+func TestLongCallIDIsOneCall(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	long := strings.Repeat("x", 300) + "@test"
+	r.caller.send(r.port, strings.ReplaceAll(invite, "call-1@test", long))
+	inv := r.upstream.expectRequest(sip.INVITE)
+	r.upstream.answer(r.port, pbxAnswer(inv, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	r.caller.send(r.port, strings.ReplaceAll(byeFor(inv, "z9hG4bK-bye-1"), "call-1@test", long))
+	bye := r.upstream.expectRequest(sip.BYE)
+	r.upstream.answer(r.port, pbxAnswer(bye, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+
+	r.eng.mu.Lock()
+	defer r.eng.mu.Unlock()
+	decided := r.eng.events[0].CallID
+	var kinds []event.Kind
+	for _, ev := range r.eng.observed {
+		if ev.CallID != decided {
+			t.Errorf("%s under a Call-ID of %d bytes, want the decided one's %d", ev.Kind, len(ev.CallID), len(decided))
+		}
+		kinds = append(kinds, ev.Kind)
+	}
+	if len(kinds) != 2 || kinds[0] != event.CallAnswered || kinds[1] != event.CallEnded {
+		t.Errorf("observed %v, want the answer and the end", kinds)
+	}
+}

@@ -82,7 +82,11 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		}
 	}
 	branch := s.branchFor(req, src, in.idx)
+	// callID is the whole Call-ID, which stamps sign; key, the same
+	// bounded as the engine's events bound it, is the call's id in the
+	// guard's tables and in every event, so they never disagree.
 	callID := string(*req.CallID())
+	key := bound(callID)
 	if fromUp && !req.IsAck() {
 		// Only answers to what the upstream sent may come back from
 		// elsewhere: see onResponse.
@@ -116,7 +120,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 				// answers must not keep it counted. Told before the BYE
 				// goes on, so whoever sees it may count on the engine
 				// knowing.
-				s.endCall(ctx, callID, now, at, flag == stampScreened)
+				s.endCall(ctx, key, now, at, flag == stampScreened)
 			} else {
 				// A hang-up from the caller's side ends the call when the
 				// PBX accepts it (its 2xx, see responseEvents): a BYE the
@@ -125,7 +129,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 				// before it goes, so the 2xx cannot overtake it; a
 				// retransmission keeps the first.
 				s.txs.add(branch, &txState{method: sip.BYE, endsCall: true, stamped: flag == stampScreened,
-					ev: event.Event{CallID: callID, Time: at}}, now)
+					ev: event.Event{CallID: key, Time: at}}, now)
 			}
 		}
 		if err := s.forward(in, req, branch, fromUp, 0, callID, src, rt); err != nil {
@@ -139,7 +143,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 	// An initial request.
 	rt := s.popRoutes(req, callID, src)
 	if trusted && req.IsInvite() && s.fromCarrier(src) {
-		s.onCarrierInvite(ctx, in, req, src, branch, callID, rt, now, at, start)
+		s.onCarrierInvite(ctx, in, req, src, branch, callID, key, rt, now, at, start)
 		return
 	}
 	if trusted {
@@ -208,8 +212,8 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 	}
 	s.txs.put(branch, tx, now)
 	if req.IsInvite() {
-		s.ended.remove(callID)
-		s.calls.put(callID, callState{}, now)
+		s.ended.remove(key)
+		s.calls.put(key, callState{}, now)
 	}
 	if err := s.forward(in, req, branch, false, stampFor(req), callID, src, route{}); err != nil {
 		s.fail(in, req, err)

@@ -32,7 +32,7 @@ func (s *Server) fromCarrier(src netip.AddrPort) bool {
 // ring. Its answer and end are reported like an outbound call's. The
 // decision is logged by the engine and, in simulation mode, copied to the
 // forwarded INVITE, but never enforced: the carrier is trusted.
-func (s *Server) onCarrierInvite(ctx context.Context, in *listener, req *sip.Request, src netip.AddrPort, branch, callID string, rt route, now, at, start time.Time) {
+func (s *Server) onCarrierInvite(ctx context.Context, in *listener, req *sip.Request, src netip.AddrPort, branch, callID, key string, rt route, now, at, start time.Time) {
 	if tx, ok := s.txs.get(branch, now); ok && tx.method == req.Method {
 		// A retransmission: forwarded again, not reported again.
 		s.metrics.request(req.Method, verdictRetrans)
@@ -57,8 +57,8 @@ func (s *Server) onCarrierInvite(ctx context.Context, in *listener, req *sip.Req
 		s.setDecisionHeader(req, tx.decision)
 	}
 	s.txs.put(branch, tx, now)
-	s.ended.remove(callID)
-	s.calls.put(callID, callState{}, now)
+	s.ended.remove(key)
+	s.calls.put(key, callState{}, now)
 	if err := s.forward(in, req, branch, false, stampScreened, callID, src, rt); err != nil {
 		s.fail(in, req, err)
 		return
