@@ -88,7 +88,8 @@ unanswered call is given up by the PBX with 480. Inbound rings come from
 carry the event time (X-Telguard-Time), and the edge puts its decision on
 the rejection or the forwarded INVITE (X-Telguard-Decision), so the report
 is that of the in-process run for the same start: the edge's engine sees
-every call, answer and end in the same order. Latency is each INVITE's
+every call, answer and end in the same order. As with --target, the
+simulated days are placed at least a week in the daemon's future. Latency is each INVITE's
 round trip to the ring or the rejection (edge, engine, PBX hop and back).
 
 Simulated source addresses become loopback addresses, which Linux routes
@@ -100,13 +101,13 @@ structure (the default run uses about 125 addresses; at most 4096).
 The daemon must be one dedicated to the run, with a fresh data directory
 and the edge in simulation mode, which takes event times from the
 simulator and must never face real callers (loopback listeners and
-upstream only). Only one tenant is simulated: the edge's (sip.tenant,
+upstream only), running the same policy. Only one tenant is simulated: the edge's (sip.tenant,
 default api.default_tenant), which must be the policy's first tenant by
 name ("demo" in the example policy). Accounts are the From user
 (sip.account_from: from_user, the default). Raise sip.flood_requests:
 every honest call of a tenant's office comes from one address, far above
 the default 64 packets in 2 s. For example, with the PBX on 127.0.0.1:5070
-and the carrier on 127.0.0.2:
+and the carrier on 127.0.0.2, sim.yaml:
 
   sip:
     simulation: true                # event times from X-Telguard-Time; loopback only

@@ -32,7 +32,7 @@ var scenarios = []Scenario{
 		"made to look like business traffic.", slowPumping},
 	{"wangiri", "A compromised account sends a burst of 150 one-ring calls (hung up after 1-2 s, never answered) to mobiles " +
 		"in 15 countries; then Caribbean premium numbers ring 15 users across the tenants once (inbound calls, " +
-		"not counted as attempts; in process only) and the users call them back, and stay on hold for minutes.", wangiri},
+		"not counted as attempts) and the users call them back, and stay on hold for minutes.", wangiri},
 	{"enumeration", "Enumeration then fraud: from one address an attacker probes a range with 60 short test calls to " +
 		"sequential numbers, then, 20 minutes later, pumps 50 long calls to the six that answered.", enumeration},
 	{"stolen-api-key", "A stolen API key places 90 calls over about 100 minutes at night from a network the tenant never " +
