@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,13 +25,14 @@ func TestSimThroughTheSIPEdgeMatchesInProcess(t *testing.T) {
 	dir := workdir(t)
 	guard, pbx := freeUDP(t, "127.0.0.1"), freeUDP(t, "127.0.0.1")
 	const carrier = "127.0.0.2"
-	cfg := fmt.Sprintf(`sip:
-  simulation: true
-  listen: ["udp:127.0.0.1:%d"]
-  upstream: "udp:127.0.0.1:%d"
-  trusted: ["%s/32"]
-  flood_requests: 100000
-`, guard, pbx, carrier)
+	// The daemon's config is the one telguard sim --help gives, on this
+	// test's ports: the help's example is tested.
+	cfg := helpSIPConfig(t)
+	cfg = strings.ReplaceAll(cfg, "127.0.0.1:5060", "127.0.0.1:"+strconv.Itoa(guard))
+	cfg = strings.ReplaceAll(cfg, "127.0.0.1:5070", "127.0.0.1:"+strconv.Itoa(pbx))
+	if !strings.Contains(cfg, "simulation: true") || !strings.Contains(cfg, carrier+"/32") || strings.Contains(cfg, `:5060"`) || strings.Contains(cfg, `:5070"`) {
+		t.Fatalf("sim --help's SIP config is not what this test runs:\n%s", cfg)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "telguard.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -111,4 +111,28 @@ func TestSimThroughTheSIPEdgeMatchesInProcess(t *testing.T) {
 		t.Errorf("the edge counted %.0f INVITEs (%.0f blocked) for %d calls (%d blocked):\n%s", invites, blocked, calls,
 			remote.Overall.Blocked+remote.Honest.Blocked, grepLines(metrics, "telguard_sip_requests_total"))
 	}
+}
+
+// helpSIPConfig returns the sip: example of telguard sim --help, dedented.
+func helpSIPConfig(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command(binary, "sim", "--help").Output()
+	if err != nil {
+		t.Fatalf("sim --help: %v", err)
+	}
+	var b strings.Builder
+	in := false
+	for _, line := range strings.Split(string(out), "\n") {
+		switch {
+		case line == "  sip:":
+			in = true
+		case in && strings.TrimSpace(line) == "":
+			return b.String()
+		}
+		if in {
+			b.WriteString(strings.TrimPrefix(line, "  ") + "\n")
+		}
+	}
+	t.Fatalf("no sip: example in sim --help:\n%s", out)
+	return ""
 }
