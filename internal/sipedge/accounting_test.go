@@ -250,3 +250,62 @@ func TestLongCallIDIsOneCall(t *testing.T) {
 		t.Errorf("observed %v, want the answer and the end", kinds)
 	}
 }
+
+// secondInvite is a new INVITE (no To tag, its own branch) reusing
+// call-1@test's Call-ID.
+var secondInvite = strings.NewReplacer("test-1", "test-2", "CSeq: 1 INVITE", "CSeq: 3 INVITE").Replace(invite)
+
+func TestReusedCallIDDoesNotEndTheLiveCall(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	inv := answeredCall(t, r)
+	r.caller.send(r.port, secondInvite)
+	inv2 := r.upstream.expectRequest(sip.INVITE)
+	r.upstream.answer(r.port, pbxAnswer(inv2, 482, "Loop Detected", time.Time{}))
+	r.caller.expectResponse(482)
+	settle()
+	if n := r.eng.count(event.CallEnded); n != 0 {
+		t.Fatalf("call_ended = %d after a second INVITE with the live call's Call-ID failed, want 0", n)
+	}
+	r.caller.send(r.port, byeFor(inv, "z9hG4bK-bye-1"))
+	bye := r.upstream.expectRequest(sip.BYE)
+	r.upstream.answer(r.port, pbxAnswer(bye, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	if n := r.eng.count(event.CallEnded); n != 1 {
+		t.Errorf("call_ended = %d after the live call's BYE, want 1", n)
+	}
+}
+
+// A call of the PBX's out through a carrier that loops back in (the
+// carrier sends it to the edge with the same Call-ID) is no call of its
+// own: its failure does not end the outbound call.
+func TestCarrierInviteWithALiveCallIDDoesNotEndIt(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, trustCarrier)
+	answeredCall(t, r)
+	carrier := newPeerAt(t, carrierIP)
+	carrier.send(r.port, strings.ReplaceAll(carrierInvite, "ring-1@carrier", "call-1@test"))
+	inv := r.upstream.expectRequest(sip.INVITE)
+	r.upstream.answer(r.port, pbxAnswer(inv, 486, "Busy Here", time.Time{}))
+	carrier.expectResponse(486)
+	settle()
+	if n := r.eng.count(event.CallEnded); n != 0 {
+		t.Errorf("call_ended = %d after a carrier INVITE sharing the call's Call-ID failed, want 0", n)
+	}
+}
+
+// An INVITE challenged for credentials comes back with the same Call-ID
+// (RFC 3261 §22.2) on a new branch: a new attempt, answered and ended
+// like any.
+func TestChallengedInviteRetriedWithItsCallID(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	r.caller.send(r.port, invite)
+	inv := r.upstream.expectRequest(sip.INVITE)
+	r.upstream.answer(r.port, pbxAnswer(inv, 407, "Proxy Authentication Required", time.Time{}))
+	r.caller.expectResponse(407)
+	r.caller.send(r.port, withHeader(secondInvite, `Proxy-Authorization: Digest username="1001", realm="x", nonce="n", uri="sip:x", response="00"`))
+	inv2 := r.upstream.expectRequest(sip.INVITE)
+	r.upstream.answer(r.port, pbxAnswer(inv2, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	if a, e := r.eng.count(event.CallAnswered), r.eng.count(event.CallEnded); a != 1 || e != 1 {
+		t.Errorf("answered %d, ended %d; want the challenged attempt ended and the retry answered", a, e)
+	}
+}

@@ -210,11 +210,10 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		tx.decision = decisionHeader(&d)
 		s.setDecisionHeader(req, tx.decision)
 	}
-	s.txs.put(branch, tx, now)
 	if req.IsInvite() {
-		s.ended.remove(key)
-		s.calls.put(key, callState{}, now)
+		tx.opened = s.openCall(key, branch, now)
 	}
+	s.txs.put(branch, tx, now)
 	if err := s.forward(in, req, branch, false, stampFor(req), callID, src, route{}); err != nil {
 		s.fail(in, req, err)
 		return
@@ -399,12 +398,12 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 	case sip.INVITE:
 		switch {
 		case code < 300:
-			s.answered(ctx, tx.ev.CallID, now, at)
+			s.answered(ctx, tx.ev.CallID, branch, now, at)
 		case first:
 			if !tx.cancelAt.IsZero() {
 				at = tx.cancelAt // the caller hung up then
 			}
-			s.endCall(ctx, tx.ev.CallID, now, at, false)
+			s.failCall(ctx, tx.ev.CallID, branch, now, at)
 			if authFailed && !tx.ev.Direction.IsInbound() {
 				s.authEvent(ctx, &tx, event.SIPAuthFailure, code, now, at)
 			}
@@ -455,16 +454,44 @@ func (s *Server) applyBan(d *event.Decision, src netip.Addr, now time.Time) {
 	f.Ban(netip.PrefixFrom(src, src.BitLen()), now.Add(time.Duration(d.BanSeconds)*time.Second), rule)
 }
 
-// answered reports the first 2xx of a call the engine allowed, at event
-// time at; now runs the guard's table.
-func (s *Server) answered(ctx context.Context, callID string, now, at time.Time) {
+// openCall records the call an allowed INVITE (transaction branch)
+// opens, unless a live call has its Call-ID: that one stays, and only its
+// own INVITE's answer and failure count (see callState.branch). It
+// reports whether the call is branch's.
+func (s *Server) openCall(callID, branch string, now time.Time) bool {
+	if s.calls.add(callID, callState{branch: branch}, now) {
+		s.ended.remove(callID)
+		return true
+	}
+	mine := false
+	s.calls.update(callID, now, func(c *callState) { mine = c.branch == branch })
+	return mine
+}
+
+// answered reports the first 2xx to the INVITE (transaction branch) that
+// opened a call the engine allowed, at event time at; now runs the
+// guard's table.
+func (s *Server) answered(ctx context.Context, callID, branch string, now, at time.Time) {
 	first := false
 	s.calls.update(callID, now, func(c *callState) {
+		if c.branch != branch {
+			return // another INVITE's call
+		}
 		first = !c.answered
 		c.answered = true
 	})
 	if first {
 		s.observe(ctx, event.CallAnswered, callID, at)
+	}
+}
+
+// failCall reports the end of a call whose INVITE (transaction branch)
+// failed. A failure of another INVITE reusing the Call-ID ends nothing.
+func (s *Server) failCall(ctx context.Context, callID, branch string, now, at time.Time) {
+	removed, _ := s.calls.removeIf(callID, now, func(c callState) bool { return c.branch != branch })
+	if removed {
+		s.ended.put(callID, struct{}{}, now)
+		s.observe(ctx, event.CallEnded, callID, at)
 	}
 }
 

@@ -56,9 +56,8 @@ func (s *Server) onCarrierInvite(ctx context.Context, in *listener, req *sip.Req
 		tx.decision = decisionHeader(&d)
 		s.setDecisionHeader(req, tx.decision)
 	}
+	tx.opened = s.openCall(key, branch, now)
 	s.txs.put(branch, tx, now)
-	s.ended.remove(key)
-	s.calls.put(key, callState{}, now)
 	if err := s.forward(in, req, branch, false, stampScreened, callID, src, rt); err != nil {
 		s.fail(in, req, err)
 		return

@@ -96,6 +96,24 @@ func (c *fifoCache[K, V]) update(k K, now time.Time, f func(v *V)) bool {
 	return true
 }
 
+// removeIf deletes k if it is there, alive, and keep(v) is false. It
+// reports whether it deleted it and whether k was there at all.
+func (c *fifoCache[K, V]) removeIf(k K, now time.Time, keep func(v V) bool) (removed, present bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expire(now, 0)
+	e, ok := c.items[k]
+	if !ok {
+		return false, false
+	}
+	if keep(e.Value.(*fifoItem[K, V]).val) {
+		return false, true
+	}
+	c.order.Remove(e)
+	delete(c.items, k)
+	return true, true
+}
+
 // remove deletes k and reports whether it was there.
 func (c *fifoCache[K, V]) remove(k K) bool {
 	c.mu.Lock()
@@ -132,6 +150,7 @@ type txState struct {
 	endsCall bool          // a BYE from the caller's side: its 2xx ends the call ev.CallID
 	stamped  bool          // with endsCall: it carried a screened call's stamp
 	cancelAt time.Time     // an INVITE: the event time of the CANCEL forwarded for it (under the cache lock)
+	opened   bool          // an INVITE that opened its call (see callState.branch)
 	hadAuth  bool          // it carried credentials
 	final    bool          // a final response has been seen
 	relayed  bool          // a final response has been relayed (under Server.order)
@@ -142,5 +161,11 @@ type txState struct {
 
 // callState is a call the engine allowed and has not yet seen end.
 type callState struct {
+	// branch is the guard's branch of the INVITE that opened the call:
+	// only that transaction's answer and failure are the call's. Another
+	// INVITE reusing the Call-ID (a loop, a carrier sending back a call
+	// the PBX placed through it, a caller's trick) neither replaces the
+	// call nor ends it.
+	branch   string
 	answered bool
 }
