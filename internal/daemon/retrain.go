@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"runtime"
 	"slices"
 	"syscall"
 	"time"
@@ -191,29 +190,9 @@ func (d *Daemon) runRetrain(ctx context.Context, g *errgroup.Group) {
 			case <-timer.C:
 			}
 			last = time.Now()
-			st.record(d.retrain(ctx, yieldingReader{d.db}))
+			st.record(d.retrain(ctx, d.db))
 			timer.Reset(next())
 		}
-	})
-}
-
-// yieldEvery is how many history records a retrain replays between two
-// yields of its processor.
-const yieldEvery = 64
-
-// yieldingReader lets other goroutines run every yieldEvery records. A
-// retrain is one goroutine busy for seconds; on two cores, without it,
-// decisions that arrive meanwhile can wait for the scheduler to preempt
-// it (about 10 ms).
-type yieldingReader struct{ HistoryReader }
-
-func (r yieldingReader) History(ctx context.Context, tenant string, from, to time.Time, fn func(event.CallRecord) error) error {
-	n := 0
-	return r.HistoryReader.History(ctx, tenant, from, to, func(rec event.CallRecord) error {
-		if n++; n%yieldEvery == 0 {
-			runtime.Gosched()
-		}
-		return fn(rec)
 	})
 }
 
