@@ -309,3 +309,54 @@ func TestChallengedInviteRetriedWithItsCallID(t *testing.T) {
 		t.Errorf("answered %d, ended %d; want the challenged attempt ended and the retry answered", a, e)
 	}
 }
+
+// Carriers' calls have a table of their own: however many a carrier
+// sends, a caller's call stays, and its answer is reported.
+func TestCarrierCallsCannotPushOutCallersCalls(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, func(c *Config) { trustCarrier(c); c.MaxCalls = 4 })
+	r.caller.send(r.port, invite)
+	inv := r.upstream.expectRequest(sip.INVITE)
+	carrier := newPeerAt(t, carrierIP)
+	for i := range 8 {
+		id := "flood-" + strconv.Itoa(i)
+		carrier.send(r.port, strings.NewReplacer("ring-1@carrier", id, "carrier-1", id).Replace(carrierInvite))
+		r.upstream.expectRequest(sip.INVITE)
+	}
+	r.upstream.answer(r.port, pbxAnswer(inv, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	if n := r.eng.count(event.CallAnswered); n != 1 {
+		t.Errorf("call_answered = %d after carriers' INVITEs, want 1: the caller's call must be billed", n)
+	}
+}
+
+// A full table forgets its oldest call, but the engine still holds it:
+// its answer and its failure are still reported (the engine ignores a
+// second answer), once.
+func TestForgottenCallsAreStillReported(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, func(c *Config) { c.MaxCalls = 1 })
+	call := func(n int) (string, *sip.Request) {
+		msg := strings.NewReplacer("call-1@test", "call-"+strconv.Itoa(n)+"@test", "test-1", "test-"+strconv.Itoa(n)).Replace(invite)
+		r.caller.send(r.port, msg)
+		return msg, r.upstream.expectRequest(sip.INVITE)
+	}
+	_, first := call(1)
+	_, second := call(2)
+	_, third := call(3) // pushes out the first two
+	for range 2 {       // the 200 and its retransmission
+		r.upstream.answer(r.port, pbxAnswer(first, 200, "OK", time.Time{}))
+		r.caller.expectResponse(200)
+	}
+	if n := r.eng.count(event.CallAnswered); n != 1 {
+		t.Errorf("call_answered = %d for a call pushed out of the table, want 1", n)
+	}
+	r.upstream.answer(r.port, pbxAnswer(second, 486, "Busy Here", time.Time{}))
+	r.caller.expectResponse(486)
+	if n := r.eng.count(event.CallEnded); n != 1 {
+		t.Errorf("call_ended = %d for a forgotten call's failure, want 1", n)
+	}
+	r.upstream.answer(r.port, pbxAnswer(third, 486, "Busy Here", time.Time{}))
+	r.caller.expectResponse(486)
+	if n := r.eng.count(event.CallEnded); n != 2 {
+		t.Errorf("call_ended = %d, want 2", n)
+	}
+}

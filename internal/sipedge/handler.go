@@ -211,7 +211,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		s.setDecisionHeader(req, tx.decision)
 	}
 	if req.IsInvite() {
-		tx.opened = s.openCall(key, branch, now)
+		tx.opened = s.openCall(key, branch, false, now)
 	}
 	s.txs.put(branch, tx, now)
 	if err := s.forward(in, req, branch, false, stampFor(req), callID, src, route{}); err != nil {
@@ -398,12 +398,12 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 	case sip.INVITE:
 		switch {
 		case code < 300:
-			s.answered(ctx, tx.ev.CallID, branch, now, at)
+			s.answered(ctx, &tx, branch, first, now, at)
 		case first:
 			if !tx.cancelAt.IsZero() {
 				at = tx.cancelAt // the caller hung up then
 			}
-			s.failCall(ctx, tx.ev.CallID, branch, now, at)
+			s.failCall(ctx, &tx, branch, now, at)
 			if authFailed && !tx.ev.Direction.IsInbound() {
 				s.authEvent(ctx, &tx, event.SIPAuthFailure, code, now, at)
 			}
@@ -455,11 +455,11 @@ func (s *Server) applyBan(d *event.Decision, src netip.Addr, now time.Time) {
 }
 
 // openCall records the call an allowed INVITE (transaction branch)
-// opens, unless a live call has its Call-ID: that one stays, and only its
-// own INVITE's answer and failure count (see callState.branch). It
-// reports whether the call is branch's.
-func (s *Server) openCall(callID, branch string, now time.Time) bool {
-	if s.calls.add(callID, callState{branch: branch}, now) {
+// opens, a carrier's (inbound) or a caller's, unless a live call has its
+// Call-ID: that one stays, and only its own INVITE's answer and failure
+// count (see callState.branch). It reports whether the call is branch's.
+func (s *Server) openCall(callID, branch string, inbound bool, now time.Time) bool {
+	if s.calls.add(callID, callState{branch: branch}, inbound, now) {
 		s.ended.remove(callID)
 		return true
 	}
@@ -468,31 +468,42 @@ func (s *Server) openCall(callID, branch string, now time.Time) bool {
 	return mine
 }
 
-// answered reports the first 2xx to the INVITE (transaction branch) that
-// opened a call the engine allowed, at event time at; now runs the
-// guard's table.
-func (s *Server) answered(ctx context.Context, callID, branch string, now, at time.Time) {
-	first := false
-	s.calls.update(callID, now, func(c *callState) {
+// answered reports the first 2xx to the INVITE tx (transaction branch)
+// that opened a call the engine allowed, at event time at; now runs the
+// guard's table. finalFirst says it is the transaction's first final
+// response. A call the full table has forgotten is still reported: the
+// engine holds it, and ignores a second answer.
+func (s *Server) answered(ctx context.Context, tx *txState, branch string, finalFirst bool, now, at time.Time) {
+	first, known := false, false
+	s.calls.update(tx.ev.CallID, now, func(c *callState) {
+		known = true
 		if c.branch != branch {
 			return // another INVITE's call
 		}
 		first = !c.answered
 		c.answered = true
 	})
+	if !known {
+		first = tx.opened && finalFirst
+	}
 	if first {
-		s.observe(ctx, event.CallAnswered, callID, at)
+		s.observe(ctx, event.CallAnswered, tx.ev.CallID, at)
 	}
 }
 
-// failCall reports the end of a call whose INVITE (transaction branch)
-// failed. A failure of another INVITE reusing the Call-ID ends nothing.
-func (s *Server) failCall(ctx context.Context, callID, branch string, now, at time.Time) {
-	removed, _ := s.calls.removeIf(callID, now, func(c callState) bool { return c.branch != branch })
-	if removed {
-		s.ended.put(callID, struct{}{}, now)
-		s.observe(ctx, event.CallEnded, callID, at)
+// failCall reports the end of a call whose INVITE tx (transaction branch)
+// failed, even when the full table has forgotten the call. A failure of
+// another INVITE reusing the Call-ID ends nothing.
+func (s *Server) failCall(ctx context.Context, tx *txState, branch string, now, at time.Time) {
+	id := tx.ev.CallID
+	removed, present := s.calls.removeIf(id, now, func(c callState) bool { return c.branch != branch })
+	switch {
+	case removed:
+		s.ended.put(id, struct{}{}, now)
+	case present || !tx.opened || !s.ended.add(id, struct{}{}, now):
+		return
 	}
+	s.observe(ctx, event.CallEnded, id, at)
 }
 
 // endCall reports a call's end once. stamped says the Record-Route stamp
@@ -500,15 +511,12 @@ func (s *Server) failCall(ctx context.Context, callID, branch string, now, at ti
 // restarted, or the table was full). at is the event time of the end; now
 // runs the guard's tables.
 func (s *Server) endCall(ctx context.Context, callID string, now, at time.Time, stamped bool) {
-	if !s.calls.remove(callID) {
-		if !stamped {
-			return
-		}
-		if _, done := s.ended.get(callID, now); done {
-			return
-		}
+	switch {
+	case s.calls.remove(callID):
+		s.ended.put(callID, struct{}{}, now)
+	case !stamped || !s.ended.add(callID, struct{}{}, now):
+		return
 	}
-	s.ended.put(callID, struct{}{}, now)
 	s.observe(ctx, event.CallEnded, callID, at)
 }
 

@@ -56,7 +56,7 @@ func (s *Server) onCarrierInvite(ctx context.Context, in *listener, req *sip.Req
 		tx.decision = decisionHeader(&d)
 		s.setDecisionHeader(req, tx.decision)
 	}
-	tx.opened = s.openCall(key, branch, now)
+	tx.opened = s.openCall(key, branch, true, now)
 	s.txs.put(branch, tx, now)
 	if err := s.forward(in, req, branch, false, stampScreened, callID, src, rt); err != nil {
 		s.fail(in, req, err)

@@ -11,9 +11,10 @@ import (
 	"github.com/telguard/telguard/internal/event"
 )
 
-// BenchmarkCallStateCeiling fills the guard's three tables to their
-// default bounds (65,536 transactions, 100,000 calls up, 100,000 ended
-// calls), each entry made from its own parsed INVITE as in real
+// BenchmarkCallStateCeiling fills the guard's tables to their default
+// bounds (65,536 transactions, 100,000 callers' calls up, 100,000
+// carriers' calls up, 100,000 ended calls), each entry made from its own
+// parsed INVITE as in real
 // forwarding, and reports the heap they hold: the most memory the SIP
 // edge's call state can take, whatever the call rate or a flood. Run it
 // with -benchtime 1x.
@@ -40,14 +41,16 @@ func BenchmarkCallStateCeiling(b *testing.B) {
 	}
 	afterTxs := heap()
 	for i := range defaultMaxCalls {
-		s.calls.put(fmt.Sprintf("%016x-%d@192.0.2.1", i*7919, i), callState{}, now)
+		branch := fmt.Sprintf("%s0-%020x", branchPrefix, i)
+		s.calls.add(fmt.Sprintf("%016x-%d@192.0.2.1", i*7919, i), callState{branch: branch}, false, now)
+		s.calls.add(fmt.Sprintf("%016x-%d@192.0.2.3", i*7919, i), callState{branch: branch}, true, now)
 	}
 	afterCalls := heap()
 	for i := range defaultMaxCalls {
 		s.ended.put(fmt.Sprintf("%016x-%d@192.0.2.2", i*7919, i), struct{}{}, now)
 	}
 	end := heap()
-	if s.txs.len() != defaultMaxTransactions || s.calls.len() != defaultMaxCalls || s.ended.len() != defaultMaxCalls {
+	if s.txs.len() != defaultMaxTransactions || s.calls.outbound.len() != defaultMaxCalls || s.calls.inbound.len() != defaultMaxCalls || s.ended.len() != defaultMaxCalls {
 		b.Fatal("tables not full")
 	}
 	for b.Loop() {
@@ -55,7 +58,7 @@ func BenchmarkCallStateCeiling(b *testing.B) {
 	}
 	// After the loop: its start resets reported metrics.
 	b.ReportMetric(float64(afterTxs-start)/defaultMaxTransactions, "B/transaction")
-	b.ReportMetric(float64(afterCalls-afterTxs)/defaultMaxCalls, "B/call")
+	b.ReportMetric(float64(afterCalls-afterTxs)/(2*defaultMaxCalls), "B/call")
 	b.ReportMetric(float64(end-afterCalls)/defaultMaxCalls, "B/ended-call")
 	b.ReportMetric(float64(end-start)/(1<<20), "MiB-ceiling")
 	runtime.KeepAlive(s)

@@ -48,7 +48,7 @@ type Server struct {
 	tlsConf  *tls.Config // for tls listeners; nil without any
 
 	txs    *fifoCache[string, *txState] // by the guard's branch
-	calls  *fifoCache[string, callState]
+	calls  *callTable
 	ended  *fifoCache[string, struct{}]
 	trusts []netip.Prefix
 
@@ -163,6 +163,7 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 	}
 	setDefault(&cfg.MaxTransactions, defaultMaxTransactions)
 	setDefault(&cfg.MaxCalls, defaultMaxCalls)
+	setDefault(&cfg.MaxCarrierCalls, cfg.MaxCalls)
 	setDefault(&cfg.CallTTL, defaultCallTTL)
 	setDefault(&cfg.Workers, defaultWorkers)
 	setDefault(&cfg.MaxTCPConns, defaultMaxTCPConns)
@@ -197,7 +198,7 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 		stampKey: key,
 		tlsConf:  tlsConf,
 		txs:      newFIFOCache[string, *txState](cfg.MaxTransactions, txTTL),
-		calls:    newFIFOCache[string, callState](cfg.MaxCalls, cfg.CallTTL),
+		calls:    newCallTable(cfg.MaxCalls, cfg.MaxCarrierCalls, cfg.CallTTL),
 		ended:    newFIFOCache[string, struct{}](cfg.MaxCalls, endedTTL),
 		trusts:   cfg.TrustedCIDRs,
 
@@ -242,7 +243,8 @@ func (s *Server) registerTableGauges(reg prometheus.Registerer) error {
 		size       func() int
 	}{
 		{"telguard_sip_transactions", "Transactions the SIP edge remembers (bounded by max transactions, 4 minutes each).", s.txs.len},
-		{"telguard_sip_calls", "Calls the SIP edge holds as up (bounded by max calls).", s.calls.len},
+		{"telguard_sip_calls", "Callers' calls the SIP edge holds as up (bounded by max calls).", s.calls.outbound.len},
+		{"telguard_sip_inbound_calls", "Carriers' inbound calls the SIP edge holds as up (bounded by max carrier calls).", s.calls.inbound.len},
 		{"telguard_sip_ended_calls", "Ended calls the SIP edge remembers for 32 s, so late messages are not reported twice.", s.ended.len},
 	} {
 		if _, err := prom.Register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help},

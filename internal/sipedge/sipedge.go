@@ -142,11 +142,16 @@ type Config struct {
 	// restarts, or calls up at a restart cannot be hung up through it.
 	// nil → a random key per process.
 	StampKey []byte
-	// MaxTransactions and MaxCalls bound the two tables. 0 → 65536 and
-	// 100000. When full, the oldest entry goes first: forwarding goes on,
-	// only that entry's events are lost.
+	// MaxTransactions and MaxCalls bound the transaction table and the
+	// table of callers' calls; MaxCarrierCalls bounds carriers' inbound
+	// calls, in a table of their own so that they never push callers'
+	// calls out. 0 → 65536, 100000 and MaxCalls. When full, the oldest
+	// entry goes first: forwarding goes on, and a call the guard has
+	// forgotten still has its answer and its INVITE's failure reported
+	// (and its end, with the stamp of a call the engine allowed).
 	MaxTransactions int
 	MaxCalls        int
+	MaxCarrierCalls int
 	// CallTTL is how long a call is remembered without a BYE. 0 → 12 h.
 	CallTTL time.Duration
 	// Workers is the number of goroutines handling each UDP listener's

@@ -169,3 +169,62 @@ type callState struct {
 	branch   string
 	answered bool
 }
+
+// callTable holds the calls up, by Call-ID, in two bounded tables: the
+// calls callers place and the inbound calls carriers deliver. Each is
+// bounded on its own, so however many calls a carrier sends, they cannot
+// push a caller's call out (its answer would then go unreported, and the
+// call unbilled), nor the other way round. A Call-ID is in one of them at
+// most.
+type callTable struct {
+	mu       sync.Mutex // makes add's look at both tables and its insert one step
+	outbound *fifoCache[string, callState]
+	inbound  *fifoCache[string, callState]
+}
+
+func newCallTable(maxOutbound, maxInbound int, ttl time.Duration) *callTable {
+	return &callTable{
+		outbound: newFIFOCache[string, callState](maxOutbound, ttl),
+		inbound:  newFIFOCache[string, callState](maxInbound, ttl),
+	}
+}
+
+// add stores c under id, in the inbound table or the outbound one,
+// unless a live call has id in either; it reports whether it stored it.
+func (t *callTable) add(id string, c callState, inbound bool, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	own, other := t.outbound, t.inbound
+	if inbound {
+		own, other = other, own
+	}
+	if _, ok := other.get(id, now); ok {
+		return false
+	}
+	return own.add(id, c, now)
+}
+
+// update runs f on the call id, if it is there.
+func (t *callTable) update(id string, now time.Time, f func(c *callState)) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.outbound.update(id, now, f) || t.inbound.update(id, now, f)
+}
+
+// removeIf deletes the call id unless keep says otherwise; see
+// fifoCache.removeIf.
+func (t *callTable) removeIf(id string, now time.Time, keep func(c callState) bool) (removed, present bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if removed, present = t.outbound.removeIf(id, now, keep); present {
+		return removed, present
+	}
+	return t.inbound.removeIf(id, now, keep)
+}
+
+// remove deletes the call id and reports whether it was there.
+func (t *callTable) remove(id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.outbound.remove(id) || t.inbound.remove(id)
+}
