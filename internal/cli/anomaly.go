@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -50,7 +51,9 @@ itself, from the stored history, every anomaly.retrain_every (24h by
 default; docs/config.md): a model written here is replaced at the next
 retrain unless retrain_every is 0. Train on history you trust: the forest
 learns what ordinary looks like, so fraud in the history looks ordinary.
-The same history, policy and seed give the same model.
+The same history, policy and seed give the same model; --seed and --trees
+default to the configuration's anomaly.seed and anomaly.trees (1 and 100),
+which the daemon's own retraining uses.
 
 Exit status: 0 when a model was written; 1 when reading or writing failed
 or the history had no usable calls; 2 on bad flags or a bad policy.
@@ -95,8 +98,8 @@ func (e *env) anomaly(args []string) error {
 	from := fs.String("from", "stored", "`source`: stored (the call history in the database) or a CDR FILE")
 	since := fs.String("since", "", "only calls that started within this `duration` before now, like 90d (stored history only)")
 	out := fs.String("out", "", "model `file` to write (default DIR/"+daemon.ModelFile+")")
-	seed := fs.Int64("seed", 1, "seed of the forest; the same history and seed give the same model")
-	trees := fs.Int("trees", 100, "trees in the forest (10 to 1000)")
+	seed := fs.Int64("seed", 1, "seed of the forest; the same history and seed give the same model (default: the config's anomaly.seed)")
+	trees := fs.Int("trees", 100, "trees in the forest, 10 to 1000 (default: the config's anomaly.trees)")
 	maxCalls := fs.Int("max-calls", maxTrainCalls, "most calls read from a CDR file")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
 	cf := addCDRFlags(fs, "IANA time `zone` of CDR timestamps without one (default: the tenant's timezone)")
@@ -105,9 +108,6 @@ func (e *env) anomaly(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usagef("%s: unexpected argument %q (the CDR file goes in --from)", cmd, fs.Arg(0))
-	}
-	if *trees < 10 || *trees > 1000 {
-		return usagef("%s: --trees must be between 10 and 1000", cmd)
 	}
 	var window time.Duration
 	if *since != "" {
@@ -119,6 +119,18 @@ func (e *env) anomaly(args []string) error {
 	cfg, err := loadStoreConfig(*cfgFile, *dataDir)
 	if err != nil {
 		return err
+	}
+	// Unless given, trees and seed are the ones the daemon retrains with.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["trees"] {
+		*trees = cfg.Anomaly.Trees
+	}
+	if !set["seed"] {
+		*seed = cfg.Anomaly.Seed
+	}
+	if *trees < 10 || *trees > 1000 {
+		return usagef("%s: --trees must be between 10 and 1000", cmd)
 	}
 	pol, err := trainPolicy(*policyFile, cfg.Policy)
 	if err != nil {

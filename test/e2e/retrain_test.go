@@ -23,13 +23,15 @@ tenants:
 `
 
 // retrainConfig retrains every second (a test value: real use is hours)
-// on as few as 40 windows, and lets calls carry their own times so a few
+// on as few as 40 windows, with 50 trees, and lets calls carry their own times so a few
 // days of history can be sent in a second.
 const retrainConfig = `api:
   any_event_time: true
 anomaly:
   retrain_every: 1s
   min_windows: 40
+  trees: 50
+  seed: 3
 `
 
 // scoredCheck sends an attempt and returns its verdict and anomaly score.
@@ -122,15 +124,16 @@ func TestDaemonRetrainsOnRecordedCalls(t *testing.T) {
 		t.Errorf("/metrics does not show the retrain (err %v):\n%s", err, grepLines(metrics, "retrain"))
 	}
 
-	// The calls are in the call history, for telguard anomaly train too.
+	// The calls are in the call history, for telguard anomaly train too,
+	// which trains as the daemon does (the config's trees and seed).
 	out, stderr, code := run(t, dir, "anomaly", "train", "--config", "telguard.yaml", "--json", "--out", filepath.Join(t.TempDir(), "check.model"))
-	var sum struct{ Calls, Samples int }
-	if code != 0 || json.Unmarshal([]byte(out), &sum) != nil || sum.Calls != n || sum.Samples != n {
-		t.Fatalf("anomaly train on the stored history: exit %d, %+v, want %d calls\n%s%s", code, sum, n, out, stderr)
+	var sum struct{ Calls, Samples, Trees, Seed int }
+	if code != 0 || json.Unmarshal([]byte(out), &sum) != nil || sum.Calls != n || sum.Samples != n || sum.Trees != 50 || sum.Seed != 3 {
+		t.Fatalf("anomaly train on the stored history: exit %d, %+v, want %d calls, 50 trees, seed 3\n%s%s", code, sum, n, out, stderr)
 	}
 
 	// A model trained by hand is replaced by the next retrain
-	// (retrain_every after it): the daemon's has 100 trees, not 10.
+	// (retrain_every after it): the daemon's has 50 trees, not 10.
 	out, stderr, code = run(t, dir, "anomaly", "train", "--config", "telguard.yaml", "--seed", "9", "--trees", "10", "--json")
 	var hand struct{ Bytes int64 }
 	if code != 0 || json.Unmarshal([]byte(out), &hand) != nil || hand.Bytes == 0 {
