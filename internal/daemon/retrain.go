@@ -189,8 +189,10 @@ func (d *Daemon) runRetrain(ctx context.Context, g *errgroup.Group) {
 				return nil
 			case <-timer.C:
 			}
-			last = time.Now()
 			st.record(d.retrain(ctx, d.db))
+			// Counted from the end, so retrains never run back to back
+			// even when one takes longer than retrain_every.
+			last = time.Now()
 			timer.Reset(next())
 		}
 	})
