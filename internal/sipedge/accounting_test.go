@@ -360,3 +360,27 @@ func TestForgottenCallsAreStillReported(t *testing.T) {
 		t.Errorf("call_ended = %d, want 2", n)
 	}
 }
+
+// Hang-ups wait for the PBX's 2xx in a table of their own, which lives 32
+// s (a BYE's transaction): they never push a ringing INVITE out of the
+// transaction table, whose answer would then go unreported.
+func TestByesDoNotPushRingingCallsOut(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, func(c *Config) { c.MaxTransactions = 2 })
+	r.caller.send(r.port, invite)
+	ringing := r.upstream.expectRequest(sip.INVITE)
+	second := strings.NewReplacer("call-1@test", "call-2@test", "test-1", "test-2").Replace(invite)
+	r.caller.send(r.port, second)
+	inv := r.upstream.expectRequest(sip.INVITE)
+	r.upstream.answer(r.port, pbxAnswer(inv, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	r.caller.send(r.port, strings.ReplaceAll(byeFor(inv, "z9hG4bK-bye-2"), "call-1@test", "call-2@test"))
+	bye := r.upstream.expectRequest(sip.BYE)
+	r.upstream.answer(r.port, pbxAnswer(bye, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+
+	r.upstream.answer(r.port, pbxAnswer(ringing, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	if a, e := r.eng.count(event.CallAnswered), r.eng.count(event.CallEnded); a != 2 || e != 1 {
+		t.Errorf("answered %d, ended %d; want both calls answered and the second ended", a, e)
+	}
+}

@@ -128,8 +128,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 				// tags, a spoofed source), ends nothing. Remembered
 				// before it goes, so the 2xx cannot overtake it; a
 				// retransmission keeps the first.
-				s.txs.add(branch, &txState{method: sip.BYE, endsCall: true, stamped: flag == stampScreened,
-					ev: event.Event{CallID: key, Time: at}}, now)
+				s.byes.add(branch, byeState{callID: key, at: at, stamped: flag == stampScreened}, now)
 			}
 		}
 		if err := s.forward(in, req, branch, fromUp, 0, callID, src, rt); err != nil {
@@ -363,6 +362,14 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 	}
 	now := s.cfg.Clock()
 	method := res.CSeq().MethodName
+	if method == sip.BYE {
+		if b, ok := s.byes.get(branch, now); ok && res.StatusCode < 300 {
+			// The PBX took the caller's hang-up: the call ended at the
+			// BYE's time, told before this 2xx is relayed.
+			s.endCall(ctx, b.callID, now, b.at, b.stamped)
+		}
+		return
+	}
 	var tx txState
 	var found, first bool
 	s.txs.update(branch, now, func(t **txState) {
@@ -377,19 +384,11 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 	if !found {
 		return
 	}
-	at := s.responseTime(res, now)
-	code := res.StatusCode
-	if method == sip.BYE {
-		if tx.endsCall && code < 300 {
-			// The PBX took the caller's hang-up: the call ended at the
-			// BYE's time, told before this 2xx is relayed.
-			s.endCall(ctx, tx.ev.CallID, now, tx.ev.Time, tx.stamped)
-		}
-		return
-	}
 	if !tx.screened {
 		return
 	}
+	at := s.responseTime(res, now)
+	code := res.StatusCode
 	// 401/407 to a request without credentials is the normal digest
 	// challenge; the engine knows that from SIPInfo.Credentials. 404 to a
 	// REGISTER or INVITE names a user that does not exist: enumeration.

@@ -12,8 +12,9 @@ import (
 )
 
 // BenchmarkCallStateCeiling fills the guard's tables to their default
-// bounds (65,536 transactions, 100,000 callers' calls up, 100,000
-// carriers' calls up, 100,000 ended calls), each entry made from its own
+// bounds (65,536 transactions, 65,536 callers' BYEs awaiting their 2xx,
+// 100,000 callers' calls up, 100,000 carriers' calls up, 100,000 ended
+// calls), each entry made from its own
 // parsed INVITE as in real
 // forwarding, and reports the heap they hold: the most memory the SIP
 // edge's call state can take, whatever the call rate or a flood. Run it
@@ -40,6 +41,10 @@ func BenchmarkCallStateCeiling(b *testing.B) {
 		s.txs.put(s.branchFor(req, netip.AddrPortFrom(src, 5060), 0), &txState{method: req.Method, ev: ev, screened: true}, now)
 	}
 	afterTxs := heap()
+	for i := range defaultMaxTransactions {
+		s.byes.add(fmt.Sprintf("%s0-%020x", branchPrefix, i), byeState{callID: fmt.Sprintf("%016x-%d@192.0.2.1", i*7919, i), at: now}, now)
+	}
+	afterByes := heap()
 	for i := range defaultMaxCalls {
 		branch := fmt.Sprintf("%s0-%020x", branchPrefix, i)
 		s.calls.add(fmt.Sprintf("%016x-%d@192.0.2.1", i*7919, i), callState{branch: branch}, false, now)
@@ -50,7 +55,7 @@ func BenchmarkCallStateCeiling(b *testing.B) {
 		s.ended.put(fmt.Sprintf("%016x-%d@192.0.2.2", i*7919, i), struct{}{}, now)
 	}
 	end := heap()
-	if s.txs.len() != defaultMaxTransactions || s.calls.outbound.len() != defaultMaxCalls || s.calls.inbound.len() != defaultMaxCalls || s.ended.len() != defaultMaxCalls {
+	if s.txs.len() != defaultMaxTransactions || s.byes.len() != defaultMaxTransactions || s.calls.outbound.len() != defaultMaxCalls || s.calls.inbound.len() != defaultMaxCalls || s.ended.len() != defaultMaxCalls {
 		b.Fatal("tables not full")
 	}
 	for b.Loop() {
@@ -58,7 +63,8 @@ func BenchmarkCallStateCeiling(b *testing.B) {
 	}
 	// After the loop: its start resets reported metrics.
 	b.ReportMetric(float64(afterTxs-start)/defaultMaxTransactions, "B/transaction")
-	b.ReportMetric(float64(afterCalls-afterTxs)/(2*defaultMaxCalls), "B/call")
+	b.ReportMetric(float64(afterByes-afterTxs)/defaultMaxTransactions, "B/bye")
+	b.ReportMetric(float64(afterCalls-afterByes)/(2*defaultMaxCalls), "B/call")
 	b.ReportMetric(float64(end-afterCalls)/defaultMaxCalls, "B/ended-call")
 	b.ReportMetric(float64(end-start)/(1<<20), "MiB-ceiling")
 	runtime.KeepAlive(s)

@@ -48,6 +48,7 @@ type Server struct {
 	tlsConf  *tls.Config // for tls listeners; nil without any
 
 	txs    *fifoCache[string, *txState] // by the guard's branch
+	byes   *fifoCache[string, byeState] // callers' BYEs awaiting the upstream's 2xx, by branch
 	calls  *callTable
 	ended  *fifoCache[string, struct{}]
 	trusts []netip.Prefix
@@ -198,6 +199,7 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 		stampKey: key,
 		tlsConf:  tlsConf,
 		txs:      newFIFOCache[string, *txState](cfg.MaxTransactions, txTTL),
+		byes:     newFIFOCache[string, byeState](cfg.MaxTransactions, byeTTL),
 		calls:    newCallTable(cfg.MaxCalls, cfg.MaxCarrierCalls, cfg.CallTTL),
 		ended:    newFIFOCache[string, struct{}](cfg.MaxCalls, endedTTL),
 		trusts:   cfg.TrustedCIDRs,
@@ -243,6 +245,7 @@ func (s *Server) registerTableGauges(reg prometheus.Registerer) error {
 		size       func() int
 	}{
 		{"telguard_sip_transactions", "Transactions the SIP edge remembers (bounded by max transactions, 4 minutes each).", s.txs.len},
+		{"telguard_sip_bye_transactions", "Callers' BYEs the SIP edge remembers until the upstream's 2xx ends the call (bounded by max transactions, 32 s each).", s.byes.len},
 		{"telguard_sip_calls", "Callers' calls the SIP edge holds as up (bounded by max calls).", s.calls.outbound.len},
 		{"telguard_sip_inbound_calls", "Carriers' inbound calls the SIP edge holds as up (bounded by max carrier calls).", s.calls.inbound.len},
 		{"telguard_sip_ended_calls", "Ended calls the SIP edge remembers for 32 s, so late messages are not reported twice.", s.ended.len},

@@ -141,14 +141,26 @@ const txTTL = 4 * time.Minute
 // BYEs and late failures are not reported twice: 64*T1.
 const endedTTL = 32 * time.Second
 
+// byeTTL is how long a BYE from the caller's side waits for the
+// upstream's 2xx: a non-INVITE transaction's life, 64*T1.
+const byeTTL = 32 * time.Second
+
+// byeState is a BYE from the caller's side (a caller's or a carrier's)
+// forwarded to the upstream: the upstream's 2xx to it ends the call.
+// Kept apart from txState: it is small and short-lived, and the BYEs of a
+// busy edge must not push ringing INVITEs out of the transaction table.
+type byeState struct {
+	callID  string    // the bounded Call-ID (the call's key)
+	at      time.Time // the BYE's event time: the call ended then
+	stamped bool      // it carried the stamp of a call the engine allowed
+}
+
 // txState is what the guard remembers about one forwarded or answered
 // request, keyed by the branch the guard put (or would have put) on it.
 type txState struct {
 	method   sip.RequestMethod
-	ev       event.Event   // the request as the engine saw it; for a BYE that ends a call, its Call-ID and time
+	ev       event.Event   // the request as the engine saw it
 	screened bool          // the engine allowed it: its outcome is reported
-	endsCall bool          // a BYE from the caller's side: its 2xx ends the call ev.CallID
-	stamped  bool          // with endsCall: it carried a screened call's stamp
 	cancelAt time.Time     // an INVITE: the event time of the CANCEL forwarded for it (under the cache lock)
 	opened   bool          // an INVITE that opened its call (see callState.branch)
 	hadAuth  bool          // it carried credentials
