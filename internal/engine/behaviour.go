@@ -161,7 +161,7 @@ func (s *tenantState) learn(f *flight, t *policy.Tenant, end time.Time, billed t
 func (bh *behaviour) flagged(f *flight) bool {
 	for i := range f.answer.Reasons {
 		r := &f.answer.Reasons[i]
-		if r.Verdict.Severity() < event.Challenge.Severity() {
+		if severity(r.Verdict) < severity(event.Challenge) {
 			continue
 		}
 		if r.Rule == policy.RuleBaselineNewNetwork && bh.nets.Seen(f.ip) {
@@ -390,7 +390,7 @@ func (e *Engine) decideInbound(b *verdictBuilder, t *policy.Tenant, ev event.Eve
 			b.hit("source_ip.not_allowed", mode("source_ip.not_allowed"), event.Deny, "", sipForbidden, "source address is not on the allow list")
 		}
 	}
-	if ev.Account != "" && !b.d.Verdict.Blocks() {
+	if ev.Account != "" && !blocks(b.d.Verdict) {
 		// Every inbound call is kept until it ends, so that its answer and
 		// end are taken (not refused as unknown); only one from abroad can
 		// turn out to be a one-ring call.

@@ -31,11 +31,14 @@ type verdictBuilder struct {
 
 func (b *verdictBuilder) hit(rule string, mode event.Mode, v event.Verdict, level string, sip int, reason string) {
 	b.d.Reasons = append(b.d.Reasons, event.Reason{Rule: rule, Reason: reason, Mode: mode, Verdict: v, Level: level})
-	b.would = event.Max(b.would, v)
+	sv := severity(v)
+	if sv > severity(b.would) { // event.Max, without its map lookups
+		b.would = v
+	}
 	if mode != event.Enforce {
 		return
 	}
-	if v.Severity() > b.d.Verdict.Severity() {
+	if sv > severity(b.d.Verdict) {
 		b.d.Verdict = v
 		b.sevSIP = sip
 	}
@@ -51,6 +54,28 @@ type decisionBox struct {
 	r  [4]event.Reason
 	ch [2]event.Change
 }
+
+// severity is event.Verdict.Severity without its map lookup: hit and the
+// checks of whether a verdict blocks run several times a decision. An
+// unknown verdict ranks as deny, as there.
+func severity(v event.Verdict) int {
+	switch v {
+	case event.Allow:
+		return 0
+	case event.Challenge:
+		return 1
+	case event.Throttle:
+		return 2
+	case event.Deny:
+		return 3
+	case event.Ban:
+		return 4
+	}
+	return 3
+}
+
+// blocks is event.Verdict.Blocks, by severity.
+func blocks(v event.Verdict) bool { return severity(v) >= 2 }
 
 // Decide answers a call attempt. It never fails: an event it cannot judge
 // (unknown tenant, missing destination) is denied with a reason, because a
@@ -144,7 +169,7 @@ func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 	e.screen(&b, t, g, s, ev, num, numErr, &changes)
 	e.finish(&b, t)
 
-	if !d.Verdict.Blocks() && ev.CallID != "" && s.calls[ev.CallID] == nil {
+	if !blocks(d.Verdict) && ev.CallID != "" && s.calls[ev.CallID] == nil {
 		call := event.Call{
 			Tenant: ev.Tenant, Account: ev.Account, CallID: ev.CallID, SourceIP: d.SourceIP,
 			E164: num.E164, Country: num.Region, International: num.International,
@@ -221,7 +246,7 @@ func (e *Engine) screen(b *verdictBuilder, t *policy.Tenant, g *policy.Group, s 
 	// The detectors watch the calls that get through: an attempt another
 	// rule already blocks is not recorded, so one rule's refusals (a rate
 	// limit's, say) never turn into a pattern too.
-	if numErr == nil && ev.Account != "" && ev.CallID != "" && !b.d.Verdict.Blocks() {
+	if numErr == nil && ev.Account != "" && ev.CallID != "" && !blocks(b.d.Verdict) {
 		e.patterns(b, t, g, s, ev, num)
 	}
 	e.escalate(b, t, s, ev, changes)
@@ -400,7 +425,7 @@ func attemptKey(l *policy.Limit, ev event.Event, num numbering.Number, numErr er
 // policy's next step when a count reaches it.
 func (e *Engine) escalate(b *verdictBuilder, t *policy.Tenant, s *tenantState, ev event.Event, changes *[]event.Change) {
 	esc := t.Escalation
-	if len(esc.Steps) == 0 || !b.d.Verdict.Blocks() {
+	if len(esc.Steps) == 0 || !blocks(b.d.Verdict) {
 		return
 	}
 	capacity := esc.Steps[len(esc.Steps)-1].After + 1
@@ -459,7 +484,7 @@ func (e *Engine) escalate(b *verdictBuilder, t *policy.Tenant, s *tenantState, e
 // finish fills in the codes, the would-have verdict and the risk score.
 func (e *Engine) finish(b *verdictBuilder, t *policy.Tenant) {
 	d := b.d
-	if b.would.Severity() > d.Verdict.Severity() {
+	if severity(b.would) > severity(d.Verdict) {
 		d.WouldVerdict = b.would
 	}
 	switch d.Verdict {
@@ -474,7 +499,7 @@ func (e *Engine) finish(b *verdictBuilder, t *policy.Tenant) {
 	case event.Ban:
 		d.SIPCode, d.HTTPCode = sipDecline, 403
 	}
-	if b.sevSIP != 0 && d.Verdict.Blocks() {
+	if b.sevSIP != 0 && blocks(d.Verdict) {
 		d.SIPCode = b.sevSIP
 	}
 	if d.Verdict != event.Ban {
@@ -487,10 +512,9 @@ func (e *Engine) finish(b *verdictBuilder, t *policy.Tenant) {
 // the most severe hit sets the base, each further hit adds a little, and an
 // allowed call to a risky destination still carries some risk.
 func risk(d *event.Decision) int {
-	base := map[event.Verdict]int{event.Allow: 0, event.Challenge: 40, event.Throttle: 60, event.Deny: 80, event.Ban: 95}
 	r := 0
-	for _, x := range d.Reasons {
-		r = max(r, base[x.Verdict])
+	for i := range d.Reasons {
+		r = max(r, riskBase(d.Reasons[i].Verdict))
 	}
 	if len(d.Reasons) > 1 {
 		r += 3 * (len(d.Reasons) - 1)
@@ -507,6 +531,22 @@ func risk(d *event.Decision) int {
 		r = max(r, int((a-0.5)*200+0.5))
 	}
 	return min(r, 100)
+}
+
+// riskBase is the risk a hit of verdict v sets at least (a map built on
+// every decision before).
+func riskBase(v event.Verdict) int {
+	switch v {
+	case event.Challenge:
+		return 40
+	case event.Throttle:
+		return 60
+	case event.Deny:
+		return 80
+	case event.Ban:
+		return 95
+	}
+	return 0
 }
 
 func contains(list []netip.Prefix, ip netip.Addr) bool {

@@ -97,7 +97,7 @@ func (e *Engine) patterns(b *verdictBuilder, t *policy.Tenant, g *policy.Group, 
 		clear(s.dets) // the evidence holds numbers; do not keep them past the decision
 	}
 	e.behaviourRules(b, t, base, rc, now, &dev)
-	if b.d.Verdict.Blocks() {
+	if blocks(b.d.Verdict) {
 		ring := oneRing
 		if pat && p.Detectors.Wangiri.MaxRing > 0 {
 			ring = p.Detectors.Wangiri.MaxRing

@@ -34,6 +34,10 @@ type tenantState struct {
 	prefixBans map[netip.Prefix]*event.IPBan
 	suspended  map[string]*event.Suspension
 	limits     map[string]*limitState
+	// slots caches limits by policy.Limit.Slot: a lookup by id for every
+	// limit of every attempt was a measurable part of Decide. An entry is
+	// used only for the very *Limit it was made for; the sweep clears it.
+	slots      []*limitState
 	escAccount *bucket.Log[string]
 	escIP      *bucket.Log[netip.Addr]
 	escWindow  time.Duration
@@ -388,6 +392,7 @@ func (s *tenantState) sweep(now time.Time, t *policy.Tenant, changes []event.Cha
 			live[l.ID] = true
 		}
 	}
+	clear(s.slots) // refilled from s.limits as limits are used
 	for id, ls := range s.limits {
 		if !live[id] {
 			delete(s.limits, id)
@@ -469,6 +474,23 @@ type lastDialled struct {
 
 // limit returns the counters for l, new ones if l's meaning changed.
 func (s *tenantState) limit(l *policy.Limit) *limitState {
+	if l.Slot >= 0 && l.Slot < len(s.slots) {
+		if ls := s.slots[l.Slot]; ls != nil && ls.lim == l {
+			return ls
+		}
+	}
+	ls := s.slowLimit(l)
+	if l.Slot >= 0 && l.Slot < 4096 {
+		if l.Slot >= len(s.slots) {
+			s.slots = append(s.slots, make([]*limitState, l.Slot+1-len(s.slots))...)
+		}
+		s.slots[l.Slot] = ls
+	}
+	return ls
+}
+
+// slowLimit is limit by id, checking the limit's meaning.
+func (s *tenantState) slowLimit(l *policy.Limit) *limitState {
 	ls := s.limits[l.ID]
 	// A compiled limit never changes, so the same *Limit needs no
 	// signature check; building the signature string on every attempt

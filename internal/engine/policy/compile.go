@@ -253,6 +253,7 @@ func (c *compiler) tenant(path, id string, ty *tenantYAML) *Tenant {
 	for _, g := range append([]*Group{def}, mapValues(t.Groups, names)...) {
 		for _, l := range g.Limits {
 			if !slices.Contains(t.Limits, l) {
+				l.Slot = len(t.Limits)
 				t.Limits = append(t.Limits, l)
 			}
 		}

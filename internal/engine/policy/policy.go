@@ -207,6 +207,9 @@ type Limit struct {
 	AppliesTo      Scope
 	MaxStep        int
 	ShortCall      time.Duration
+	// Slot is the limit's index in its tenant's Limits, so that the
+	// engine finds its counters by index rather than by id.
+	Slot int
 }
 
 // Rule returns the limit's rule id as it appears in decisions.
