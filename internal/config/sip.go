@@ -35,9 +35,13 @@ type SIP struct {
 	// Tenant is the policy tenant the edge's events belong to. Default:
 	// api.default_tenant.
 	Tenant string `yaml:"tenant"`
-	// Trusted are peers (carriers) that bypass screening; the upstream is
-	// always trusted.
+	// Trusted are peers (an SBC, an office network, a second PBX) that
+	// bypass screening, with no events; the upstream is always trusted.
 	Trusted []string `yaml:"trusted"`
+	// Carriers are the carriers' signalling addresses: trusted like
+	// Trusted, and their initial INVITEs are reported to the engine as
+	// inbound calls (never blocked), so Wangiri callbacks are caught.
+	Carriers []string `yaml:"carriers"`
 	// AccountFrom: from_user (default), auth_user or pai.
 	AccountFrom string `yaml:"account_from"`
 	// Flood limits, per source address, before any parsing: more than
@@ -75,13 +79,23 @@ func (s SIP) Enabled() bool { return len(s.Listen) > 0 }
 
 // TrustedPrefixes parses Trusted.
 func (s SIP) TrustedPrefixes() ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(s.Trusted))
-	for i, v := range s.Trusted {
+	return parsePrefixes("sip.trusted", s.Trusted)
+}
+
+// CarrierPrefixes parses Carriers.
+func (s SIP) CarrierPrefixes() ([]netip.Prefix, error) {
+	return parsePrefixes("sip.carriers", s.Carriers)
+}
+
+// parsePrefixes parses a list of CIDRs or single addresses.
+func parsePrefixes(field string, list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for i, v := range list {
 		p, err := netip.ParsePrefix(v)
 		if err != nil {
 			a, aerr := netip.ParseAddr(v)
 			if aerr != nil {
-				return nil, fmt.Errorf("%w: sip.trusted[%d]: want a CIDR or an address, got %q", ErrInvalid, i, v)
+				return nil, fmt.Errorf("%w: %s[%d]: want a CIDR or an address, got %q", ErrInvalid, field, i, v)
 			}
 			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
 		}
@@ -107,6 +121,9 @@ func (s SIP) validate() error {
 		return bad("sip.account_from", "want from_user, auth_user or pai, got %q", s.AccountFrom)
 	}
 	if _, err := s.TrustedPrefixes(); err != nil {
+		return err
+	}
+	if _, err := s.CarrierPrefixes(); err != nil {
 		return err
 	}
 	upNet, _, _ := strings.Cut(strings.ToLower(s.Upstream), ":")

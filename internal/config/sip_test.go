@@ -38,3 +38,29 @@ func TestSIPValidation(t *testing.T) {
 		})
 	}
 }
+
+// Carriers are listed on their own: a trusted peer only bypasses
+// screening, a carrier's INVITEs are also reported as inbound calls.
+func TestSIPCarriers(t *testing.T) {
+	const base = "sip:\n  listen: [\"udp:127.0.0.1:5060\"]\n  upstream: \"udp:127.0.0.1:5070\"\n"
+	c, err := Parse("c.yaml", []byte(base+"  trusted: [\"10.1.0.0/16\"]\n  carriers: [\"198.51.100.0/24\", \"203.0.113.7\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	carriers, err := c.SIP.CarrierPrefixes()
+	if err != nil || len(carriers) != 2 || carriers[0].String() != "198.51.100.0/24" || carriers[1].String() != "203.0.113.7/32" {
+		t.Errorf("carriers = %v, %v; want 198.51.100.0/24 and 203.0.113.7/32", carriers, err)
+	}
+	trusted, err := c.SIP.TrustedPrefixes()
+	if err != nil || len(trusted) != 1 || trusted[0].String() != "10.1.0.0/16" {
+		t.Errorf("trusted = %v, %v; want only 10.1.0.0/16", trusted, err)
+	}
+	_, err = Parse("c.yaml", []byte(base+"  carriers: [\"198.51.100.0/24\", \"carrier.example\"]\n"))
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `sip.carriers[1]: want a CIDR or an address, got "carrier.example"`) {
+		t.Errorf("err = %v, want sip.carriers[1] named", err)
+	}
+	// In simulation mode the carrier is a loopback address like the rest.
+	if _, err := Parse("c.yaml", []byte(base+"  simulation: true\n  carriers: [\"127.0.0.2/32\"]\n")); err != nil {
+		t.Errorf("simulation with a loopback carrier: %v", err)
+	}
+}

@@ -24,14 +24,19 @@ func (d *Daemon) newSIPEdge() error {
 	if err != nil {
 		return err
 	}
-	// The upstream is trusted by the filter too: the PBX must never be
-	// flood-banned by its own traffic, nor country-filtered. A name is
-	// resolved once, here, and the guard is given the same address.
+	carriers, err := sc.CarrierPrefixes()
+	if err != nil {
+		return err
+	}
+	// Carriers and the upstream are trusted by the filter too: the PBX
+	// must never be flood-banned by its own traffic, nor country-filtered.
+	// A name is resolved once, here, and the guard is given the same
+	// address.
 	upAddr, err := sipedge.ResolveUpstream(sc.Upstream)
 	if err != nil {
 		return fmt.Errorf("sip edge: %w", err)
 	}
-	filterTrusted := append(slices.Clone(trusted), netip.PrefixFrom(upAddr.Addr(), upAddr.Addr().BitLen()))
+	filterTrusted := append(slices.Concat(trusted, carriers), netip.PrefixFrom(upAddr.Addr(), upAddr.Addr().BitLen()))
 	d.filter, err = prefilter.New(prefilter.Config{
 		MaxPacketBytes: sc.MaxPacketBytes, FloodRequests: sc.FloodRequests,
 		FloodWindow: sc.FloodWindow, FloodBan: sc.FloodBan, Trusted: filterTrusted,
@@ -78,7 +83,7 @@ func (d *Daemon) newSIPEdge() error {
 	d.sip, err = sipedge.New(sipedge.Config{
 		Listen: sc.Listen, Upstream: sc.Upstream, UpstreamAddr: upAddr, Advertise: sc.Advertise, Tenant: sc.Tenant,
 		TLSCert: sc.TLSCert, TLSKey: sc.TLSKey, TLSClientCAs: sc.TLSClientCAs,
-		TrustedCIDRs: trusted, AccountFrom: sc.AccountFrom, StampKey: key, Filter: d.filter,
+		TrustedCIDRs: trusted, CarrierCIDRs: carriers, AccountFrom: sc.AccountFrom, StampKey: key, Filter: d.filter,
 		KeepNATContact: sc.NATContact == "keep", UpstreamTLSCAs: sc.UpstreamTLSCAs,
 		Simulation: sc.Simulation,
 	}, d.engine, d.registry, d.log)

@@ -11,18 +11,27 @@ import (
 	"github.com/telguard/telguard/internal/event"
 )
 
-// verdictInbound labels a trusted carrier's INVITE: reported to the engine
+// verdictInbound labels a carrier's INVITE: reported to the engine
 // as an inbound call, never blocked.
 const verdictInbound = "inbound"
 
 // fromCarrier reports a source whose initial INVITE is a call into the
-// tenant: a trusted peer (a carrier) that is not the upstream. Anything
+// tenant: a carrier (CarrierCIDRs; trusted peers are not carriers) that is
+// not the upstream. Anything
 // from the upstream's IP address is the PBX's own traffic, whatever port
 // or connection it uses (a second SIP profile, a connection it opened):
 // the PBX's calls out through a carrier are never taken for the
 // carrier's calls in.
 func (s *Server) fromCarrier(src netip.AddrPort) bool {
-	return src.Addr() != s.upstream.Addr() && s.trusted(src.Addr())
+	if src.Addr() == s.upstream.Addr() {
+		return false
+	}
+	for _, p := range s.carriers {
+		if p.Contains(src.Addr()) {
+			return true
+		}
+	}
+	return false
 }
 
 // onCarrierInvite forwards a trusted carrier's initial INVITE to the

@@ -35,7 +35,7 @@ Content-Length: 0
 `
 
 func trustCarrier(c *Config) {
-	c.TrustedCIDRs = []netip.Prefix{netip.MustParsePrefix(carrierIP + "/32")}
+	c.CarrierCIDRs = []netip.Prefix{netip.MustParsePrefix(carrierIP + "/32")}
 }
 
 func TestCarrierInboundCallIsReportedNeverBlocked(t *testing.T) {
@@ -106,7 +106,7 @@ Content-Length: 0
 func TestPBXCallsAreNotCarrierCalls(t *testing.T) {
 	eng := &fakeEngine{}
 	// The carrier's range holds the PBX's address too.
-	r := newRig(t, eng, func(c *Config) { c.TrustedCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+	r := newRig(t, eng, func(c *Config) { c.CarrierCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
 	carrier := newPeerAt(t, carrierIP)
 
 	// The PBX calls out through the guard to the carrier.
@@ -230,5 +230,20 @@ func TestSIPpWangiriCallbackThroughTheEdge(t *testing.T) {
 	decisions := log.find(event.OpDecision)
 	if len(decisions) != 2 || decisions[0].Decision.SourceIP != carrierIP || decisions[1].Decision.Verdict != event.Deny {
 		t.Errorf("decisions = %+v, want the carrier's ring, then the callback denied", decisions)
+	}
+}
+
+// Trusted peers (an office subnet, an SBC, a second PBX) only bypass
+// screening: their INVITEs are no carrier's inbound calls unless the peer
+// is listed among the carriers.
+func TestTrustedPeersAreNotCarriers(t *testing.T) {
+	eng := &fakeEngine{}
+	r := newRig(t, eng, func(c *Config) { c.TrustedCIDRs = []netip.Prefix{netip.MustParsePrefix(carrierIP + "/32")} })
+	office := newPeerAt(t, carrierIP)
+	office.send(r.port, carrierInvite)
+	r.upstream.expectRequest(sip.INVITE)
+	settle()
+	if n := r.decided(); n != 0 {
+		t.Errorf("engine asked %d times about a trusted peer's INVITE, want 0: it is no carrier", n)
 	}
 }

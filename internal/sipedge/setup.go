@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,11 +48,12 @@ type Server struct {
 	stampKey []byte
 	tlsConf  *tls.Config // for tls listeners; nil without any
 
-	txs    *fifoCache[string, *txState] // by the guard's branch
-	byes   *fifoCache[string, byeState] // callers' BYEs awaiting the upstream's 2xx, by branch
-	calls  *callTable
-	ended  *fifoCache[string, struct{}]
-	trusts []netip.Prefix
+	txs      *fifoCache[string, *txState] // by the guard's branch
+	byes     *fifoCache[string, byeState] // callers' BYEs awaiting the upstream's 2xx, by branch
+	calls    *callTable
+	ended    *fifoCache[string, struct{}]
+	trusts   []netip.Prefix // TrustedCIDRs and CarrierCIDRs: bypass screening
+	carriers []netip.Prefix // CarrierCIDRs: INVITEs reported as inbound calls
 
 	order [64]sync.Mutex // see relayInOrder
 
@@ -202,7 +204,8 @@ func New(cfg Config, eng Engine, reg *prometheus.Registry, logger *slog.Logger) 
 		byes:     newFIFOCache[string, byeState](cfg.MaxTransactions, byeTTL),
 		calls:    newCallTable(cfg.MaxCalls, cfg.MaxCarrierCalls, cfg.CallTTL),
 		ended:    newFIFOCache[string, struct{}](cfg.MaxCalls, endedTTL),
-		trusts:   cfg.TrustedCIDRs,
+		trusts:   append(slices.Clone(cfg.TrustedCIDRs), cfg.CarrierCIDRs...),
+		carriers: cfg.CarrierCIDRs,
 
 		attachFilter: attachSocketFilter,
 	}

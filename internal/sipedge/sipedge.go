@@ -32,10 +32,11 @@
 // scanner cannot slip past screening by inventing a To tag. Callers'
 // requests only ever go to the upstream; only the upstream (and trusted
 // peers) may route requests elsewhere, so the guard is no open relay.
-// Sources in Config.TrustedCIDRs (carriers) bypass screening; their
-// initial INVITEs are still reported to the engine as inbound calls, never
-// blocked, so a ring from a premium number and the account calling it
-// back (Wangiri) can be told apart from ordinary calls.
+// Sources in Config.TrustedCIDRs bypass screening. So do carriers
+// (Config.CarrierCIDRs), whose initial INVITEs are still reported to the
+// engine as inbound calls, never blocked, so a ring from a premium number
+// and the account calling it back (Wangiri) can be told apart from
+// ordinary calls.
 //
 // Config.Simulation (simulation.go) lets `telguard sim` set each message's
 // event time and read the engine's decisions back, on loopback only.
@@ -131,9 +132,15 @@ type Config struct {
 	Advertise string
 	// Tenant is the tenant every event belongs to.
 	Tenant string
-	// TrustedCIDRs are peers (carriers, the PBX itself) that bypass
-	// screening entirely. The upstream address is always trusted.
+	// TrustedCIDRs are peers (an SBC, an office network, a second PBX)
+	// that bypass screening entirely, with no events. The upstream
+	// address is always trusted.
 	TrustedCIDRs []netip.Prefix
+	// CarrierCIDRs are carriers: they bypass screening like trusted
+	// peers, and their initial INVITEs (from any address but the
+	// upstream's) are reported to the engine as inbound calls, never
+	// blocked. Opt-in: a trusted peer is no carrier unless listed here.
+	CarrierCIDRs []netip.Prefix
 	// AccountFrom says where a call's account comes from: "from_user"
 	// (default), "auth_user" or "pai".
 	AccountFrom string
