@@ -84,7 +84,7 @@ forwards it to the simulated PBX (--sip-pbx, the edge's sip.upstream),
 which rings at once (180) and holds the call; when the call is answered
 the PBX sends 200 and the caller ACKs; the caller hangs up with BYE; an
 unanswered call is given up by the PBX with 480. Inbound rings come from
---sip-carrier (a trusted carrier). Every INVITE, BYE and the PBX's answers
+--sip-carrier (listed in the edge's sip.carriers). Every INVITE, BYE and the PBX's answers
 carry the event time (X-Telguard-Time), and the edge puts its decision on
 the rejection or the forwarded INVITE (X-Telguard-Decision), so the report
 is that of the in-process run for the same start: the edge's engine sees
@@ -113,7 +113,7 @@ and the carrier on 127.0.0.2, sim.yaml:
     simulation: true                # event times from X-Telguard-Time; loopback only
     listen: ["udp:127.0.0.1:5060"]
     upstream: "udp:127.0.0.1:5070"  # where telguard sim plays the PBX
-    trusted: ["127.0.0.2/32"]       # the simulated carrier (inbound rings)
+    carriers: ["127.0.0.2/32"]      # the simulated carrier (inbound rings)
     flood_requests: 100000          # one office address carries all its calls
 
   telguard serve --config sim.yaml --data ./simdata &
@@ -176,7 +176,7 @@ func (e *env) sim(args []string) error {
 	rate := fs.Float64("rate", 500, "checks (with --sip-target: INVITEs) per second sent to --target; 0 = as fast as it answers")
 	sipTarget := fs.String("sip-target", "", "drive a running daemon's SIP edge at `udp:HOST:PORT` (its sip.listen; simulation mode) instead of the engine in process")
 	sipPBX := fs.String("sip-pbx", "", "with --sip-target, play the PBX at `HOST:PORT`: the edge's sip.upstream")
-	sipCarrier := fs.String("sip-carrier", "127.0.0.2", "with --sip-target, send inbound rings from this `address`, listed in the edge's sip.trusted")
+	sipCarrier := fs.String("sip-carrier", "127.0.0.2", "with --sip-target, send inbound rings from this `address`, listed in the edge's sip.carriers")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ func TestSimSIPFlags(t *testing.T) {
 func TestSimHelpExplainsSIPMode(t *testing.T) {
 	var out, errOut strings.Builder
 	Main([]string{"sim", "--help"}, strings.NewReader(""), &out, &errOut)
-	for _, want := range []string{"simulation: true", "flood_requests", "--sip-target udp:127.0.0.1:5060 --sip-pbx 127.0.0.1:5070", "trusted:", "dedicated"} {
+	for _, want := range []string{"simulation: true", "flood_requests", "--sip-target udp:127.0.0.1:5060 --sip-pbx 127.0.0.1:5070", "carriers:", "dedicated"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("sim --help lacks %q", want)
 		}
