@@ -181,7 +181,9 @@ func (d *Daemon) runRetrain(ctx context.Context, g *errgroup.Group) {
 			}
 			return retrainDelay(time.Now(), last, mod, every)
 		}
-		timer := time.NewTimer(next())
+		wait := next()
+		d.log.Info("anomaly model retraining on", "every", every, "train_window", d.cfg.Anomaly.TrainWindow, "first_in", wait.Round(time.Second))
+		timer := time.NewTimer(wait)
 		defer timer.Stop()
 		for {
 			select {
