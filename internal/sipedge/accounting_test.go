@@ -384,3 +384,22 @@ func TestByesDoNotPushRingingCallsOut(t *testing.T) {
 		t.Errorf("answered %d, ended %d; want both calls answered and the second ended", a, e)
 	}
 }
+
+// An allowed INVITE the guard cannot forward never rings: its call ends
+// in the engine as the caller gets the failure, so it holds no
+// concurrency slot, and a retransmission gets the same failure rather
+// than bringing up a call the engine has seen end.
+func TestInviteThatCannotBeForwardedEndsItsCall(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	r.caller.send(r.port, strings.Replace(invite, "Max-Forwards: 70", "Max-Forwards: 0", 1))
+	r.caller.expectResponse(483)
+	if n := r.eng.count(event.CallEnded); n != 1 {
+		t.Errorf("call_ended = %d when the 483 reached the caller, want 1", n)
+	}
+	r.caller.send(r.port, invite) // the same transaction, Max-Forwards put right
+	r.caller.expectResponse(483)
+	r.upstream.expectNothing("upstream, after a retransmission of an INVITE answered 483")
+	if n := r.decided(); n != 1 {
+		t.Errorf("engine asked %d times, want 1", n)
+	}
+}

@@ -214,10 +214,34 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 	}
 	s.txs.put(branch, tx, now)
 	if err := s.forward(in, req, branch, false, stampFor(req), callID, src, route{}); err != nil {
+		if req.IsInvite() {
+			s.inviteNotForwarded(ctx, in, req, branch, tx, err, now, at)
+			return
+		}
 		s.fail(in, req, err)
 		return
 	}
 	s.metrics.forwarded(start)
+}
+
+// inviteNotForwarded answers an allowed INVITE the guard could not
+// forward (483, 502, 503: the PBX never saw it) and ends its call, told
+// before the answer goes: the engine must not keep counting a call that
+// never rang. The transaction keeps that answer, so a retransmission gets
+// it again rather than a second try that would bring up a call the
+// engine has seen end.
+func (s *Server) inviteNotForwarded(ctx context.Context, in *listener, req *sip.Request, branch string, tx *txState, err error, now, at time.Time) {
+	s.failCall(ctx, tx, branch, now, at)
+	r := replyFor(err)
+	if r.code == 0 {
+		s.txs.put(branch, &txState{method: req.Method, ev: tx.ev, silent: true}, now)
+		s.metrics.drop(r.dropReason())
+		return
+	}
+	s.log.Debug("sip invite not forwarded", "source", req.Source(), "err", err)
+	res := sip.NewResponseFromRequest(req, r.code, r.reason, nil)
+	s.txs.put(branch, &txState{method: req.Method, ev: tx.ev, local: res}, now)
+	s.send(in, res)
 }
 
 // onAck forwards an ACK, or absorbs it when it acknowledges the guard's

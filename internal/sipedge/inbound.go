@@ -43,8 +43,13 @@ func (s *Server) fromCarrier(src netip.AddrPort) bool {
 // forwarded INVITE, but never enforced: the carrier is trusted.
 func (s *Server) onCarrierInvite(ctx context.Context, in *listener, req *sip.Request, src netip.AddrPort, branch, callID, key string, rt route, now, at, start time.Time) {
 	if tx, ok := s.txs.get(branch, now); ok && tx.method == req.Method {
-		// A retransmission: forwarded again, not reported again.
+		// A retransmission: forwarded again, not reported again; or,
+		// when the first could not be forwarded, answered the same.
 		s.metrics.request(req.Method, verdictRetrans)
+		if tx.local != nil {
+			s.send(in, tx.local)
+			return
+		}
 		s.setDecisionHeader(req, tx.decision)
 		if err := s.forward(in, req, branch, false, stampScreened, callID, src, rt); err != nil {
 			s.fail(in, req, err)
@@ -68,7 +73,7 @@ func (s *Server) onCarrierInvite(ctx context.Context, in *listener, req *sip.Req
 	tx.opened = s.openCall(key, branch, true, now)
 	s.txs.put(branch, tx, now)
 	if err := s.forward(in, req, branch, false, stampScreened, callID, src, rt); err != nil {
-		s.fail(in, req, err)
+		s.inviteNotForwarded(ctx, in, req, branch, tx, err, now, at)
 		return
 	}
 	s.metrics.forwarded(start)

@@ -134,7 +134,8 @@ func blackhole(t *testing.T) string {
 // request.
 func TestBlackholedTCPUpstreamFailsFast(t *testing.T) {
 	up := blackhole(t)
-	_, port := startGuard(t, &fakeEngine{}, 0, nil, func(c *Config) {
+	eng := &fakeEngine{}
+	_, port := startGuard(t, eng, 0, nil, func(c *Config) {
 		c.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
 		c.Upstream = "tcp:" + up
 	})
@@ -150,5 +151,9 @@ func TestBlackholedTCPUpstreamFailsFast(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("three callers answered after %v, want well under the 5 s dial timeout", d)
+	}
+	// None of them rang: the engine counts none as up.
+	if n := eng.count(event.CallEnded); n != 3 {
+		t.Errorf("call_ended = %d for three INVITEs answered 503, want 3", n)
 	}
 }
