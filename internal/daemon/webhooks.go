@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/telguard/telguard/internal/config"
 	"github.com/telguard/telguard/internal/engine"
@@ -30,12 +32,18 @@ func (d *Daemon) newWebhooks(ctx context.Context, getenv func(string) string) er
 	// The ingress's dedupe index remembers the window's ids in 16 bytes
 	// each, on disk too; the queue's own window, ~120 bytes an id in
 	// memory, only has to cover two copies of an event arriving together.
+	// An external cluster may be shared by several ingresses, each with
+	// its own index: there the queue keeps the whole window too.
 	icfg.DedupeDir = filepath.Join(d.cfg.DataDir, "webhook-dedupe")
+	dupWindow := webhook.DedupeOverlap
+	if wc.QueueURL != "" {
+		dupWindow = cmp.Or(wc.DedupeWindow, 24*time.Hour)
+	}
 	icfg.OnAlert = d.recordWebhookAlert
 	d.warnRetiredSecrets(icfg)
 	d.queue, err = queue.Open(ctx, queue.Options{
 		Embedded: wc.QueueURL == "", URL: wc.QueueURL, Sync: wc.QueueSync,
-		DataDir: filepath.Join(d.cfg.DataDir, "queue"), Logger: d.log, DuplicateWindow: webhook.DedupeOverlap,
+		DataDir: filepath.Join(d.cfg.DataDir, "queue"), Logger: d.log, DuplicateWindow: dupWindow,
 	})
 	if err != nil {
 		return err

@@ -152,7 +152,11 @@ func Open(ctx context.Context, o Options) (*Queue, error) {
 	if o.Embedded {
 		err = q.startEmbedded()
 	} else {
-		q.nc, err = nats.Connect(o.URL, nats.Name("telguard"), nats.MaxReconnects(-1))
+		// No reconnect buffer: a publish made while disconnected fails
+		// at once (the sender gets 503 and retries) instead of being sent
+		// later, after its sender was told it failed, when the ingress's
+		// dedupe no longer expects it.
+		q.nc, err = nats.Connect(o.URL, nats.Name("telguard"), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
 	}
 	if err != nil {
 		q.shutdown()

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -74,6 +75,8 @@ type dedupeBucket struct {
 	sorted  []dedupeKey            // once sealed
 	pending []dedupeKey            // added, not yet written to the file
 	n       int
+	files   []string // the files it was loaded from, removed with it
+	dropped bool
 }
 
 func (b *dedupeBucket) has(k dedupeKey) bool {
@@ -92,12 +95,15 @@ type dedupeIndex struct {
 	window time.Duration
 	log    *slog.Logger
 
-	mu      sync.RWMutex
-	buckets []*dedupeBucket // oldest first
-	ids     int
-	dropped int64 // ids forgotten early because of maxDedupeIDs
-	sealing sync.WaitGroup
-	maxIDs  int
+	mu       sync.RWMutex
+	buckets  []*dedupeBucket // oldest first
+	ids      int
+	dropped  int64    // ids forgotten early because of maxDedupeIDs
+	toRemove []string // files of dropped buckets, removed by the next flush
+	sealing  sync.WaitGroup
+	maxIDs   int
+
+	fileMu sync.Mutex // serialises flushes: writes, then removals
 }
 
 // openDedupe loads the index kept in dir (created if need be) and drops
@@ -115,50 +121,85 @@ func openDedupe(dir string, window time.Duration, now time.Time, log *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("open dedupe index: %w", err)
 	}
-	oldest := x.bucketOf(now.Add(-window))
+	// Files are named by the Unix second their bucket started, so they
+	// are placed right whatever the window was when they were written.
+	// A file from the future (the clock was set back) joins the current
+	// bucket; one wholly older than the window is removed.
+	oldest, current := x.bucketOf(now.Add(-window)), x.bucketOf(now)
+	byID := map[int64]*dedupeBucket{}
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), ".ids")
-		id, err := strconv.ParseInt(name, 10, 64)
+		sec, err := strconv.ParseInt(name, 10, 64)
 		if !ok || err != nil || !e.Type().IsRegular() {
 			continue
 		}
 		file := filepath.Join(dir, e.Name())
+		id := min(x.bucketOf(time.Unix(sec, 0)), current)
 		if id < oldest {
 			if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("open dedupe index: %w", err)
 			}
 			continue
 		}
-		data, err := os.ReadFile(file)
+		keys, err := readIDs(file, x.maxIDs)
 		if err != nil {
 			return nil, fmt.Errorf("open dedupe index: %w", err)
 		}
-		b := &dedupeBucket{id: id}
-		for i := 0; i+16 <= len(data); i += 16 {
-			b.sorted = append(b.sorted, dedupeKey{binary.BigEndian.Uint64(data[i:]), binary.BigEndian.Uint64(data[i+8:])})
+		b := byID[id]
+		if b == nil {
+			b = &dedupeBucket{id: id}
+			byID[id] = b
+			x.buckets = append(x.buckets, b)
 		}
+		b.sorted = append(b.sorted, keys...)
+		b.files = append(b.files, file)
+	}
+	for _, b := range x.buckets {
 		slices.SortFunc(b.sorted, dedupeKey.compare)
 		b.sorted = slices.CompactFunc(b.sorted, func(a, b dedupeKey) bool { return a == b })
 		b.n = len(b.sorted)
-		x.buckets = append(x.buckets, b)
 		x.ids += b.n
 	}
 	slices.SortFunc(x.buckets, func(a, b *dedupeBucket) int { return cmp.Compare(a.id, b.id) })
-	// A bucket loaded from the file of the current period takes new ids
-	// as a map again.
-	if n := len(x.buckets); n > 0 && x.buckets[n-1].id == x.bucketOf(now) {
-		b := x.buckets[n-1]
-		b.open = make(map[dedupeKey]struct{}, len(b.sorted))
-		for _, k := range b.sorted {
-			b.open[k] = struct{}{}
-		}
-		b.sorted = nil
-	}
 	x.enforceCap()
 	return x, nil
 }
 
 func (x *dedupeIndex) bucketOf(t time.Time) int64 { return t.UnixNano() / int64(x.span) }
+
+// readIDs reads a bucket file. A torn tail (a crash in a write) is cut
+// off the file, so that what is appended next is read back aligned; a file
+// larger than max ids is damaged and is read as empty.
+func readIDs(file string, max int) ([]dedupeKey, error) {
+	f, err := os.OpenFile(file, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := st.Size()
+	if size/16 > int64(max) {
+		return nil, f.Truncate(0)
+	}
+	if size%16 != 0 {
+		if err := f.Truncate(size / 16 * 16); err != nil {
+			return nil, err
+		}
+		size = size / 16 * 16
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, err
+	}
+	keys := make([]dedupeKey, 0, len(data)/16)
+	for i := 0; i+16 <= len(data); i += 16 {
+		keys = append(keys, dedupeKey{binary.BigEndian.Uint64(data[i:]), binary.BigEndian.Uint64(data[i+8:])})
+	}
+	return keys, nil
+}
 
 // seen reports whether key was added within the window.
 func (x *dedupeIndex) seen(k dedupeKey) bool {
@@ -178,7 +219,12 @@ func (x *dedupeIndex) add(k dedupeKey, now time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	n := len(x.buckets)
-	if n == 0 || x.buckets[n-1].id < id {
+	if n == 0 || x.buckets[n-1].id < id || x.buckets[n-1].open == nil {
+		// A sealed newest bucket means the clock went back: the new ids
+		// go to a fresh bucket, never into the sealed one.
+		if n > 0 {
+			id = max(id, x.buckets[n-1].id)
+		}
 		x.roll(id, now)
 		n = len(x.buckets)
 	}
@@ -247,29 +293,36 @@ func (x *dedupeIndex) enforceCap() {
 	}
 }
 
-// drop removes the oldest bucket and its file. Called with mu held.
+// drop removes the oldest bucket; its files are removed by the next
+// flush, off the request path. Called with mu held.
 func (x *dedupeIndex) drop() {
 	b := x.buckets[0]
 	x.buckets = x.buckets[1:]
 	x.ids -= b.n
-	b.pending = nil
+	b.pending, b.dropped = nil, true
 	if x.dir != "" {
-		if err := os.Remove(x.file(b.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			x.log.Warn("webhook dedupe index: old bucket file not removed", "err", err)
-		}
+		x.toRemove = append(x.toRemove, b.files...)
+		x.toRemove = append(x.toRemove, x.file(b.id))
 	}
 }
 
+// file is where bucket id's new ids are appended: named by the Unix second
+// the bucket starts.
 func (x *dedupeIndex) file(id int64) string {
-	return filepath.Join(x.dir, strconv.FormatInt(id, 10)+".ids")
+	start := time.Unix(0, id*int64(x.span))
+	return filepath.Join(x.dir, strconv.FormatInt(start.Unix(), 10)+".ids")
 }
 
 // flush appends the ids added since the last flush to their buckets'
-// files. The files are not synced: a crash may lose the last second.
+// files, then removes the files of buckets dropped meanwhile (so a file is
+// never written again after its removal). The files are not synced: a
+// crash may lose the last second.
 func (x *dedupeIndex) flush() error {
 	if x.dir == "" {
 		return nil
 	}
+	x.fileMu.Lock()
+	defer x.fileMu.Unlock()
 	type batch struct {
 		id   int64
 		keys []dedupeKey
@@ -282,6 +335,8 @@ func (x *dedupeIndex) flush() error {
 			b.pending = nil
 		}
 	}
+	remove := x.toRemove
+	x.toRemove = nil
 	x.mu.Unlock()
 	var errs []error
 	var buf []byte
@@ -291,6 +346,11 @@ func (x *dedupeIndex) flush() error {
 			buf = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(buf, k.hi), k.lo)
 		}
 		if err := appendWhole(x.file(t.id), buf); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, f := range remove {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}

@@ -78,7 +78,7 @@ func TestDedupeSurvivesRestart(t *testing.T) {
 	}
 	f.Write([]byte{1, 2, 3, 4, 5})
 	f.Close()
-	stale := filepath.Join(dir, fmt.Sprint(x.bucketOf(t0.Add(-48*time.Hour)))+".ids")
+	stale := filepath.Join(dir, fmt.Sprint(t0.Add(-48*time.Hour).Unix())+".ids")
 	if err := os.WriteFile(stale, make([]byte, 32), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +102,76 @@ func TestDedupeSurvivesRestart(t *testing.T) {
 	y.add(key(5000), now) // the current bucket takes new ids after a restart
 	if !y.seen(key(5000)) {
 		t.Fatal("an id added after the restart was not seen")
+	}
+	// The torn tail was cut off, so the id appended after it reads back.
+	if err := y.close(); err != nil {
+		t.Fatal(err)
+	}
+	z, err := openDedupe(dir, 24*time.Hour, now, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !z.seen(key(5000)) || !z.seen(key(999)) {
+		t.Fatal("an id appended after a torn tail was lost at the next restart")
+	}
+}
+
+// A restart with another dedupe_window, or with the clock set back, keeps
+// the ids inside the new window and goes on taking new ones (files are
+// named by time, not by bucket number).
+func TestDedupeRestartWithOtherWindowOrClock(t *testing.T) {
+	t0 := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	fill := func(t *testing.T) string {
+		dir := t.TempDir()
+		x, err := openDedupe(dir, 24*time.Hour, t0, discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 100 {
+			x.add(key(i), t0.Add(time.Duration(i)*10*time.Minute)) // 16.5 hours
+		}
+		if err := x.close(); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	last := t0.Add(99 * 10 * time.Minute)
+	for _, tc := range []struct {
+		name   string
+		window time.Duration
+		now    time.Time
+		kept   []int // ids that must still be seen
+		gone   []int // ids that must be forgotten
+	}{
+		{"window doubled", 48 * time.Hour, last, []int{0, 50, 99}, nil},
+		{"window cut to 6h", 6 * time.Hour, last, []int{70, 99}, []int{0, 50}},
+		{"clock set back 5h", 24 * time.Hour, last.Add(-5 * time.Hour), []int{0, 50, 99}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			y, err := openDedupe(fill(t), tc.window, tc.now, discard())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, i := range tc.kept {
+				if !y.seen(key(i)) {
+					t.Errorf("id %d forgotten", i)
+				}
+			}
+			for _, i := range tc.gone {
+				if y.seen(key(i)) {
+					t.Errorf("id %d kept past the window", i)
+				}
+			}
+			for i := range 50 { // no panic, and new ids are taken
+				y.add(key(1000+i), tc.now.Add(time.Duration(i)*time.Minute))
+				if !y.seen(key(1000 + i)) {
+					t.Fatalf("new id %d not seen", i)
+				}
+			}
+			if err := y.close(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
