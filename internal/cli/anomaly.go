@@ -93,10 +93,11 @@ func (e *env) anomaly(args []string) error {
 	fs := e.flags(cmd, anomalyHelp)
 	dataDir := fs.String("data", "", "data `directory` holding telguard.db and the model (default ./data, or the config's)")
 	cfgFile := fs.String("config", "", "configuration `file` whose data_dir, store.path and policy to use")
+	storeFile := fs.String("store", "", "database `file` holding the call history (default DIR/telguard.db, or the config's store.path)")
 	policyFile := fs.String("policy", "", "policy `file` (default: the config's, else examples/policy.yaml)")
 	tenant := fs.String("tenant", "", "train on this tenant's calls only (required with a CDR file when the policy has several)")
 	from := fs.String("from", "stored", "`source`: stored (the call history in the database) or a CDR FILE")
-	since := fs.String("since", "", "only calls that started within this `duration` before now, like 90d (stored history only)")
+	since := fs.String("since", "", "only calls that started within this `duration` before now, like 90d (stored history only; default all of it, where the daemon's retraining reads anomaly.train_window)")
 	out := fs.String("out", "", "model `file` to write (default DIR/"+daemon.ModelFile+")")
 	seed := fs.Int64("seed", 1, "seed of the forest; the same history and seed give the same model (default: the config's anomaly.seed)")
 	trees := fs.Int("trees", 100, "trees in the forest, 10 to 1000 (default: the config's anomaly.trees)")
@@ -119,6 +120,9 @@ func (e *env) anomaly(args []string) error {
 	cfg, err := loadStoreConfig(*cfgFile, *dataDir)
 	if err != nil {
 		return err
+	}
+	if *storeFile != "" {
+		cfg.Store.Path = *storeFile
 	}
 	// Unless given, trees and seed are the ones the daemon retrains with.
 	set := map[string]bool{}
@@ -215,6 +219,13 @@ func (e *env) anomaly(args []string) error {
 	}
 	sum.Calls, sum.Samples, sum.Skipped = res.Calls, res.Windows, res.Skipped
 	if res.Model == nil {
+		if *asJSON {
+			// The counts say how little there was; "bytes": 0, no model.
+			sum.Out = ""
+			if b, err := json.MarshalIndent(sum, "", "  "); err == nil {
+				fmt.Fprintf(e.stdout, "%s\n", b)
+			}
+		}
 		return fmt.Errorf("%s: %d calls read, %d usable: %w", cmd, sum.Calls, sum.Samples, anomaly.ErrNoSamples)
 	}
 	n, err := daemon.WriteModel(modelFile, res.Model)

@@ -62,7 +62,13 @@ func (e *env) serve(args []string) error {
 	logger := newLogger(cfg, e)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d, err := daemon.New(ctx, daemon.Options{Config: cfg, Logger: logger, Stdout: e.stdout, HandleSignals: true})
+	var train []string
+	if exe, err := os.Executable(); err == nil {
+		// Retraining runs as this binary's `anomaly train`, in a child
+		// process at low priority (see daemon.Options.TrainCommand).
+		train = []string{exe, "anomaly", "train"}
+	}
+	d, err := daemon.New(ctx, daemon.Options{Config: cfg, Logger: logger, Stdout: e.stdout, HandleSignals: true, TrainCommand: train})
 	if err != nil {
 		return err
 	}

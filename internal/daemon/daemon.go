@@ -66,6 +66,11 @@ type Options struct {
 	Clock  clock.Clock
 	// HandleSignals makes Run reload the policy on SIGHUP.
 	HandleSignals bool
+	// TrainCommand, when set, is the command line (program and leading
+	// arguments) of `telguard anomaly train`: the periodic retraining
+	// then runs in that child process, at the lowest CPU priority, so its
+	// CPU and garbage never slow decisions down. Empty: in process.
+	TrainCommand []string
 }
 
 // Daemon is a wired telguard, ready to Run.
@@ -85,7 +90,8 @@ type Daemon struct {
 	worker     *webhook.Worker
 	deliverer  *deliver.Deliverer // nil without destinations
 	registry   *prometheus.Registry
-	policyPath string // "" when running the built-in example
+	policyPath string   // "" when running the built-in example
+	trainCmd   []string // Options.TrainCommand
 	signals    bool
 	reloadMu   sync.Mutex
 	model      modelState // the anomaly model file in force; see anomaly.go
@@ -142,7 +148,8 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 		// than Go's default. GOGC in the environment still wins.
 		debug.SetGCPercent(gcPercent)
 	}
-	d := &Daemon{cfg: cfg, log: o.Logger, clock: o.Clock, signals: o.HandleSignals, registry: prometheus.NewRegistry()}
+	d := &Daemon{cfg: cfg, log: o.Logger, clock: o.Clock, signals: o.HandleSignals, registry: prometheus.NewRegistry(),
+		trainCmd: o.TrainCommand}
 
 	pol, err := d.loadPolicy()
 	if err != nil {
@@ -286,7 +293,7 @@ func (d *Daemon) housekeep(ctx context.Context) error {
 		now := d.clock.Now()
 		d.engine.Sweep(now)
 		if shed := d.writer.Stats().Shed; shed > lastShed {
-			d.log.Warn("the store cannot keep up: decision-log records were shed (state is kept)", "shed", shed-lastShed)
+			d.log.Warn("the store cannot keep up: decision-log and call-history records were shed (state is kept)", "shed", shed-lastShed)
 			lastShed = shed
 		}
 		if now.Sub(lastPrune) >= time.Hour {

@@ -81,13 +81,15 @@ func TrainStored(ctx context.Context, h HistoryReader, pol *policy.Policy, tenan
 // while holding the model's lock file, which the daemon's retraining takes
 // too; it returns the encoded size.
 func WriteModel(file string, m *anomaly.Forest) (int, error) {
-	return writeModelIf(file, m, nil)
+	return writeModelIf(file, m, nil, nil)
 }
 
 // writeModelIf is WriteModel that, when still is not nil, first asks it
 // (under the lock) whether the file is still the one training started
-// from, and writes nothing (returning errModelChanged) when it is not.
-func writeModelIf(file string, m *anomaly.Forest, still func() bool) (int, error) {
+// from, and writes nothing (returning errModelChanged) when it is not;
+// then done (when not nil) runs, still under the lock, told whether the
+// file was written.
+func writeModelIf(file string, m *anomaly.Forest, still func() bool, done func(written bool)) (int, error) {
 	data, err := m.MarshalBinary()
 	if err != nil {
 		return 0, fmt.Errorf("encode model: %w", err)
@@ -104,6 +106,9 @@ func writeModelIf(file string, m *anomaly.Forest, still func() bool) (int, error
 		_, err := w.Write(data)
 		return err
 	})
+	if done != nil {
+		done(err == nil)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -118,7 +123,10 @@ var errModelChanged = errors.New("the model file changed while training")
 // write at the same time. The lock file stays; it holds nothing.
 func lockModel(file string) (unlock func(), err error) {
 	path := file + ".lock"
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	// Read-only and world-readable: flock needs no write access, so a
+	// lock file created by root running the CLI does not lock out a
+	// daemon running as another user.
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock model: %w", err)
 	}
@@ -220,7 +228,15 @@ func (d *Daemon) retrain(ctx context.Context, h HistoryReader) retrainOutcome {
 	tenants := slices.Sorted(maps.Keys(pol.Tenants))
 	before := d.modelOnDisk()
 	since := d.clock.Now().Add(-ac.TrainWindow)
-	tr, err := TrainStored(ctx, h, pol, tenants, since, engine.TrainOptions{Seed: ac.Seed, Trees: ac.Trees})
+	var (
+		tr  Training
+		err error
+	)
+	if len(d.trainCmd) > 0 {
+		tr, err = d.trainInChild(ctx)
+	} else {
+		tr, err = TrainStored(ctx, h, pol, tenants, since, engine.TrainOptions{Seed: ac.Seed, Trees: ac.Trees})
+	}
 	out := retrainOutcome{tr: tr, took: time.Since(start)}
 	switch {
 	case ctx.Err() != nil:
@@ -238,11 +254,30 @@ func (d *Daemon) retrain(ctx context.Context, h HistoryReader) retrainOutcome {
 		return out
 	}
 
-	// Write and put in force under the model state's lock, so the file
-	// poll, which takes it too, sees this version as already loaded.
-	d.model.mu.Lock()
-	defer d.model.mu.Unlock()
-	n, err := writeModelIf(d.modelFile(), tr.Model, func() bool { return d.modelOnDisk() == before })
+	// Write and put in force under the model file's lock (taken first,
+	// so a `telguard anomaly train` holding it never blocks the file poll)
+	// and then the model state's lock, so the poll, which takes that one
+	// too, sees this version as already loaded.
+	n, err := writeModelIf(d.modelFile(), tr.Model, func() bool {
+		d.model.mu.Lock()
+		if d.modelOnDisk() != before {
+			d.model.mu.Unlock()
+			return false
+		}
+		return true
+	}, func(written bool) {
+		defer d.model.mu.Unlock()
+		if !written {
+			return
+		}
+		// The stamp is taken before the file lock is released: a model
+		// written by hand just after is then seen as new by the poll.
+		d.model.stamp = d.modelOnDisk()
+		if err := d.engine.SetModel(tr.Model); err != nil {
+			// Cannot happen with a model the engine's own trainer built.
+			d.log.Error("retrained anomaly model refused", "err", err)
+		}
+	})
 	switch {
 	case errors.Is(err, errModelChanged):
 		d.log.Info("anomaly retrain dropped: the model file was written while training (telguard anomaly train?); that model is loaded instead", "file", d.modelFile())
@@ -253,16 +288,10 @@ func (d *Daemon) retrain(ctx context.Context, h HistoryReader) retrainOutcome {
 		out.result = retrainFailed
 		return out
 	}
-	if err := d.engine.SetModel(tr.Model); err != nil {
-		// Cannot happen with a model the engine's own trainer built.
-		d.log.Error("retrained anomaly model refused", "err", err)
-		out.result = retrainFailed
-		return out
-	}
-	d.model.stamp = d.modelOnDisk()
 	out.took = time.Since(start)
 	out.result = retrained
 	d.log.Info("anomaly model retrained", "calls", tr.Calls, "windows", tr.Windows, "skipped", tr.Skipped,
-		"tenants", len(tenants), "duration", out.took.Round(time.Millisecond), "bytes", n, "file", d.modelFile())
+		"tenants", len(tenants), "duration", out.took.Round(time.Millisecond), "bytes", n, "file", d.modelFile(),
+		"in", map[bool]string{true: "child process", false: "daemon"}[len(d.trainCmd) > 0])
 	return out
 }

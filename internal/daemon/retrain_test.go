@@ -327,3 +327,43 @@ func mustRead(t *testing.T, file string) []byte {
 	}
 	return b
 }
+
+// With a TrainCommand the retrain runs in a child process. Its failure
+// keeps the model in force and logs the child's last words; its report of
+// too little history is a "too little history" retrain; and shutdown
+// kills a child still training.
+func TestRetrainInAChildProcess(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		script string
+		want   retrainResult
+		log    string
+	}{
+		{"child fails", `echo "telguard: open database: disk on fire" >&2; exit 1`, retrainFailed, "disk on fire"},
+		{"too little history", `echo '{"calls": 3, "samples": 3, "skipped": 0, "bytes": 0}'; exit 1`, retrainKept, "too little history"},
+		{"garbage summary", `echo 'not json'`, retrainFailed, "read its summary"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newTestDaemon(t, nil)
+			d.trainCmd = []string{"/bin/sh", "-c", tc.script, "sh"}
+			out := d.retrain(context.Background(), d.db)
+			if out.result != tc.want || !strings.Contains(d.log.String(), tc.log) {
+				t.Fatalf("retrain: %s, want %s; log:\n%s", out.result, tc.want, d.log)
+			}
+			if d.engine.Model() != nil {
+				t.Fatal("a model in force after a retrain that made none")
+			}
+		})
+	}
+	t.Run("cancelled", func(t *testing.T) {
+		d := newTestDaemon(t, nil)
+		d.trainCmd = []string{"/bin/sh", "-c", "sleep 60", "sh"}
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(200*time.Millisecond, cancel)
+		start := time.Now()
+		out := d.retrain(ctx, d.db)
+		if out.result != retrainStopped || time.Since(start) > 30*time.Second {
+			t.Fatalf("retrain: %s after %s, want cancelled at once", out.result, time.Since(start))
+		}
+	})
+}

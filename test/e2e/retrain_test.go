@@ -111,6 +111,14 @@ func TestDaemonRetrainsOnRecordedCalls(t *testing.T) {
 	if _, err := os.Stat(model); err != nil {
 		t.Fatalf("no model file after the retrain: %v", err)
 	}
+	// It trained in a child process (anomaly train, nice 19), which left
+	// no file of its own behind.
+	if !strings.Contains(grepLines(d.stderr.String(), "anomaly model retrained"), `in="child process"`) {
+		t.Errorf("the retrain did not run in a child process:\n%s", grepLines(d.stderr.String(), "anomaly model"))
+	}
+	if left, _ := filepath.Glob(model + ".retrain*"); len(left) > 0 {
+		t.Errorf("the child's files were left behind: %v", left)
+	}
 	if v, score := d.scoredCheck(call{"after", "1002", "+551130009999", "198.51.100.7", ""}); v != "allow" || score <= 0 || score >= 1 {
 		t.Fatalf("after the retrain: %s with anomaly score %v, want a score in (0, 1)", v, score)
 	}
