@@ -345,7 +345,7 @@ func (s *Server) onResponse(ctx context.Context, l *listener, res *sip.Response,
 		s.metrics.drop(dropMalformed)
 		return
 	}
-	s.responseEvents(ctx, res, branch)
+	s.responseEvents(ctx, res, branch, s.fromUpstream(l, src))
 	if !s.relayInOrder(branch, res, s.listener(idx)) {
 		return
 	}
@@ -380,14 +380,15 @@ func (s *Server) relayInOrder(branch string, res *sip.Response, out *listener) b
 }
 
 // responseEvents turns an upstream answer into the events it means.
-func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch string) {
+// fromUp says the upstream sent it: only the PBX accepts a caller's BYE.
+func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch string, fromUp bool) {
 	if res.StatusCode < 200 {
 		return
 	}
 	now := s.cfg.Clock()
 	method := res.CSeq().MethodName
 	if method == sip.BYE {
-		if b, ok := s.byes.get(branch, now); ok && res.StatusCode < 300 {
+		if b, ok := s.byes.get(branch, now); ok && fromUp && res.StatusCode < 300 {
 			// The PBX took the caller's hang-up: the call ended at the
 			// BYE's time, told before this 2xx is relayed.
 			s.endCall(ctx, b.callID, now, b.at, b.stamped)
@@ -405,10 +406,7 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 		(*t).final = true
 		tx = **t
 	})
-	if !found {
-		return
-	}
-	if !tx.screened {
+	if !found || !tx.screened {
 		return
 	}
 	at := s.responseTime(res, now)
