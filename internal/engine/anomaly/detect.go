@@ -249,34 +249,6 @@ func (d *Detectors) Check(dst []Detection, r *Recent, b *Baseline, now time.Time
 // window's calls (Baseline.Deviation of Recent.Features over Theft.Window)
 // already measured, for a caller that needs it too; NaN measures it.
 func (d *Detectors) CheckDeviation(dst []Detection, r *Recent, b *Baseline, now time.Time, z float64) []Detection {
-	// One walk counts for every detector; each then judges its count,
-	// and walks again for its evidence only when it fires.
-	n := d.tally(r, b, now)
-	if det, ok := d.Fast.judge(FastPumping, r, now, n.fast); ok {
-		dst = append(dst, det)
-	}
-	if det, ok := d.Slow.judge(SlowPumping, r, now, n.slow); ok {
-		dst = append(dst, det)
-	}
-	if det, ok := d.Targeted.judge(r, now, n.targeted); ok {
-		dst = append(dst, det)
-	}
-	dst = d.Wangiri.judge(dst, r, now, n.wangiri)
-	if det, ok := d.Theft.judge(r, b, now, z, n.theft); ok {
-		dst = append(dst, det)
-	}
-	if det, ok := d.Robocall.judge(r, now, &n); ok {
-		dst = append(dst, det)
-	}
-	if det, ok := d.Simultaneous.judge(r, now, n.simultaneous); ok {
-		dst = append(dst, det)
-	}
-	return dst
-}
-
-// checkEach is CheckDeviation with a walk per detector, as each
-// detector's own Check does: the tests hold the one-walk version to it.
-func (d *Detectors) checkEach(dst []Detection, r *Recent, b *Baseline, now time.Time, z float64) []Detection {
 	for _, p := range []struct {
 		pat Pattern
 		cfg *PumpingConfig
@@ -314,19 +286,8 @@ func (c *PumpingConfig) check(p Pattern, r *Recent, now time.Time) (Detection, b
 	if c.Levels == (Levels{}) || c.Window <= 0 {
 		return Detection{}, false
 	}
-	return c.judge(p, r, now, r.scan(now, c.Window, c.match))
-}
-
-func (c *PumpingConfig) match(x *Call) bool {
-	return x.HighRisk || c.MinRate > 0 && x.RatePerMinute >= c.MinRate
-}
-
-// judge turns the count of matching calls in the window into a detection.
-func (c *PumpingConfig) judge(p Pattern, r *Recent, now time.Time, n int) (Detection, bool) {
-	if c.Levels == (Levels{}) || c.Window <= 0 {
-		return Detection{}, false
-	}
-	m := c.match
+	m := func(x *Call) bool { return x.HighRisk || c.MinRate > 0 && x.RatePerMinute >= c.MinRate }
+	n := r.scan(now, c.Window, m)
 	l, th := c.Levels.of(float64(n))
 	if l == None {
 		return Detection{}, false
@@ -357,32 +318,11 @@ func (c *TargetedConfig) Check(r *Recent, now time.Time) (Detection, bool) {
 	if last.E164 == "" || !(last.International || last.HighRisk) {
 		return Detection{}, false
 	}
-	return c.judge(r, now, r.scan(now, c.Window, c.match(last, digits)))
-}
-
-func (c *TargetedConfig) match(last *Call, digits int) match {
 	rng := rangeOf(last.E164, digits)
-	return func(x *Call) bool {
+	m := func(x *Call) bool {
 		return (x.International || x.HighRisk) && len(x.E164) == len(last.E164) && rangeOf(x.E164, digits) == rng
 	}
-}
-
-// judge turns the count of calls to the newest attempt's range into a
-// detection.
-func (c *TargetedConfig) judge(r *Recent, now time.Time, n int) (Detection, bool) {
-	if c.Levels == (Levels{}) || c.Window <= 0 || r.n == 0 {
-		return Detection{}, false
-	}
-	digits := c.RangeDigits
-	if digits <= 0 {
-		digits = 3
-	}
-	last := r.at(0)
-	if last.E164 == "" || !(last.International || last.HighRisk) {
-		return Detection{}, false
-	}
-	rng := rangeOf(last.E164, digits)
-	m := c.match(last, digits)
+	n := r.scan(now, c.Window, m)
 	l, th := c.Levels.of(float64(n))
 	if l == None {
 		return Detection{}, false
@@ -399,32 +339,19 @@ func (c *WangiriConfig) Check(r *Recent, now time.Time) []Detection {
 }
 
 func (c *WangiriConfig) check(dst []Detection, r *Recent, now time.Time) []Detection {
-	n := 0
 	if c.Levels != (Levels{}) && c.Window > 0 {
-		n = r.scan(now, c.Window, c.match())
-	}
-	return c.judge(dst, r, now, n)
-}
-
-func (c *WangiriConfig) match() match {
-	ring := c.MaxRing
-	if ring <= 0 {
-		ring = 5 * time.Second
-	}
-	return func(x *Call) bool {
-		end := x.End
-		if end.IsZero() {
-			end = x.Time
+		ring := c.MaxRing
+		if ring <= 0 {
+			ring = 5 * time.Second
 		}
-		return x.Ended && !x.Answered && end.Sub(x.Time) <= ring
-	}
-}
-
-// judge turns the count of one-ring calls in the window into a detection,
-// and looks for a callback.
-func (c *WangiriConfig) judge(dst []Detection, r *Recent, now time.Time, n int) []Detection {
-	if c.Levels != (Levels{}) && c.Window > 0 {
-		m := c.match()
+		m := func(x *Call) bool {
+			end := x.End
+			if end.IsZero() {
+				end = x.Time
+			}
+			return x.Ended && !x.Answered && end.Sub(x.Time) <= ring
+		}
+		n := r.scan(now, c.Window, m)
 		if l, th := c.Levels.of(float64(n)); l != None {
 			dst = append(dst, r.evidence(Wangiri, l, float64(n), th, now, c.Window, assumedOr(c.AssumedMinutes), m))
 		}
@@ -463,28 +390,12 @@ func (c *TheftConfig) check(r *Recent, b *Baseline, now time.Time, z float64) (D
 	if b == nil || c.Window <= 0 || r.n == 0 {
 		return Detection{}, false
 	}
-	n := 0
-	if c.NewCountry != (Levels{}) {
-		n = r.scan(now, c.Window, c.isNew(b, now))
-	}
-	return c.judge(r, b, now, z, n)
-}
-
-func (c *TheftConfig) isNew(b *Baseline, now time.Time) match {
-	return func(x *Call) bool {
+	isNew := func(x *Call) bool {
 		return x.International && x.Country != "" && c.Night.hasHour(x.hourOfDay()) && !b.KnownCountry(x.Country, now)
 	}
-}
-
-// judge turns n, the night calls to new countries in the window, and the
-// deviation z (NaN: measure it) into a detection.
-func (c *TheftConfig) judge(r *Recent, b *Baseline, now time.Time, z float64, n int) (Detection, bool) {
-	if b == nil || c.Window <= 0 || r.n == 0 {
-		return Detection{}, false
-	}
-	isNew := c.isNew(b, now)
 	var best Detection
 	if c.NewCountry != (Levels{}) {
+		n := r.scan(now, c.Window, isNew)
 		if l, th := c.NewCountry.of(float64(n)); l != None {
 			best = r.evidence(TheftOfService, l, float64(n), th, now, c.Window, assumedOr(c.AssumedMinutes), isNew)
 		}
@@ -507,11 +418,20 @@ func (c *RobocallConfig) Check(r *Recent, now time.Time) (Detection, bool) {
 	if c.Levels == (Levels{}) || c.Window <= 0 {
 		return Detection{}, false
 	}
-	short := c.ShortCall
+	minEnded, maxAnswer, short, minShort := c.MinEnded, c.MaxAnswerRate, c.ShortCall, c.MinShortShare
+	if minEnded <= 0 {
+		minEnded = 10
+	}
+	if maxAnswer <= 0 {
+		maxAnswer = 0.3
+	}
 	if short <= 0 {
 		short = 15 * time.Second
 	}
-	var t tally
+	if minShort <= 0 {
+		minShort = 0.6
+	}
+	var attempts, ended, answered, shortAnswered int
 	cut := now.Add(-c.Window)
 	for i := range r.n {
 		x := r.at(i)
@@ -521,36 +441,17 @@ func (c *RobocallConfig) Check(r *Recent, now time.Time) (Detection, bool) {
 		if x.Time.After(now) {
 			continue
 		}
-		t.attempts++
+		attempts++
 		if x.Ended {
-			t.ended++
+			ended++
 			if x.Answered {
-				t.answered++
+				answered++
 				if x.Billed < short {
-					t.shortAnswered++
+					shortAnswered++
 				}
 			}
 		}
 	}
-	return c.judge(r, now, &t)
-}
-
-// judge turns the window's attempts and answers into a detection.
-func (c *RobocallConfig) judge(r *Recent, now time.Time, t *tally) (Detection, bool) {
-	if c.Levels == (Levels{}) || c.Window <= 0 {
-		return Detection{}, false
-	}
-	minEnded, maxAnswer, minShort := c.MinEnded, c.MaxAnswerRate, c.MinShortShare
-	if minEnded <= 0 {
-		minEnded = 10
-	}
-	if maxAnswer <= 0 {
-		maxAnswer = 0.3
-	}
-	if minShort <= 0 {
-		minShort = 0.6
-	}
-	attempts, ended, answered, shortAnswered := t.attempts, t.ended, t.answered, t.shortAnswered
 	if ended < minEnded || float64(answered)/float64(ended) > maxAnswer {
 		return Detection{}, false
 	}
@@ -574,21 +475,8 @@ func (c *SimultaneousConfig) Check(r *Recent, now time.Time) (Detection, bool) {
 	if win <= 0 {
 		win = 4 * time.Hour
 	}
-	return c.judge(r, now, r.scan(now, win, isOpen))
-}
-
-func isOpen(x *Call) bool { return !x.Ended }
-
-// judge turns the count of calls up into a detection.
-func (c *SimultaneousConfig) judge(r *Recent, now time.Time, n int) (Detection, bool) {
-	if c.Levels == (Levels{}) {
-		return Detection{}, false
-	}
-	win := c.MaxCallDuration
-	if win <= 0 {
-		win = 4 * time.Hour
-	}
-	open := isOpen
+	open := func(x *Call) bool { return !x.Ended }
+	n := r.scan(now, win, open)
 	l, th := c.Levels.of(float64(n))
 	if l == None {
 		return Detection{}, false

@@ -2,9 +2,6 @@ package anomaly
 
 import (
 	"fmt"
-	"math"
-	"math/rand/v2"
-	"reflect"
 	"testing"
 	"time"
 )
@@ -236,76 +233,5 @@ func TestRecentTrim(t *testing.T) {
 	}
 	if r.Len() != 128 || r.at(0).ID != "n199" || r.at(127).ID != "n72" {
 		t.Errorf("refilled: Len %d, newest %s, oldest %s", r.Len(), r.at(0).ID, r.at(127).ID)
-	}
-}
-
-// CheckDeviation counts for every detector in one walk over the recent
-// calls; it must find exactly what a walk per detector finds, on traffic
-// that fires every detector at some point: risky and rated calls, one
-// range hammered, one-ring calls, night calls to new countries, short
-// answered calls, calls left up, out-of-order and future times.
-func TestOneWalkFindsWhatEachDetectorFinds(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 7))
-	b := officeBaseline(t)
-	d := DefaultDetectors()
-	d.Fast.MinRate = 0.5
-	d.Theft.Deviation = Levels{}
-	low := DefaultDetectors()
-	low.Fast.Levels, low.Slow.Levels, low.Targeted.Levels = Levels{1, 2}, Levels{2, 3}, Levels{2, 4}
-	low.Wangiri.Levels, low.Theft.NewCountry, low.Robocall.Levels, low.Simultaneous.Levels = Levels{1, 3}, Levels{1, 2}, Levels{3, 5}, Levels{2, 4}
-	low.Robocall.MinEnded = 2
-	countries := []string{"DE", "FR", "SL", "CU", "LV"}
-	fired := map[Pattern]bool{}
-	for round := range 40 {
-		r := NewRecent(64)
-		now := monday.AddDate(0, 0, 21+round%3).Add(time.Duration(rng.IntN(24)) * time.Hour)
-		calls := 20 + rng.IntN(100)
-		for i := range calls {
-			// Mostly in time order, a call a minute or so; some out of
-			// order, some later than now.
-			at := now.Add(-time.Duration(calls-i)*50*time.Second + time.Duration(rng.IntN(40))*time.Second)
-			switch i % 9 {
-			case 0:
-				at = now.Add(time.Duration(rng.IntN(60)) * time.Second)
-			case 4:
-				at = at.Add(-time.Duration(rng.IntN(7200)) * time.Second)
-			}
-			c := Call{ID: fmt.Sprint("c", i), Time: at, E164: fmt.Sprintf("+%d%06d", 371+rng.IntN(2), rng.IntN(3000)),
-				Country: countries[rng.IntN(len(countries))], International: rng.IntN(3) > 0, HighRisk: rng.IntN(4) == 0,
-				RatePerMinute: float64(rng.IntN(10)) / 10}
-			r.Start(c)
-			if rng.IntN(4) > 0 {
-				ans := rng.IntN(3) == 0
-				billed := time.Duration(0)
-				if ans {
-					billed = time.Duration(rng.IntN(40)) * time.Second
-				}
-				r.End(c.ID, at.Add(time.Duration(rng.IntN(10))*time.Second), ans, billed)
-			}
-		}
-		if rng.IntN(2) == 0 {
-			r.MissedInbound(r.at(0).E164, now.Add(-time.Hour))
-		}
-		for _, det := range []Detectors{d, low} {
-			for _, base := range []*Baseline{b, nil} {
-				z := math.NaN()
-				if rng.IntN(2) == 0 {
-					z = float64(rng.IntN(20))
-				}
-				one := det.CheckDeviation(nil, r, base, now, z)
-				each := det.checkEach(nil, r, base, now, z)
-				if !reflect.DeepEqual(one, each) {
-					t.Fatalf("round %d: one walk found\n%+v\nwalks per detector\n%+v", round, one, each)
-				}
-				for _, x := range one {
-					fired[x.Pattern] = true
-				}
-			}
-		}
-	}
-	for _, p := range []Pattern{FastPumping, SlowPumping, TargetedPumping, Wangiri, WangiriCallback, TheftOfService, Robocalling, SimultaneousCalls} {
-		if !fired[p] {
-			t.Errorf("%s never fired: the traffic does not exercise it", p)
-		}
 	}
 }
