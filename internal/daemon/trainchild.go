@@ -62,8 +62,11 @@ func (d *Daemon) trainInChild(ctx context.Context) (Training, error) {
 		"--since", strconv.FormatInt(int64(ac.TrainWindow/time.Second), 10)+"s",
 		"--trees", strconv.Itoa(ac.Trees), "--seed", strconv.FormatInt(ac.Seed, 10),
 		"--out", out, "--json")
-	if d.policyPath != "" {
-		args = append(args, "--policy", d.policyPath)
+	d.reloadMu.Lock() // a reload may change the policy file meanwhile
+	policyFile := d.policyPath
+	d.reloadMu.Unlock()
+	if policyFile != "" {
+		args = append(args, "--policy", policyFile)
 	}
 	if nice, err := exec.LookPath("nice"); err == nil {
 		args = append([]string{nice, "-n", "19"}, args...)
