@@ -49,7 +49,7 @@ type SIPOptions struct {
 	// PBX is where the simulated PBX listens: the edge's sip.upstream.
 	PBX netip.AddrPort
 	// Carrier is the address inbound calls come from; the edge must list
-	// it in sip.trusted, and it must not be the PBX's address.
+	// it in sip.carriers, and it must not be the PBX's address.
 	Carrier netip.Addr
 	// Rate is INVITEs per second; 0 sends each as soon as the last was
 	// decided.
