@@ -28,6 +28,10 @@ func TestSimThroughTheSIPEdgeMatchesInProcess(t *testing.T) {
 	// The daemon's config is the one telguard sim --help gives, on this
 	// test's ports: the help's example is tested.
 	cfg := helpSIPConfig(t)
+	// docs/sip.md gives the same config: the docs' example is tested too.
+	if docs := docsSIPConfig(t); docs != cfg {
+		t.Fatalf("docs/sip.md's simulation config differs from sim --help's:\ndocs:\n%s\nhelp:\n%s", docs, cfg)
+	}
 	cfg = strings.ReplaceAll(cfg, "127.0.0.1:5060", "127.0.0.1:"+strconv.Itoa(guard))
 	cfg = strings.ReplaceAll(cfg, "127.0.0.1:5070", "127.0.0.1:"+strconv.Itoa(pbx))
 	if !strings.Contains(cfg, "simulation: true") || !strings.Contains(cfg, carrier+"/32") || strings.Contains(cfg, `:5060"`) || strings.Contains(cfg, `:5070"`) {
@@ -111,6 +115,36 @@ func TestSimThroughTheSIPEdgeMatchesInProcess(t *testing.T) {
 		t.Errorf("the edge counted %.0f INVITEs (%.0f blocked) for %d calls (%d blocked):\n%s", invites, blocked, calls,
 			remote.Overall.Blocked+remote.Honest.Blocked, grepLines(metrics, "telguard_sip_requests_total"))
 	}
+}
+
+// docsSIPConfig returns the sip: block of the sim.yaml example in
+// docs/sip.md, dedented as helpSIPConfig returns the help's.
+func docsSIPConfig(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("../../docs/sip.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(data), "   # sim.yaml\n")
+	if !ok {
+		t.Fatal("no sim.yaml example in docs/sip.md")
+	}
+	var b strings.Builder
+	in := false
+	for _, line := range strings.Split(rest, "\n") {
+		line = strings.TrimPrefix(line, "   ")
+		switch {
+		case line == "sip:":
+			in = true
+		case in && !strings.HasPrefix(line, "  "):
+			return b.String()
+		}
+		if in {
+			b.WriteString(line + "\n")
+		}
+	}
+	t.Fatal("no sip: block in docs/sip.md's sim.yaml example")
+	return ""
 }
 
 // helpSIPConfig returns the sip: example of telguard sim --help, dedented.
