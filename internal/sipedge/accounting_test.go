@@ -403,3 +403,28 @@ func TestInviteThatCannotBeForwardedEndsItsCall(t *testing.T) {
 		t.Errorf("engine asked %d times, want 1", n)
 	}
 }
+
+// A retransmission that arrives while the engine is still deciding the
+// first copy is not decided again: one peer's datagrams go to one worker,
+// in order, so the copy is handled as a retransmission once the first has
+// its answer.
+func TestRetransmissionWhileDecidingIsDecidedOnce(t *testing.T) {
+	release := make(chan struct{})
+	eng := &fakeEngine{decide: func(event.Event) event.Decision {
+		<-release
+		return event.Decision{Verdict: event.Allow}
+	}}
+	r := newRig(t, eng, nil)
+	r.caller.send(r.port, invite)
+	if eng.countEventually(event.CallAttempt, 1) != 1 {
+		t.Fatal("the first INVITE was not handed to the engine")
+	}
+	r.caller.send(r.port, invite) // the phone's retransmission, same branch
+	settle()
+	close(release)
+	r.upstream.expectRequest(sip.INVITE)
+	settle()
+	if n := eng.count(event.CallAttempt); n != 1 {
+		t.Fatalf("the INVITE was decided %d times, want once", n)
+	}
+}
