@@ -509,11 +509,17 @@ func (s *tenantState) observeInbound(t *policy.Tenant, ev event.Event, changes *
 				Direction: event.Inbound, SourceIP: c.ip, Start: c.started, Answer: c.answer, End: ev.Time,
 				Disposition: "NO ANSWER",
 			}
-			if !c.answer.IsZero() {
-				r.Billsec, r.Disposition = billed, "ANSWERED"
-			}
 			if r.End.Before(r.Start) {
 				r.End = r.Start
+			}
+			if r.Answer.IsZero() && billed > 0 {
+				r.Answer = r.End.Add(-billed) // ended with a duration, no answer event
+				if r.Answer.Before(r.Start) {
+					r.Answer = r.Start
+				}
+			}
+			if !r.Answer.IsZero() {
+				r.Billsec, r.Disposition = billed, "ANSWERED"
 			}
 			*changes = append(*changes, event.Change{Op: event.OpPutHistory, History: r})
 		}

@@ -56,6 +56,12 @@ func TestFinishedCallsGoToHistory(t *testing.T) {
 			t.Fatalf("unanswered call blocked: %v", d.Rules())
 		}
 		observe(event.CallEnded, "unanswered", time.Minute+20*time.Second, 0)
+		// Ended with a duration and no answer event (an integration that
+		// reports only the end): answered that long before its end.
+		if d := attempt("end-only", "011987654321", 90*time.Second); d.Verdict.Blocks() {
+			t.Fatalf("end-only call blocked: %v", d.Rules())
+		}
+		observe(event.CallEnded, "end-only", 90*time.Second+10*time.Minute, 9*time.Minute)
 		if d := attempt("premium", "+19005550100", 2*time.Minute); !d.Verdict.Blocks() {
 			t.Fatalf("premium call allowed")
 		}
@@ -81,8 +87,11 @@ func TestFinishedCallsGoToHistory(t *testing.T) {
 	for _, r := range recs {
 		byID[r.CallID] = r
 	}
-	if len(recs) != 4 || len(byID) != 4 {
-		t.Fatalf("history %+v: want 4 calls (answered, unanswered, ring, never-ended)", recs)
+	if len(recs) != 5 || len(byID) != 5 {
+		t.Fatalf("history %+v: want 5 calls (answered, unanswered, end-only, ring, never-ended)", recs)
+	}
+	if e := byID["end-only"]; e.Disposition != "ANSWERED" || e.Billsec != 9*time.Minute || !e.Answer.Equal(at.Add(90*time.Second+time.Minute)) {
+		t.Errorf("call ended with a duration and no answer event: %+v, want answered 9 minutes before its end", e)
 	}
 	if _, ok := byID["premium"]; ok {
 		t.Errorf("a blocked attempt was recorded as a call")
@@ -100,7 +109,7 @@ func TestFinishedCallsGoToHistory(t *testing.T) {
 	if r := byID["ring"]; r.Direction != event.Inbound || r.From != "+5511987654321" || r.To != "office-1" || r.Account != "office-1" {
 		t.Errorf("inbound ring: %+v", r)
 	}
-	if x := byID["never-ended"]; x.End.Before(x.Start) || x.End.After(at.Add(24*time.Hour)) || x.Disposition != "NO ANSWER" {
-		t.Errorf("expired call: %+v", x)
+	if x := byID["never-ended"]; x.End.Before(x.Start) || x.End.After(at.Add(24*time.Hour)) || x.Disposition != event.DispositionExpired {
+		t.Errorf("expired call: %+v, want disposition %s", x, event.DispositionExpired)
 	}
 }

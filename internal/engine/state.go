@@ -87,6 +87,8 @@ type flight struct {
 	// put is the call as it started, for the sink: Call changes (its
 	// answer) while the sink may still hold what it was handed.
 	put event.Call
+	// expired is set when max_call_duration ended the call, not an event.
+	expired bool
 	// from and to are the numbers as the attempt gave them, for the call
 	// history; a call restored after a restart has neither (it keeps its
 	// E.164).
@@ -145,11 +147,24 @@ func (f *flight) record(end time.Time, billed time.Duration) *event.CallRecord {
 	if r.To == "" {
 		r.To = f.E164
 	}
-	if !f.Answered.IsZero() {
-		r.Billsec, r.Disposition = billed, "ANSWERED"
-	}
 	if r.End.Before(r.Start) {
 		r.End = r.Start
+	}
+	if f.Answered.IsZero() && billed > 0 {
+		// Ended with a duration and no answer event (an integration may
+		// report only the end): it was answered that long before its end.
+		r.Answer = r.End.Add(-billed)
+		if r.Answer.Before(r.Start) {
+			r.Answer = r.Start
+		}
+	}
+	if !r.Answer.IsZero() {
+		r.Billsec, r.Disposition = billed, "ANSWERED"
+	}
+	if f.expired {
+		// No end was reported: it was billed to max_call_duration, and
+		// training takes it as an attempt of unknown outcome.
+		r.Disposition = event.DispositionExpired
 	}
 	return r
 }
@@ -343,6 +358,7 @@ func (s *tenantState) expire(t *policy.Tenant, now time.Time, changes []event.Ch
 		if !f.Answered.IsZero() {
 			billed = f.deadline.Sub(f.Answered)
 		}
+		f.expired = true
 		changes = s.endCall(f, t, f.deadline, billed, changes)
 	}
 	return changes

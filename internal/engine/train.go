@@ -58,8 +58,10 @@ func (tr *Trainer) Add(r event.CallRecord) {
 	}
 	_, risky := t.HighRisk.Match(num)
 	c.HighRisk = risky || num.Type == numbering.PremiumRate
-	if !c.Answered {
-		c.Billed = 0
+	if !c.Answered || r.Disposition == event.DispositionExpired {
+		// An expired call's duration is max_call_duration, not what
+		// happened: it counts as an attempt of unknown outcome.
+		c.Answered, c.Billed = false, 0
 	}
 	tr.t.Add(r.Tenant+"\x00"+r.Account, c)
 }

@@ -26,6 +26,10 @@ type CallRecord struct {
 	Disposition string `json:"disposition,omitempty"`
 }
 
+// DispositionExpired is the disposition telguard records for a call whose
+// end was never reported: it was ended, and billed, at max_call_duration.
+const DispositionExpired = "EXPIRED"
+
 // Answered reports whether the call was answered.
 func (r CallRecord) Answered() bool { return !r.Answer.IsZero() }
 

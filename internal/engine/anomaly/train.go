@@ -1,6 +1,7 @@
 package anomaly
 
 import (
+	"container/list"
 	"math/rand/v2"
 	"time"
 )
@@ -12,7 +13,12 @@ type TrainConfig struct {
 	// MaxSamples bounds the feature vectors kept (a seeded reservoir
 	// sample of all of them); default 20000.
 	MaxSamples int
-	Forest     ForestConfig
+	// MaxAccounts bounds the accounts whose recent calls and baseline are
+	// kept while replaying (about 5.6 KB each); past it the least recently
+	// active one is forgotten, as the engine forgets a baseline, and
+	// starts over if it calls again. Default 50000.
+	MaxAccounts int
+	Forest      ForestConfig
 }
 
 // Trainer builds an isolation forest from call history: it replays each
@@ -22,13 +28,16 @@ type TrainConfig struct {
 // deviation and new-country features mean what they mean live.
 type Trainer struct {
 	cfg      TrainConfig
-	accounts map[string]*trainAccount
+	accounts map[string]*list.Element // of *trainAccount, most recent first in lru
+	lru      list.List
+	evicted  int
 	samples  [][]float64
 	seen     int
 	rng      *rand.Rand
 }
 
 type trainAccount struct {
+	key      string
 	recent   *Recent
 	baseline *Baseline
 }
@@ -38,8 +47,11 @@ func NewTrainer(cfg TrainConfig) *Trainer {
 	if cfg.MaxSamples <= 0 {
 		cfg.MaxSamples = 20000
 	}
+	if cfg.MaxAccounts <= 0 {
+		cfg.MaxAccounts = 50000
+	}
 	seed := uint64(cfg.Forest.Seed)
-	return &Trainer{cfg: cfg, accounts: map[string]*trainAccount{}, rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d))}
+	return &Trainer{cfg: cfg, accounts: map[string]*list.Element{}, rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d))}
 }
 
 // Add replays one finished call of the account named key (tenant and
@@ -47,10 +59,20 @@ func NewTrainer(cfg TrainConfig) *Trainer {
 // its outcome (Ended, Answered, Billed, End) and its Time in the tenant's
 // zone.
 func (t *Trainer) Add(key string, c Call) {
-	a := t.accounts[key]
-	if a == nil {
-		a = &trainAccount{recent: NewRecent(128), baseline: NewBaseline(t.cfg.Baseline)}
-		t.accounts[key] = a
+	var a *trainAccount
+	if e := t.accounts[key]; e != nil {
+		t.lru.MoveToFront(e)
+		a = e.Value.(*trainAccount)
+	} else {
+		if len(t.accounts) >= t.cfg.MaxAccounts {
+			// The least recently active account: deterministic, so the
+			// same history still gives the same model.
+			old := t.lru.Remove(t.lru.Back()).(*trainAccount)
+			delete(t.accounts, old.key)
+			t.evicted++
+		}
+		a = &trainAccount{key: key, recent: NewRecent(128), baseline: NewBaseline(t.cfg.Baseline)}
+		t.accounts[key] = t.lru.PushFront(a)
 	}
 	a.baseline.Advance(c.Time)
 	attempt := c
@@ -69,6 +91,9 @@ func (t *Trainer) Add(key string, c Call) {
 	c.Ended = true
 	a.baseline.Observe(c)
 }
+
+// Evicted is how many times an account was forgotten for MaxAccounts.
+func (t *Trainer) Evicted() int { return t.evicted }
 
 // sample keeps v with reservoir sampling.
 func (t *Trainer) sample(v []float64) {

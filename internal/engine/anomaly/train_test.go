@@ -51,3 +51,35 @@ func TestTrainerScoresFraudAboveHistory(t *testing.T) {
 		t.Error("the same history and seed gave different forests")
 	}
 }
+
+// The trainer keeps at most MaxAccounts accounts' state however many
+// accounts the history names, forgetting the least recently active one
+// (deterministically: the same history and seed still give the same
+// model), and every call still gives a sample.
+func TestTrainerBoundsAccounts(t *testing.T) {
+	train := func() (*Trainer, *Forest) {
+		tr := NewTrainer(TrainConfig{MaxAccounts: 10, Forest: ForestConfig{Seed: 3}})
+		calls := officeCalls(1, 7)
+		for i, c := range calls {
+			tr.Add(fmt.Sprint("acct", i%25), c) // 25 accounts in turn
+		}
+		if len(tr.accounts) != 10 || tr.lru.Len() != 10 {
+			t.Fatalf("%d accounts kept (%d in the LRU), want 10", len(tr.accounts), tr.lru.Len())
+		}
+		if tr.Evicted() != len(calls)-10 || tr.Samples() != len(calls) {
+			t.Fatalf("evicted %d, samples %d of %d calls", tr.Evicted(), tr.Samples(), len(calls))
+		}
+		f, err := tr.Forest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr, f
+	}
+	_, f := train()
+	_, g := train()
+	x := make([]float64, NumFeatures)
+	x[0] = 3
+	if f.Score(x) != g.Score(x) {
+		t.Error("with evictions, the same history and seed gave different forests")
+	}
+}
