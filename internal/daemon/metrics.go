@@ -22,6 +22,7 @@ type engineCollector struct {
 	queued, written, dropped, shed, writeErrors      *prometheus.Desc
 	learned, warm, networks, evicted, netsEvicted    *prometheus.Desc
 	model                                            *prometheus.Desc
+	recentAccts, recentCalls, noSource, ringsDrop    *prometheus.Desc
 }
 
 func newEngineCollector(e *engine.Engine, w *store.Writer, c clock.Clock) *engineCollector {
@@ -36,7 +37,7 @@ func newEngineCollector(e *engine.Engine, w *store.Writer, c clock.Clock) *engin
 		queued:      prometheus.NewDesc("telguard_store_queue_length", "State changes waiting to be written.", nil, nil),
 		written:     prometheus.NewDesc("telguard_store_changes_written_total", "State changes written to the store.", nil, nil),
 		dropped:     prometheus.NewDesc("telguard_store_changes_dropped_total", "State changes the store could not take after retries.", nil, nil),
-		shed:        prometheus.NewDesc("telguard_decisions_log_shed_total", "Decision-log records not written because the store fell behind.", nil, nil),
+		shed:        prometheus.NewDesc("telguard_decisions_log_shed_total", "Decision-log and call-history records not written because the store fell behind.", nil, nil),
 		writeErrors: prometheus.NewDesc("telguard_store_write_errors_total", "Failed store writes, retries included.", nil, nil),
 		learned:     prometheus.NewDesc("telguard_baseline_accounts", "Accounts with a learned behaviour baseline.", t, nil),
 		warm:        prometheus.NewDesc("telguard_baseline_warm_accounts", "Accounts whose own baseline is warm (judges them).", t, nil),
@@ -44,12 +45,16 @@ func newEngineCollector(e *engine.Engine, w *store.Writer, c clock.Clock) *engin
 		evicted:     prometheus.NewDesc("telguard_baseline_accounts_evicted_total", "Account baselines dropped because the tenant reached its bound (least recently active first).", t, nil),
 		netsEvicted: prometheus.NewDesc("telguard_baseline_networks_evicted_total", "Source networks dropped because the tenant reached its bound (least recently used first).", t, nil),
 		model:       prometheus.NewDesc("telguard_anomaly_model_loaded", "1 when an anomaly model is in force, else 0.", nil, nil),
+		recentAccts: prometheus.NewDesc("telguard_baseline_recent_accounts", "Accounts with recent calls held for the pattern detectors, the deviation rule and the score.", t, nil),
+		recentCalls: prometheus.NewDesc("telguard_baseline_recent_calls", "Recent calls held for those accounts (at most 128 an account).", t, nil),
+		noSource:    prometheus.NewDesc("telguard_baseline_calls_without_source_total", "Outbound attempts baseline.new_network could not judge because they carried no source address.", t, nil),
+		ringsDrop:   prometheus.NewDesc("telguard_baseline_rings_dropped_total", "Risky inbound rings not remembered for Wangiri callbacks because too many accounts had recent calls.", t, nil),
 	}
 }
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.inFlight, c.bans, c.suspended, c.quotaSecs, c.quotaMoney, c.queued, c.written, c.dropped, c.shed, c.writeErrors,
-		c.learned, c.warm, c.networks, c.evicted, c.netsEvicted, c.model} {
+		c.learned, c.warm, c.networks, c.evicted, c.netsEvicted, c.model, c.recentAccts, c.recentCalls, c.noSource, c.ringsDrop} {
 		ch <- d
 	}
 }
@@ -68,6 +73,10 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.networks, prometheus.GaugeValue, float64(b.Networks), b.Tenant)
 		ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(b.Evicted), b.Tenant)
 		ch <- prometheus.MustNewConstMetric(c.netsEvicted, prometheus.CounterValue, float64(b.NetworksEvicted), b.Tenant)
+		ch <- prometheus.MustNewConstMetric(c.recentAccts, prometheus.GaugeValue, float64(b.RecentAccounts), b.Tenant)
+		ch <- prometheus.MustNewConstMetric(c.recentCalls, prometheus.GaugeValue, float64(b.RecentCalls), b.Tenant)
+		ch <- prometheus.MustNewConstMetric(c.noSource, prometheus.CounterValue, float64(b.NoSourceIP), b.Tenant)
+		ch <- prometheus.MustNewConstMetric(c.ringsDrop, prometheus.CounterValue, float64(b.RingsDropped), b.Tenant)
 	}
 	loaded := 0.0
 	if c.eng.Model() != nil {

@@ -81,6 +81,8 @@ func TestMetricsShowStateAndMemory(t *testing.T) {
 	for _, want := range []string{
 		"telguard_decisions_total{verdict=\"allow\"} 1",
 		"telguard_baseline_accounts{tenant=\"demo\"}",
+		"telguard_baseline_recent_accounts{tenant=\"demo\"} 1",
+		"telguard_baseline_calls_without_source_total{tenant=\"demo\"}",
 		"telguard_anomaly_model_loaded 0",
 		"process_resident_memory_bytes",
 		"go_memstats_heap_inuse_bytes",
