@@ -423,6 +423,9 @@ func (e *Engine) decideInbound(b *verdictBuilder, t *policy.Tenant, ev event.Eve
 
 // rang records that number rang account at t.
 func (s *tenantState) rang(t *policy.Tenant, account, number string, at time.Time) {
+	if t.Patterns != nil && t.Patterns.TenantCallbacks {
+		s.ringTenant(number, at)
+	}
 	rc := s.recent[account]
 	if rc == nil {
 		if len(s.recent) >= maxRecentAccounts {
@@ -448,6 +451,42 @@ func (s *tenantState) rang(t *policy.Tenant, account, number string, at time.Tim
 			rc.keep = k
 		}
 	}
+}
+
+// maxTenantRings bounds the numbers remembered as having rung a tenant:
+// anyone can ring its numbers, so a sweep must not grow the map for the
+// callback window.
+const maxTenantRings = 10_000
+
+// ringTenant records that number rang the tenant at t.
+func (s *tenantState) ringTenant(number string, at time.Time) {
+	if s.rings == nil {
+		s.rings = map[string]time.Time{}
+	}
+	if prev, ok := s.rings[number]; ok {
+		if at.After(prev) {
+			s.rings[number] = at
+		}
+		return
+	}
+	if len(s.rings) >= maxTenantRings {
+		old := s.ringOrder[0]
+		s.ringOrder = s.ringOrder[1:]
+		delete(s.rings, old)
+	}
+	s.rings[number] = at
+	s.ringOrder = append(s.ringOrder, number)
+}
+
+// tenantRing makes a ring of number to any account of the tenant count as
+// a ring of rc's account too (wangiri.callbacks: tenant), so the callback
+// detector sees it; win is the callback window.
+func (s *tenantState) tenantRing(rc *recentCalls, number string, now time.Time, win time.Duration) {
+	at, ok := s.rings[number]
+	if !ok || now.Sub(at) > win || rc.r.HasMissed(number, now.Add(-win)) {
+		return
+	}
+	rc.r.MissedInbound(number, at)
 }
 
 func (s *tenantState) dropOldestInbound() {

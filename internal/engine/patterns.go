@@ -64,6 +64,13 @@ func (e *Engine) patterns(b *verdictBuilder, t *policy.Tenant, g *policy.Group, 
 		rc.last = ev.Time
 	}
 	now := ev.Time.In(t.Location)
+	if pat && p.TenantCallbacks && num.E164 != "" && len(s.rings) > 0 {
+		win := p.Detectors.Wangiri.CallbackWindow
+		if win <= 0 {
+			win = 72 * time.Hour
+		}
+		s.tenantRing(rc, num.E164, ev.Time, win)
+	}
 	_, highRisk := t.HighRisk.Match(num)
 	rc.r.Start(anomaly.Call{
 		ID: ev.CallID, Time: now, E164: num.E164, Country: num.Region,

@@ -57,6 +57,10 @@ type tenantState struct {
 	inbound      map[string]*inboundCall
 	inboundOrder []string
 	rangDropped  int64 // rings not remembered at maxRecentAccounts
+	// rings are the numbers that rang the tenant (any account), for
+	// wangiri.callbacks: tenant; at most maxTenantRings, oldest first out.
+	rings     map[string]time.Time
+	ringOrder []string
 }
 
 // recentCalls is what the pattern detectors see of one account.

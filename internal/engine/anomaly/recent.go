@@ -147,6 +147,9 @@ func (r *Recent) MissedInbound(from string, t time.Time) {
 	r.mhead = (r.mhead + 1) % maxMissed
 }
 
+// HasMissed reports whether number rang briefly after since.
+func (r *Recent) HasMissed(number string, since time.Time) bool { return r.missedSince(number, since) }
+
 // missedSince reports whether number rang briefly after since.
 func (r *Recent) missedSince(number string, since time.Time) bool {
 	for _, m := range r.missed {

@@ -20,6 +20,11 @@ type Patterns struct {
 	// window of a detector that is on. An account idle for longer, with no
 	// call up, has its recent calls forgotten.
 	Horizon time.Duration
+	// TenantCallbacks makes a Wangiri callback any call back to a number
+	// that rang any account of the tenant, not only the account it rang
+	// (wangiri.callbacks: tenant): where calls arrive for DIDs and leave
+	// from extensions, the account rung is never the one calling back.
+	TenantCallbacks bool
 }
 
 // PatternActions are what a pattern's two levels get.
@@ -102,6 +107,8 @@ type patternYAML struct {
 	Window         *Duration `yaml:"window"`
 	Warning        *float64  `yaml:"warning"`
 	Critical       *float64  `yaml:"critical"`
+	// Callbacks (wangiri only): account (default) or tenant.
+	Callbacks string `yaml:"callbacks"`
 }
 
 // patterns compiles a tenant's patterns section; nil gives the defaults.
@@ -143,6 +150,15 @@ func (c *compiler) patterns(path string, y *patternsYAML) *Patterns {
 		*a = PatternActions{event.Challenge, event.Deny}
 		if k.y == nil {
 			continue
+		}
+		switch {
+		case k.y.Callbacks == "" || k.y.Callbacks == "account":
+		case PatternNames[i] != anomaly.Wangiri:
+			c.fail(pp+".callbacks", "only wangiri has callbacks")
+		case k.y.Callbacks == "tenant":
+			p.TenantCallbacks = true
+		default:
+			c.fail(pp+".callbacks", "want account or tenant, not %q", k.y.Callbacks)
 		}
 		a.Warning = c.verdict(pp+".warning_action", k.y.WarningAction, event.Challenge, event.Challenge, event.Throttle, event.Deny)
 		a.Critical = c.verdict(pp+".critical_action", k.y.CriticalAction, event.Deny, event.Challenge, event.Throttle, event.Deny)
