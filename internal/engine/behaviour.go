@@ -123,7 +123,10 @@ func (s *tenantState) learn(f *flight, t *policy.Tenant, end time.Time, billed t
 	}
 	bh := &s.behaviour
 	bh.init()
-	if f.answer != nil && bh.flagged(f) {
+	if f.answer != nil && bh.flagged(f) || f.answer == nil && f.Flagged {
+		// A call restored after a restart has no decision kept: its
+		// Flagged says whether a rule flagged it (new_network's exception
+		// for a network already seen is not applied then).
 		return
 	}
 	l := bh.accounts[f.Account]
@@ -158,6 +161,17 @@ func (s *tenantState) learn(f *flight, t *policy.Tenant, end time.Time, billed t
 // the warm-up, say, but not yet on learn_calls calls over learn_span) does
 // not count. An attacker's network is never remembered that way, since
 // every call from it after the warm-up is flagged.
+// flaggedDecision reports whether a rule challenged the call or would
+// have blocked it: the decision's part of flagged, kept with the call.
+func flaggedDecision(d *event.Decision) bool {
+	for i := range d.Reasons {
+		if severity(d.Reasons[i].Verdict) >= severity(event.Challenge) {
+			return true
+		}
+	}
+	return false
+}
+
 func (bh *behaviour) flagged(f *flight) bool {
 	for i := range f.answer.Reasons {
 		r := &f.answer.Reasons[i]

@@ -113,3 +113,65 @@ func TestFinishedCallsGoToHistory(t *testing.T) {
 		t.Errorf("expired call: %+v, want disposition %s", x, event.DispositionExpired)
 	}
 }
+
+// callSink keeps the calls in flight an engine persists, as the store does.
+type callSink struct {
+	mu    sync.Mutex
+	calls map[string]event.Call
+}
+
+func (c *callSink) Emit(changes ...event.Change) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ch := range changes {
+		switch ch.Op {
+		case event.OpPutCall:
+			c.calls[ch.Call.CallID] = *ch.Call
+		case event.OpDeleteCall:
+			delete(c.calls, ch.Call.CallID)
+		}
+	}
+}
+
+// A call in flight at a restart keeps what the history and the baselines
+// need: its numbers as dialled, and that a rule flagged it, so that after
+// the restart a challenged call still teaches the baselines nothing.
+func TestRestoredCallsKeepNumbersAndFlag(t *testing.T) {
+	ctx := context.Background()
+	at := time.Date(2026, 3, 2, 13, 0, 0, 0, time.UTC)
+	before := &callSink{calls: map[string]event.Call{}}
+	e := engine.New(benchPolicy(t, 1), engine.Options{Sink: before})
+	learnCalls(t, e, at, "office-1")
+	ev := event.Event{Kind: event.CallAttempt, Time: time.Date(2026, 3, 3, 2, 30, 0, 0, time.UTC), Tenant: "t0",
+		Account: "office-1", CallID: "late", From: "1001", To: "011987654322", SourceIP: netip.MustParseAddr("192.0.2.8")}
+	if d := e.Decide(ctx, ev); d.Verdict != event.Challenge {
+		t.Fatalf("late call: %s %v; want a challenge", d.Verdict, d.Rules())
+	}
+	snap, err := e.ExportBaselines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The restart: a new engine with the persisted calls and baselines.
+	hist := &historySink{}
+	e2 := engine.New(benchPolicy(t, 1), engine.Options{Sink: hist, History: true})
+	if err := e2.ImportBaselines(snap); err != nil {
+		t.Fatal(err)
+	}
+	var st event.State
+	for _, c := range before.calls {
+		st.Calls = append(st.Calls, c)
+	}
+	e2.Restore("t0", st)
+	ev.Kind, ev.Time, ev.Duration = event.CallEnded, ev.Time.Add(10*time.Minute), 10*time.Minute
+	if err := e2.Observe(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	if n, st := baselineCalls(t, e2, "office-1"), e2.Baselines("t0"); n != 1 || st.Networks != 1 {
+		t.Errorf("a challenged call ended after a restart taught the baselines: %d calls learned, %+v; want 1 call, 1 network", n, st)
+	}
+	hist.mu.Lock()
+	defer hist.mu.Unlock()
+	if len(hist.recs) != 1 || hist.recs[0].From != "1001" || hist.recs[0].To != "011987654322" {
+		t.Errorf("history of the restored call: %+v; want from 1001 to 011987654322", hist.recs)
+	}
+}

@@ -93,10 +93,6 @@ type flight struct {
 	put event.Call
 	// expired is set when max_call_duration ended the call, not an event.
 	expired bool
-	// from and to are the numbers as the attempt gave them, for the call
-	// history; a call restored after a restart has neither (it keeps its
-	// E.164).
-	from, to string
 	// prefixes has bit n set when the call is counted under its n-digit
 	// destination prefix, so removal undoes exactly what adding did even
 	// if a reload changed the prefix lengths in use meanwhile.
@@ -144,7 +140,7 @@ func (f *flight) key(k policy.KeyKind) (key, bool) {
 // record is the finished call as the call history keeps it.
 func (f *flight) record(end time.Time, billed time.Duration) *event.CallRecord {
 	r := &event.CallRecord{
-		Tenant: f.Tenant, Account: f.Account, CallID: f.CallID, From: f.from, To: f.to,
+		Tenant: f.Tenant, Account: f.Account, CallID: f.CallID, From: f.From, To: f.To,
 		Direction: event.Outbound, SourceIP: f.ip, Start: f.Started, Answer: f.Answered, End: end,
 		Disposition: "NO ANSWER",
 	}

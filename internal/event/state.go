@@ -18,6 +18,14 @@ type Call struct {
 	RatePerMinute float64   `json:"rate_per_minute,omitempty"`
 	Started       time.Time `json:"started"`
 	Answered      time.Time `json:"answered,omitzero"` // zero until answered
+	// From and To are the numbers as the attempt gave them (To as dialled),
+	// for the call history.
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
+	// Flagged is set when a rule challenged the call or would have blocked
+	// it (in monitor): such a call teaches the behaviour baselines nothing,
+	// even once restored after a restart.
+	Flagged bool `json:"flagged,omitempty"`
 }
 
 // QuotaUsage is an account's international usage on one local day.

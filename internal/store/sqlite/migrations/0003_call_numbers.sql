@@ -1,0 +1,7 @@
+-- Calls in flight keep the numbers as dialled (for the call history a
+-- restart must not blank) and whether a rule flagged the call (a flagged
+-- call teaches the behaviour baselines nothing, restored or not).
+
+ALTER TABLE calls ADD COLUMN from_number TEXT NOT NULL DEFAULT '';
+ALTER TABLE calls ADD COLUMN to_number TEXT NOT NULL DEFAULT '';
+ALTER TABLE calls ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
