@@ -284,6 +284,15 @@ func (e *env) simRemote(ctx context.Context, o sim.Options, target, keyFlag stri
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
+	return e.remoteReport(asJSON, rep, st, func(w io.Writer) {
+		fmt.Fprintf(w, "\nDriven over the decision API at %s: %d checks in %s, %.0f checks/s (asked %g), %d failed requests.\n",
+			target, st.Checks, st.Elapsed.Round(time.Millisecond), st.Rate, rate, st.Failures)
+	}, fmt.Sprintf("requests to %s", target))
+}
+
+// remoteReport prints a run against a daemon (as JSON with its remote
+// stats, or as text followed by trailer) and fails when exchanges failed.
+func (e *env) remoteReport(asJSON bool, rep sim.Report, st sim.RemoteStats, trailer func(io.Writer), what string) error {
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -297,11 +306,10 @@ func (e *env) simRemote(ctx context.Context, o sim.Options, target, keyFlag stri
 		if err := rep.WriteText(e.stdout); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "\nDriven over the decision API at %s: %d checks in %s, %.0f checks/s (asked %g), %d failed requests.\n",
-			target, st.Checks, st.Elapsed.Round(time.Millisecond), st.Rate, rate, st.Failures)
+		trailer(e.stdout)
 	}
 	if st.Failures > 0 {
-		return fmt.Errorf("sim: %d requests to %s failed; first: %s", st.Failures, target, st.FirstErr)
+		return fmt.Errorf("sim: %d %s failed; first: %s", st.Failures, what, st.FirstErr)
 	}
 	return nil
 }
@@ -355,29 +363,13 @@ func (e *env) simSIP(ctx context.Context, o sim.Options, target, pbx, carrier st
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
-	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(struct {
-			sim.Report
-			Remote sim.RemoteStats `json:"remote"`
-		}{rep, st}); err != nil {
-			return err
-		}
-	} else {
-		if err := rep.WriteText(e.stdout); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "\nDriven through the SIP edge at %s (PBX played at %s, %d source addresses): %d calls in %s, %.0f INVITEs/s (asked %g), %d failed exchanges.\n",
+	return e.remoteReport(asJSON, rep, st, func(w io.Writer) {
+		fmt.Fprintf(w, "\nDriven through the SIP edge at %s (PBX played at %s, %d source addresses): %d calls in %s, %.0f INVITEs/s (asked %g), %d failed exchanges.\n",
 			target, so.PBX, d.Sources(), st.Checks, st.Elapsed.Round(time.Millisecond), st.Rate, rate, st.Failures)
 		if r := st.Rejected; r != nil {
-			fmt.Fprintf(e.stdout, "Calls the edge rejected itself (no PBX hop, %d): p50 %.1f µs, p99 %.1f µs, max %.1f µs.\n", r.Decisions, r.P50, r.P99, r.Max)
+			fmt.Fprintf(w, "Calls the edge rejected itself (no PBX hop, %d): p50 %.1f µs, p99 %.1f µs, max %.1f µs.\n", r.Decisions, r.P50, r.P99, r.Max)
 		}
-	}
-	if st.Failures > 0 {
-		return fmt.Errorf("sim: %d SIP exchanges with %s failed; first: %s", st.Failures, target, st.FirstErr)
-	}
-	return nil
+	}, fmt.Sprintf("SIP exchanges with %s", target))
 }
 
 // sipOptions reads --sip-target, --sip-pbx and --sip-carrier.
