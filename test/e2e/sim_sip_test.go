@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/telguard/telguard/internal/engine/policy"
 	"github.com/telguard/telguard/internal/sim"
 )
 
@@ -63,29 +61,7 @@ func TestSimThroughTheSIPEdgeMatchesInProcess(t *testing.T) {
 		t.Fatalf("SIP run too small to compare: %+v, %d inbound", remote.Overall, remote.Inbound)
 	}
 
-	pol, err := policy.Load(filepath.Join(dir, "examples", "policy.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	local, err := sim.Simulate(context.Background(), sim.Options{
-		Seed: 3, Days: 2, WarmUpDays: 3, Tenants: 1, Accounts: 30, Scenarios: sim.ScenarioNames(), Policy: pol, Start: remote.Start,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	same := func(what string, a, b any) {
-		ja, _ := json.Marshal(a)
-		jb, _ := json.Marshal(b)
-		if string(ja) != string(jb) {
-			t.Errorf("%s differs:\nthrough SIP: %s\nin process:  %s", what, ja, jb)
-		}
-	}
-	same("honest traffic", remote.Honest, local.Honest)
-	same("attacks", remote.Attacks, local.Attacks)
-	same("overall", remote.Overall, local.Overall)
-	if remote.WarmUpCalls == 0 || remote.WarmUpCalls != local.WarmUpCalls || remote.Inbound != local.Inbound {
-		t.Errorf("warm-up %d / inbound %d through SIP, %d / %d in process", remote.WarmUpCalls, remote.Inbound, local.WarmUpCalls, local.Inbound)
-	}
+	matchInProcess(t, dir, remote.Report, "through SIP")
 	if remote.Latency.Decisions != calls || remote.Latency.P99 <= 0 || !strings.HasPrefix(remote.Target, "udp:") {
 		t.Errorf("latency %+v over %d calls, target %q", remote.Latency, calls, remote.Target)
 	}

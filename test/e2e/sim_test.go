@@ -43,6 +43,24 @@ func TestSimOverTheAPIMatchesInProcess(t *testing.T) {
 		t.Fatalf("remote run too small to compare: %+v", remote.Overall)
 	}
 
+	matchInProcess(t, dir, remote.Report, "over the API")
+	if remote.Latency.P99 <= 0 {
+		t.Errorf("no latency measured: %+v", remote.Latency)
+	}
+}
+
+func stderrOf(err error) string {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(ee.Stderr)
+	}
+	return ""
+}
+
+// matchInProcess runs the seed-3 simulation the e2e sim tests drive
+// remotely in process, at the remote run's start, and requires the same
+// report: every block, leak and figure (latency aside).
+func matchInProcess(t *testing.T, dir string, remote sim.Report, via string) {
+	t.Helper()
 	pol, err := policy.Load(filepath.Join(dir, "examples", "policy.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -57,23 +75,13 @@ func TestSimOverTheAPIMatchesInProcess(t *testing.T) {
 		ja, _ := json.Marshal(a)
 		jb, _ := json.Marshal(b)
 		if string(ja) != string(jb) {
-			t.Errorf("%s differs:\nover the API: %s\nin process:   %s", what, ja, jb)
+			t.Errorf("%s differs:\n%s: %s\nin process: %s", what, via, ja, jb)
 		}
 	}
 	same("honest traffic", remote.Honest, local.Honest)
 	same("attacks", remote.Attacks, local.Attacks)
 	same("overall", remote.Overall, local.Overall)
 	if remote.WarmUpCalls == 0 || remote.WarmUpCalls != local.WarmUpCalls || remote.Inbound != local.Inbound {
-		t.Errorf("warm-up %d / inbound %d over the API, %d / %d in process", remote.WarmUpCalls, remote.Inbound, local.WarmUpCalls, local.Inbound)
+		t.Errorf("warm-up %d / inbound %d %s, %d / %d in process", remote.WarmUpCalls, remote.Inbound, via, local.WarmUpCalls, local.Inbound)
 	}
-	if remote.Latency.P99 <= 0 {
-		t.Errorf("no latency measured: %+v", remote.Latency)
-	}
-}
-
-func stderrOf(err error) string {
-	if ee, ok := err.(*exec.ExitError); ok {
-		return string(ee.Stderr)
-	}
-	return ""
 }
