@@ -160,6 +160,7 @@ func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 			if len(changes) > 0 {
 				e.sink.Emit(changes...)
 			}
+			clear(box.ch[:])
 			e.finish(&b, t)
 			return *d
 		}
@@ -188,7 +189,15 @@ func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 	s.mu.Unlock()
 	changes = append(changes, event.Change{Op: event.OpDecision, Decision: d})
 	e.sink.Emit(changes...)
-	return *d
+	// The box may live on as the call's kept answer: its changes (an
+	// expired call's record among them, which holds that call's own
+	// answer, and so on back) must not live on with it.
+	clear(box.ch[:])
+	out := *d
+	// The caller gets the reasons capped at their length, so appending to
+	// them never writes into the answer kept for a retransmission.
+	out.Reasons = out.Reasons[:len(out.Reasons):len(out.Reasons)]
+	return out
 }
 
 // screen runs every rule against the attempt. Every rule is evaluated even
