@@ -123,10 +123,16 @@ func (s *tenantState) learn(f *flight, t *policy.Tenant, end time.Time, billed t
 	}
 	bh := &s.behaviour
 	bh.init()
-	if f.answer != nil && bh.flagged(f) || f.answer == nil && f.Flagged {
-		// A call restored after a restart has no decision kept: its
-		// Flagged says whether a rule flagged it (new_network's exception
-		// for a network already seen is not applied then).
+	hl := t.Baselines.Config.HalfLife
+	if hl <= 0 {
+		hl = 14 * 24 * time.Hour // anomaly.NewBaseline's default
+	}
+	if f.Flagged || f.expired || f.NewNetwork && !bh.nets.SeenSince(f.ip, f.Started.Add(-hl)) {
+		// A flagged call teaches nothing, and neither does one whose end
+		// never came (its billed time is max_call_duration, not what
+		// happened). A call flagged only as from a new network is
+		// forgiven when its network was seen on an unflagged call within
+		// the half-life (the tenant's own site, used during the warm-up).
 		return
 	}
 	l := bh.accounts[f.Account]
@@ -161,27 +167,39 @@ func (s *tenantState) learn(f *flight, t *policy.Tenant, end time.Time, billed t
 // the warm-up, say, but not yet on learn_calls calls over learn_span) does
 // not count. An attacker's network is never remembered that way, since
 // every call from it after the warm-up is flagged.
-// flaggedDecision reports whether a rule challenged the call or would
-// have blocked it: the decision's part of flagged, kept with the call.
-func flaggedDecision(d *event.Decision) bool {
+// callFlags reads an allowed call's decision: flagged when a rule
+// challenged it or would have blocked it, newNet when that rule was
+// baseline.new_network. Capacity rules (pattern.simultaneous_calls, limits
+// on concurrent calls) do not flag: they say how busy the account is, not
+// who is calling, and a busy trunk would otherwise never learn.
+func callFlags(d *event.Decision, g *policy.Group) (flagged, newNet bool) {
 	for i := range d.Reasons {
-		if severity(d.Reasons[i].Verdict) >= severity(event.Challenge) {
-			return true
+		r := &d.Reasons[i]
+		switch {
+		case severity(r.Verdict) < severity(event.Challenge):
+		case r.Rule == policy.RuleBaselineNewNetwork:
+			newNet = true
+		case r.Rule == simultaneousRule || concurrencyLimit(g, r.Rule):
+		default:
+			flagged = true
 		}
 	}
-	return false
+	return flagged, newNet
 }
 
-func (bh *behaviour) flagged(f *flight) bool {
-	for i := range f.answer.Reasons {
-		r := &f.answer.Reasons[i]
-		if severity(r.Verdict) < severity(event.Challenge) {
-			continue
+var simultaneousRule = policy.PatternRule(anomaly.SimultaneousCalls)
+
+// concurrencyLimit reports whether rule is one of g's limits on calls up
+// at once.
+func concurrencyLimit(g *policy.Group, rule string) bool {
+	id, ok := strings.CutPrefix(rule, "limit.")
+	if !ok || g == nil {
+		return false
+	}
+	for _, l := range g.Limits {
+		if l.ID == id && l.Metric == policy.MetricConcurrent {
+			return true
 		}
-		if r.Rule == policy.RuleBaselineNewNetwork && bh.nets.Seen(f.ip) {
-			continue
-		}
-		return true
 	}
 	return false
 }
@@ -472,24 +490,44 @@ func (s *tenantState) rang(t *policy.Tenant, account, number string, at time.Tim
 // callback window.
 const maxTenantRings = 10_000
 
-// ringTenant records that number rang the tenant at t.
+// ringTenant records that number rang the tenant at t. The oldest ring
+// goes first when the table is full; a number that rings again is moved
+// to the back (its earlier place in the order is skipped as stale).
 func (s *tenantState) ringTenant(number string, at time.Time) {
 	if s.rings == nil {
 		s.rings = map[string]time.Time{}
 	}
 	if prev, ok := s.rings[number]; ok {
-		if at.After(prev) {
-			s.rings[number] = at
+		if !at.After(prev) {
+			return
 		}
-		return
-	}
-	if len(s.rings) >= maxTenantRings {
-		old := s.ringOrder[0]
-		s.ringOrder = s.ringOrder[1:]
-		delete(s.rings, old)
+	} else {
+		for len(s.rings) >= maxTenantRings && len(s.ringOrder) > 0 {
+			e := s.ringOrder[0]
+			s.ringOrder = s.ringOrder[1:]
+			if cur, ok := s.rings[e.number]; ok && cur.Equal(e.at) {
+				delete(s.rings, e.number)
+			}
+		}
 	}
 	s.rings[number] = at
-	s.ringOrder = append(s.ringOrder, number)
+	s.ringOrder = append(s.ringOrder, ringEntry{number, at})
+	if len(s.ringOrder) > 2*maxTenantRings {
+		// Drop the stale entries re-rings left behind.
+		live := s.ringOrder[:0]
+		for _, e := range s.ringOrder {
+			if cur, ok := s.rings[e.number]; ok && cur.Equal(e.at) {
+				live = append(live, e)
+			}
+		}
+		s.ringOrder = slices.Clip(live)
+	}
+}
+
+// ringEntry is a number in the order it last rang.
+type ringEntry struct {
+	number string
+	at     time.Time
 }
 
 // tenantRing makes a ring of number to any account of the tenant count as

@@ -11,6 +11,7 @@ import (
 
 	"github.com/telguard/telguard/internal/engine"
 	"github.com/telguard/telguard/internal/engine/anomaly"
+	"github.com/telguard/telguard/internal/engine/policy"
 	"github.com/telguard/telguard/internal/event"
 )
 
@@ -282,5 +283,61 @@ func TestNewNetworkWithoutSourceAddress(t *testing.T) {
 	}
 	if st := e.Baselines("t0"); st.NoSourceIP != 1 {
 		t.Errorf("NoSourceIP %d after one call without an address, want 1", st.NoSourceIP)
+	}
+}
+
+// Capacity rules do not stop a busy account from learning: calls that
+// pattern.simultaneous_calls or a limit on concurrent calls flagged (here
+// in monitor) say how busy the trunk is, not who is calling, and still
+// teach its baseline; a call another rule flagged does not.
+func TestCapacityHitsStillTeach(t *testing.T) {
+	p, err := policy.Parse("busy.yaml", []byte(`version: 1
+tenants:
+  t0:
+    home_country: BR
+    timezone: America/Sao_Paulo
+    defaults:
+      international: true
+    patterns:
+      simultaneous_calls: {warning: 2, critical: 50}
+    limits:
+      - {id: lines, key: account, metric: concurrent, warning: 3, mode: monitor}
+      - {id: burst, key: account, metric: calls, window: 1m, warning: 6, mode: monitor}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(p, engine.Options{})
+	ctx := context.Background()
+	at := time.Date(2026, 3, 2, 13, 0, 0, 0, time.UTC)
+	var ids []string
+	for i := range 6 { // six calls up at once: simultaneous_calls and limit.lines fire
+		id := fmt.Sprint("busy-", i)
+		ev := event.Event{Kind: event.CallAttempt, Time: at.Add(time.Duration(i) * time.Second), Tenant: "t0", Account: "trunk",
+			CallID: id, To: "011987654321", SourceIP: netip.MustParseAddr("198.51.100.7")}
+		d := e.Decide(ctx, ev)
+		if d.Verdict.Blocks() {
+			t.Fatalf("call %d blocked: %v", i, d.Rules())
+		}
+		if i == 5 && (!slices.Contains(d.Rules(), "pattern.simultaneous_calls") || !slices.Contains(d.Rules(), "limit.lines")) {
+			t.Fatalf("the sixth call up: rules %v, want the capacity rules to fire", d.Rules())
+		}
+		ids = append(ids, id)
+	}
+	// A seventh call within the minute: limit.burst (a velocity rule) flags it.
+	ev := event.Event{Kind: event.CallAttempt, Time: at.Add(10 * time.Second), Tenant: "t0", Account: "trunk",
+		CallID: "busy-6", To: "011987654321", SourceIP: netip.MustParseAddr("198.51.100.7")}
+	if d := e.Decide(ctx, ev); !slices.Contains(d.Rules(), "limit.burst") {
+		t.Fatalf("the seventh call: rules %v, want limit.burst", d.Rules())
+	}
+	ids = append(ids, "busy-6")
+	for i, id := range ids {
+		end := event.Event{Kind: event.CallEnded, Time: at.Add(time.Duration(3+i) * time.Minute), Tenant: "t0", CallID: id, Duration: 2 * time.Minute}
+		if err := e.Observe(ctx, end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := baselineCalls(t, e, "trunk"); n != 6 {
+		t.Fatalf("%d calls learned, want 6: the calls only capacity rules flagged teach, the one limit.burst flagged does not", n)
 	}
 }

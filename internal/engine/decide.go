@@ -175,8 +175,9 @@ func (e *Engine) Decide(_ context.Context, ev event.Event) event.Decision {
 			Tenant: ev.Tenant, Account: ev.Account, CallID: ev.CallID, SourceIP: d.SourceIP,
 			E164: num.E164, Country: num.Region, International: num.International,
 			RatePerMinute: d.Destination.RatePerMinute, Started: ev.Time,
-			From: ev.From, To: ev.To, Flagged: flaggedDecision(d),
+			From: ev.From, To: ev.To,
 		}
+		call.Flagged, call.NewNetwork = callFlags(d, g)
 		f := s.addCall(&call, t.MaxCallDuration, t.ConcurrentPrefixLens)
 		if len(d.Reasons) > 0 {
 			// Kept so that a retransmission gets the same answer; a plain

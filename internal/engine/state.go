@@ -60,7 +60,7 @@ type tenantState struct {
 	// rings are the numbers that rang the tenant (any account), for
 	// wangiri.callbacks: tenant; at most maxTenantRings, oldest first out.
 	rings     map[string]time.Time
-	ringOrder []string
+	ringOrder []ringEntry
 }
 
 // recentCalls is what the pattern detectors see of one account.
@@ -142,7 +142,7 @@ func (f *flight) record(end time.Time, billed time.Duration) *event.CallRecord {
 	r := &event.CallRecord{
 		Tenant: f.Tenant, Account: f.Account, CallID: f.CallID, From: f.From, To: f.To,
 		Direction: event.Outbound, SourceIP: f.ip, Start: f.Started, Answer: f.Answered, End: end,
-		Disposition: "NO ANSWER",
+		Disposition: "NO ANSWER", Flagged: f.Flagged || f.NewNetwork,
 	}
 	if r.To == "" {
 		r.To = f.E164

@@ -63,6 +63,8 @@ func (tr *Trainer) Add(r event.CallRecord) {
 		// happened: it counts as an attempt of unknown outcome.
 		c.Answered, c.Billed = false, 0
 	}
+	// Neither it nor a call a rule flagged teaches the baseline, as live.
+	c.NoLearn = r.Flagged || r.Disposition == event.DispositionExpired
 	tr.t.Add(r.Tenant+"\x00"+r.Account, c)
 }
 

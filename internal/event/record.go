@@ -24,6 +24,11 @@ type CallRecord struct {
 	// Disposition is the call's outcome as the switch wrote it (ANSWERED,
 	// NO ANSWER, BUSY, FAILED, or a SIP/Q.850 cause), for reports.
 	Disposition string `json:"disposition,omitempty"`
+	// Flagged is set on a call the engine let through although a rule
+	// challenged it or would have blocked it: training learns baselines
+	// only from unflagged calls, as the live engine does. Imported CDRs
+	// have it unset.
+	Flagged bool `json:"flagged,omitempty"`
 }
 
 // DispositionExpired is the disposition telguard records for a call whose

@@ -24,8 +24,11 @@ type Call struct {
 	To   string `json:"to,omitempty"`
 	// Flagged is set when a rule challenged the call or would have blocked
 	// it (in monitor): such a call teaches the behaviour baselines nothing,
-	// even once restored after a restart.
-	Flagged bool `json:"flagged,omitempty"`
+	// even once restored after a restart. NewNetwork is set when the rule
+	// that did was baseline.new_network, which is forgiven when the network
+	// was seen on an unflagged call since.
+	Flagged    bool `json:"flagged,omitempty"`
+	NewNetwork bool `json:"new_network,omitempty"`
 }
 
 // QuotaUsage is an account's international usage on one local day.

@@ -28,6 +28,10 @@ type Call struct {
 	HighRisk      bool // high-risk or premium-rate range
 	Ended         bool // set once the call has ended
 	Answered      bool
+	// NoLearn keeps a trained call out of its account's baseline (a call
+	// a rule flagged, or one ended by max_call_duration): the Trainer
+	// learns baselines as the live engine does.
+	NoLearn bool
 	// hour is Time's hour of the day plus one, set by Recent.Start: the
 	// hour in Time's zone is costly to work out, and windows ask for it
 	// on every decision. 0 means not yet known.

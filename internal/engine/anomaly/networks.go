@@ -99,6 +99,16 @@ func (n *Networks) Seen(ip netip.Addr) bool {
 	return n.nets[NetworkOf(ip)] != nil
 }
 
+// SeenSince reports whether ip's network was seen on an answered call at
+// or after since.
+func (n *Networks) SeenSince(ip netip.Addr, since time.Time) bool {
+	if n == nil || !ip.IsValid() {
+		return false
+	}
+	s := n.nets[NetworkOf(ip)]
+	return s != nil && s.Last >= since.Unix()
+}
+
 // Evicted returns how many networks were dropped to stay within
 // MaxNetworks (since the set was made; not persisted).
 func (n *Networks) Evicted() int64 { return n.evicted }

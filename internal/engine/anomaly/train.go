@@ -88,6 +88,9 @@ func (t *Trainer) Add(key string, c Call) {
 		end = c.Time.Add(c.Billed)
 	}
 	a.recent.End(c.ID, end, c.Answered, c.Billed)
+	if c.NoLearn {
+		return
+	}
 	c.Ended = true
 	a.baseline.Observe(c)
 }

@@ -83,3 +83,24 @@ func TestTrainerBoundsAccounts(t *testing.T) {
 		t.Error("with evictions, the same history and seed gave different forests")
 	}
 }
+
+// A call marked NoLearn (flagged by a rule, or expired) is an attempt the
+// features see, but it teaches its account's baseline nothing.
+func TestTrainerNoLearnKeepsCallsOutOfBaselines(t *testing.T) {
+	calls := officeCalls(1, 5)
+	learned := func(noLearn bool) int64 {
+		tr := NewTrainer(TrainConfig{Forest: ForestConfig{Seed: 1}})
+		for i, c := range calls {
+			c.NoLearn = noLearn && i%2 == 0
+			tr.Add("acct", c)
+		}
+		if tr.Samples() != len(calls) {
+			t.Fatalf("%d samples of %d calls", tr.Samples(), len(calls))
+		}
+		return tr.accounts["acct"].Value.(*trainAccount).baseline.Calls()
+	}
+	all, half := learned(false), learned(true)
+	if all != int64(len(calls)) || half != int64(len(calls)-(len(calls)+1)/2) {
+		t.Fatalf("baseline learned %v calls of %d, and %v with every other call NoLearn", all, len(calls), half)
+	}
+}

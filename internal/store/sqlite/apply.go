@@ -27,13 +27,14 @@ const (
 
 var statementSQL = [numStmts]string{
 	stmtPutCall: `INSERT INTO calls (tenant, call_id, account, source_ip, e164, country, international, rate_per_minute, started, answered,
-	   from_number, to_number, flagged)
-	 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	   from_number, to_number, flagged, new_network)
+	 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	 ON CONFLICT (tenant, call_id) DO UPDATE SET
 	   account = excluded.account, source_ip = excluded.source_ip, e164 = excluded.e164,
 	   country = excluded.country, international = excluded.international,
 	   rate_per_minute = excluded.rate_per_minute, started = excluded.started, answered = excluded.answered,
-	   from_number = excluded.from_number, to_number = excluded.to_number, flagged = excluded.flagged`,
+	   from_number = excluded.from_number, to_number = excluded.to_number, flagged = excluded.flagged,
+	   new_network = excluded.new_network`,
 	stmtDeleteCall: `DELETE FROM calls WHERE tenant = ? AND call_id = ?`,
 	stmtPutQuota: `INSERT INTO quota_usage (tenant, account, day, seconds, money) VALUES (?, ?, ?, ?, ?)
 	 ON CONFLICT (tenant, account, day) DO UPDATE SET seconds = excluded.seconds, money = excluded.money`,
@@ -139,7 +140,7 @@ func (t *txn) apply(c event.Change) (int64, error) {
 	case event.OpPutCall:
 		v := c.Call
 		_, err = t.exec(stmtPutCall, v.Tenant, v.CallID, v.Account, v.SourceIP, v.E164, v.Country,
-			v.International, v.RatePerMinute, nullTime(v.Started), nullTime(v.Answered), v.From, v.To, v.Flagged)
+			v.International, v.RatePerMinute, nullTime(v.Started), nullTime(v.Answered), v.From, v.To, v.Flagged, v.NewNetwork)
 	case event.OpDeleteCall:
 		_, err = t.exec(stmtDeleteCall, c.Call.Tenant, c.Call.CallID)
 	case event.OpPutQuota:
@@ -164,7 +165,7 @@ func (t *txn) apply(c event.Change) (int64, error) {
 			ip = r.SourceIP.String()
 		}
 		_, err = t.exec(stmtPutHistory, r.Tenant, r.CallID, r.Account, r.From, r.To, string(r.Direction), ip,
-			nanos(r.Start), nullTime(r.Answer), nanos(r.End), int64(r.Billsec), r.Disposition)
+			nanos(r.Start), nullTime(r.Answer), nanos(r.End), int64(r.Billsec), r.Disposition, r.Flagged)
 	default:
 		// ValidateChange let through an op this backend does not know.
 		err = fmt.Errorf("op %q: %w", c.Op, store.ErrInvalidChange)

@@ -17,8 +17,8 @@ import (
 const historyPage = 1000
 
 const insertHistorySQL = `INSERT INTO call_history (tenant, call_id, account, from_number, to_number, direction, source_ip,
-	started, answered, ended, billsec, disposition)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	started, answered, ended, billsec, disposition, flagged)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (tenant, call_id) DO NOTHING`
 
 // sameHistorySQL tells whether the stored call under an id holds exactly
@@ -57,7 +57,7 @@ func (db *DB) PutHistory(ctx context.Context, tenant string, recs []event.CallRe
 		}
 		args := []any{r.Account, r.From, r.To, string(r.Direction), ip,
 			nanos(r.Start), nullTime(r.Answer), nanos(r.End), int64(r.Billsec), r.Disposition}
-		out, err := st.ExecContext(ctx, append([]any{tenant, r.CallID}, args...)...)
+		out, err := st.ExecContext(ctx, append(append([]any{tenant, r.CallID}, args...), r.Flagged)...)
 		if err != nil {
 			return store.PutResult{}, fmt.Errorf("put history: call %q: %w", r.CallID, err)
 		}
@@ -111,7 +111,7 @@ func (db *DB) History(ctx context.Context, tenant string, from, to time.Time, fn
 			args = []any{tenant, afterStart, hi, historyPage}
 		}
 		err := queryEach(ctx, db.read, `SELECT call_id, account, from_number, to_number, direction, source_ip,
-			started, answered, ended, billsec, disposition
+			started, answered, ended, billsec, disposition, flagged
 			FROM call_history WHERE tenant = ? AND (`+cond+`) AND started < ?
 			ORDER BY started, call_id LIMIT ?`, args,
 			func(r *sql.Rows) error {
@@ -122,7 +122,7 @@ func (db *DB) History(ctx context.Context, tenant string, from, to time.Time, fn
 					answered             sql.NullInt64
 				)
 				if err := r.Scan(&rec.CallID, &rec.Account, &rec.From, &rec.To, &dir, &ip,
-					&started, &answered, &ended, &bill, &rec.Disposition); err != nil {
+					&started, &answered, &ended, &bill, &rec.Disposition, &rec.Flagged); err != nil {
 					return err
 				}
 				rec.Direction = event.Direction(dir)

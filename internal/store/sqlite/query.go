@@ -25,13 +25,13 @@ func (db *DB) Load(ctx context.Context, tenant string, now time.Time) (event.Sta
 	defer tx.Rollback() //nolint:errcheck // read-only
 
 	err = queryEach(ctx, tx, `SELECT account, call_id, source_ip, e164, country, international, rate_per_minute, started, answered,
-		from_number, to_number, flagged
+		from_number, to_number, flagged, new_network
 		FROM calls WHERE tenant = ? ORDER BY call_id`, []any{tenant},
 		func(r *sql.Rows) error {
 			c := event.Call{Tenant: tenant}
 			var started, answered sql.NullInt64
 			if err := r.Scan(&c.Account, &c.CallID, &c.SourceIP, &c.E164, &c.Country, &c.International,
-				&c.RatePerMinute, &started, &answered, &c.From, &c.To, &c.Flagged); err != nil {
+				&c.RatePerMinute, &started, &answered, &c.From, &c.To, &c.Flagged, &c.NewNetwork); err != nil {
 				return err
 			}
 			c.Started, c.Answered = fromNullTime(started), fromNullTime(answered)

@@ -217,7 +217,7 @@ func testHistoryDelete(t *testing.T, s store.Store) {
 // record, so a call imported from a CDR is not replaced by its live twin.
 func testHistoryFromApply(t *testing.T, s store.Store) {
 	live := sampleRecord("live-1", base)
-	live.Tenant = "t1"
+	live.Tenant, live.Flagged = "t1", true
 	other := sampleRecord("live-2", base.Add(time.Second))
 	other.Tenant = "t2"
 	twin := sampleRecord("live-1", base.Add(time.Hour))
@@ -225,8 +225,8 @@ func testHistoryFromApply(t *testing.T, s store.Store) {
 	apply(t, s, event.Change{Op: event.OpPutHistory, History: &live}, event.Change{Op: event.OpPutHistory, History: &other})
 	apply(t, s, event.Change{Op: event.OpPutHistory, History: &twin})
 	got := history(t, s, "t1", time.Time{}, time.Time{})
-	if len(got) != 1 || got[0].CallID != "live-1" || !got[0].Start.Equal(base) || got[0].To != live.To {
-		t.Fatalf("t1's history: %+v; want live-1 as first stored", got)
+	if len(got) != 1 || got[0].CallID != "live-1" || !got[0].Start.Equal(base) || got[0].To != live.To || !got[0].Flagged {
+		t.Fatalf("t1's history: %+v; want live-1 as first stored, flagged", got)
 	}
 	if got := history(t, s, "t2", time.Time{}, time.Time{}); len(got) != 1 || got[0].CallID != "live-2" {
 		t.Fatalf("t2's history: %+v", got)

@@ -94,7 +94,7 @@ func sampleCall(tenant, callID string) event.Call {
 		Tenant: tenant, Account: "acct-1", CallID: callID, SourceIP: "192.0.2.10",
 		E164: "+4420794601234", Country: "GB", International: true, RatePerMinute: 0.125,
 		Started: base, Answered: base.Add(3 * time.Second),
-		From: "1001", To: "00442079460123", Flagged: true,
+		From: "1001", To: "00442079460123", Flagged: true, NewNetwork: true,
 	}
 }
 

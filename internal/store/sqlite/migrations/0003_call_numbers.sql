@@ -5,3 +5,8 @@
 ALTER TABLE calls ADD COLUMN from_number TEXT NOT NULL DEFAULT '';
 ALTER TABLE calls ADD COLUMN to_number TEXT NOT NULL DEFAULT '';
 ALTER TABLE calls ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN new_network INTEGER NOT NULL DEFAULT 0;
+
+-- A finished call the engine recorded keeps whether a rule flagged it, so
+-- training learns baselines from the calls the live engine learns from.
+ALTER TABLE call_history ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
