@@ -165,6 +165,54 @@ func headerValue(m *sip.Request, name string) string {
 	return ""
 }
 
+// assertedUser returns the user of the first identity in a
+// P-Asserted-Identity value (RFC 3325): the number of a sip: or sips: URI,
+// or of a tel: URI, without parameters; "" when it has none. The value is
+// bounded before it is read, and the result like every event field.
+func assertedUser(v string) string {
+	if len(v) > 4*maxField {
+		v = v[:4*maxField]
+	}
+	v = strings.TrimSpace(v)
+	if strings.HasPrefix(v, `"`) { // a quoted display name may hold '<'
+		end := strings.IndexByte(v[1:], '"')
+		if end < 0 {
+			return ""
+		}
+		v = v[end+2:]
+	}
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		v = v[i+1:]
+		j := strings.IndexByte(v, '>')
+		if j < 0 {
+			return ""
+		}
+		v = v[:j]
+	} else if i := strings.IndexByte(v, ','); i >= 0 {
+		v = v[:i]
+	}
+	v = strings.TrimSpace(v)
+	scheme, rest, ok := strings.Cut(v, ":")
+	if !ok {
+		return ""
+	}
+	switch strings.ToLower(scheme) {
+	case "sip", "sips":
+		at := strings.IndexByte(rest, '@')
+		if at < 0 {
+			return ""
+		}
+		rest = rest[:at]
+	case "tel":
+	default:
+		return ""
+	}
+	if i := strings.IndexAny(rest, ";?"); i >= 0 {
+		rest = rest[:i]
+	}
+	return bound(rest)
+}
+
 // sdpSession returns the value of the SDP s= line, if the body has one.
 func sdpSession(body []byte) string {
 	for len(body) > 0 {

@@ -148,3 +148,36 @@ func FuzzToEvent(f *testing.F) {
 		}
 	})
 }
+
+// The caller of a carrier's call is the identity its network asserts: the
+// number of the first sip:/sips:/tel: URI of P-Asserted-Identity.
+func TestAssertedUser(t *testing.T) {
+	for v, want := range map[string]string{
+		`<sip:+18765550123@carrier.example;user=phone>`:               "+18765550123",
+		`"Jamaica <1>" <sips:+18765550123@carrier.example>`:           "+18765550123",
+		`<tel:+18765550123;npdi>, <sip:+18765550123@carrier.example>`: "+18765550123",
+		`tel:+442079460000`:            "+442079460000",
+		`sip:+442079460000@x, tel:+1`:  "+442079460000",
+		`<mailto:someone@example.com>`: "",
+		`<sip:carrier.example>`:        "",
+		`"unterminated <sip:+1@x>`:     "",
+		`<sip:+1@x`:                    "",
+		``:                             "",
+	} {
+		if got := assertedUser(v); got != want {
+			t.Errorf("assertedUser(%q) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+func FuzzAssertedUser(f *testing.F) {
+	for _, s := range []string{`<sip:+18765550123@carrier.example>`, `"a" <tel:+1;x>`, `sip:1@h, tel:2`, `"<`, `<>`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		u := assertedUser(v)
+		if len(u) > maxField || !utf8.ValidString(u) || strings.ContainsAny(u, "\r\n\x00") {
+			t.Fatalf("assertedUser(%q) = %q: unbounded or unsafe", v, u)
+		}
+	})
+}

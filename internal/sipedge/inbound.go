@@ -88,6 +88,12 @@ func carrierEvent(req *sip.Request, src netip.Addr, tenant string, at time.Time)
 	ev := requestEvent(req, event.CallAttempt, src, tenant, AccountFromUser, at)
 	ev.Direction = event.Inbound
 	ev.Account = bound(req.Recipient.User)
+	// The identity the carrier's network asserts (RFC 3325) is the caller
+	// when there is one: From is whatever the caller wrote, and a ring
+	// recorded under a forged number could block a callback to it.
+	if pai := assertedUser(headerValue(req, "P-Asserted-Identity")); pai != "" {
+		ev.From = pai
+	}
 	ev.UserAgent = ""
 	ev.SIP = nil
 	return ev

@@ -247,3 +247,21 @@ func TestTrustedPeersAreNotCarriers(t *testing.T) {
 		t.Errorf("engine asked %d times about a trusted peer's INVITE, want 0: it is no carrier", n)
 	}
 }
+
+// The caller of a carrier's call is the identity the carrier asserts
+// (P-Asserted-Identity), not the From the caller wrote, so a forged From
+// cannot plant a ring under someone else's number.
+func TestCarrierCallerIsTheAssertedIdentity(t *testing.T) {
+	eng := &fakeEngine{}
+	r := newRig(t, eng, trustCarrier)
+	carrier := newPeerAt(t, carrierIP)
+	inv := strings.NewReplacer("From: <sip:+18765550123@carrier.example>;tag=c1",
+		"From: <sip:+447911123456@carrier.example>;tag=c1\nP-Asserted-Identity: <sip:+18765550123@carrier.example;user=phone>").Replace(carrierInvite)
+	carrier.send(r.port, inv)
+	r.upstream.expectRequest(sip.INVITE)
+	eng.mu.Lock()
+	defer eng.mu.Unlock()
+	if len(eng.events) != 1 || eng.events[0].From != "+18765550123" {
+		t.Fatalf("inbound events %+v; want one from the asserted +18765550123", eng.events)
+	}
+}
