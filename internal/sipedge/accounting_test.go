@@ -255,16 +255,19 @@ func TestLongCallIDIsOneCall(t *testing.T) {
 // call-1@test's Call-ID.
 var secondInvite = strings.NewReplacer("test-1", "test-2", "CSeq: 1 INVITE", "CSeq: 3 INVITE").Replace(invite)
 
+// A new INVITE reusing a live call's Call-ID is refused by the guard
+// itself (482, a merged request), never forwarded nor decided: the engine
+// would take it for a retransmission and count nothing, and its BYE would
+// end the live call.
 func TestReusedCallIDDoesNotEndTheLiveCall(t *testing.T) {
 	r := newRig(t, &fakeEngine{}, nil)
 	inv := answeredCall(t, r)
 	r.caller.send(r.port, secondInvite)
-	inv2 := r.upstream.expectRequest(sip.INVITE)
-	r.upstream.answer(r.port, pbxAnswer(inv2, 482, "Loop Detected", time.Time{}))
 	r.caller.expectResponse(482)
+	r.upstream.expectNothing("upstream, a second INVITE with a live call's Call-ID")
 	settle()
-	if n := r.eng.count(event.CallEnded); n != 0 {
-		t.Fatalf("call_ended = %d after a second INVITE with the live call's Call-ID failed, want 0", n)
+	if n, e := r.decided(), r.eng.count(event.CallEnded); n != 1 || e != 0 {
+		t.Fatalf("decided %d, call_ended %d after a second INVITE with the live call's Call-ID; want 1 and 0", n, e)
 	}
 	r.caller.send(r.port, byeFor(inv, "z9hG4bK-bye-1"))
 	bye := r.upstream.expectRequest(sip.BYE)
@@ -426,5 +429,68 @@ func TestRetransmissionWhileDecidingIsDecidedOnce(t *testing.T) {
 	settle()
 	if n := eng.count(event.CallAttempt); n != 1 {
 		t.Fatalf("the INVITE was decided %d times, want once", n)
+	}
+}
+
+// Two long Call-IDs that differ only past the first 256 bytes are two
+// calls, each decided and counted: cut to the same key, the second passed
+// for a retransmission of the first (no decision, no count) and its end
+// ended the first.
+func TestLongCallIDsDifferingLateAreTwoCalls(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	head := strings.Repeat("p", 300)
+	r.caller.send(r.port, strings.ReplaceAll(invite, "call-1@test", head+"A"))
+	r.upstream.expectRequest(sip.INVITE)
+	second := strings.NewReplacer("call-1@test", head+"B", "test-1", "test-9").Replace(invite)
+	r.caller.send(r.port, second)
+	r.upstream.expectRequest(sip.INVITE)
+	r.eng.mu.Lock()
+	defer r.eng.mu.Unlock()
+	if len(r.eng.events) != 2 || r.eng.events[0].CallID == r.eng.events[1].CallID {
+		t.Fatalf("%d decisions; want two calls under two ids", len(r.eng.events))
+	}
+	for _, ev := range r.eng.events {
+		if len(ev.CallID) > maxField {
+			t.Errorf("call id of %d bytes in an event, want at most %d", len(ev.CallID), maxField)
+		}
+	}
+}
+
+// A BYE ends the call only when its tags are the call's dialog: a BYE of
+// another dialog with the same Call-ID (a forked 2xx's, or one with
+// made-up tags sent as from the PBX) ends nothing, and the dialog's own
+// BYE still does.
+func TestByeOfAnotherDialogEndsNothing(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, nil)
+	inv := answeredCall(t, r)
+	// The caller hangs up a forked dialog (To tag pbx2): the PBX takes it.
+	forked := strings.ReplaceAll(byeFor(inv, "z9hG4bK-bye-fork"), "tag=pbx1", "tag=pbx2")
+	r.caller.send(r.port, forked)
+	bye := r.upstream.expectRequest(sip.BYE)
+	r.upstream.answer(r.port, pbxAnswer(bye, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	// A BYE "from the PBX" with made-up tags and only the Call-ID.
+	r.upstream.send(r.port, strings.NewReplacer("$RR", inv.RecordRoute().Value(), "$ME", "127.0.0.1:9").Replace(`
+BYE sip:1001@$ME SIP/2.0
+Via: SIP/2.0/UDP $ME;branch=z9hG4bK-forged-1
+Route: $RR
+From: <sip:5511999990000@guard>;tag=made-up
+To: <sip:1001@example.com>;tag=also-made-up
+Call-ID: call-1@test
+CSeq: 9 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+`))
+	settle()
+	if n := r.eng.count(event.CallEnded); n != 0 {
+		t.Fatalf("call_ended = %d after BYEs of other dialogs, want 0: the call is up", n)
+	}
+	r.caller.send(r.port, byeFor(inv, "z9hG4bK-bye-1"))
+	bye = r.upstream.expectRequest(sip.BYE)
+	r.upstream.answer(r.port, pbxAnswer(bye, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	if n := r.eng.count(event.CallEnded); n != 1 {
+		t.Errorf("call_ended = %d after the dialog's own BYE, want 1", n)
 	}
 }

@@ -2,6 +2,8 @@ package sipedge
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/netip"
 	"strings"
 	"time"
@@ -61,7 +63,7 @@ func requestEvent(req *sip.Request, kind event.Kind, src netip.Addr, tenant, acc
 		},
 	}
 	if h := req.CallID(); h != nil {
-		ev.CallID = bound(string(*h))
+		ev.CallID = callKey(string(*h))
 	}
 	if h := req.From(); h != nil {
 		ev.SIP.From = bound(h.Value())
@@ -165,6 +167,20 @@ func headerValue(m *sip.Request, name string) string {
 	return ""
 }
 
+// callKey is a call's id in the guard's tables and in its events: the
+// Call-ID itself when it is short and clean, else its first 200 bytes
+// (made safe) and a hash of the whole. Cutting alone would make two calls
+// that differ after the cut one call: the second would pass for a
+// retransmission of the first, and its end would end the first.
+func callKey(callID string) string {
+	if b := bound(callID); b == callID {
+		return callID
+	}
+	sum := sha256.Sum256([]byte(callID))
+	head := callID[:min(len(callID), 200)]
+	return bound(head) + "~" + hex.EncodeToString(sum[:12])
+}
+
 // assertedUser returns the user of the first identity in a
 // P-Asserted-Identity value (RFC 3325): the number of a sip: or sips: URI,
 // or of a tel: URI, without parameters; "" when it has none. The value is
@@ -174,12 +190,22 @@ func assertedUser(v string) string {
 		v = v[:4*maxField]
 	}
 	v = strings.TrimSpace(v)
-	if strings.HasPrefix(v, `"`) { // a quoted display name may hold '<'
-		end := strings.IndexByte(v[1:], '"')
+	if strings.HasPrefix(v, `"`) { // a quoted display name may hold '<' and \"
+		end := -1
+		for i := 1; i < len(v); i++ {
+			if v[i] == '\\' {
+				i++ // a quoted pair: the next byte is taken as is
+				continue
+			}
+			if v[i] == '"' {
+				end = i
+				break
+			}
+		}
 		if end < 0 {
 			return ""
 		}
-		v = v[end+2:]
+		v = v[end+1:]
 	}
 	if i := strings.IndexByte(v, '<'); i >= 0 {
 		v = v[i+1:]

@@ -181,3 +181,11 @@ func FuzzAssertedUser(f *testing.F) {
 		}
 	})
 }
+
+// A quoted display name may hold an escaped quote and a '<': the identity
+// is the URI after it, not one hidden in the name.
+func TestAssertedUserSkipsQuotedPairs(t *testing.T) {
+	if got := assertedUser(`"a\"<sip:+447700900000@x>" <sip:+18765550123@c>`); got != "+18765550123" {
+		t.Fatalf("assertedUser = %q, want +18765550123", got)
+	}
+}

@@ -72,6 +72,10 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		// naming the guard came from the caller (the PBX would echo it
 		// into its route set), so it goes.
 		s.stripOurRecordRoutes(req)
+		// Nor for the network: an asserted identity is only worth what
+		// the peer that asserts it is (RFC 3325 §5, the trust domain's
+		// edge removes it), so a caller's own goes too.
+		removeHeaders(req, "P-Asserted-Identity", "P-Preferred-Identity")
 	}
 	if req.Method == sip.REGISTER && !trusted {
 		// The guard is the edge: a Path from outside would make the PBX
@@ -82,11 +86,11 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		}
 	}
 	branch := s.branchFor(req, src, in.idx)
-	// callID is the whole Call-ID, which stamps sign; key, the same
-	// bounded as the engine's events bound it, is the call's id in the
-	// guard's tables and in every event, so they never disagree.
+	// callID is the whole Call-ID, which stamps sign; key (callKey) is
+	// the call's id in the guard's tables and in every event, so they
+	// never disagree, and two Call-IDs are never one key.
 	callID := string(*req.CallID())
-	key := bound(callID)
+	key := callKey(callID)
 	if fromUp && !req.IsAck() {
 		// Only answers to what the upstream sent may come back from
 		// elsewhere: see onResponse.
@@ -120,7 +124,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 				// answers must not keep it counted. Told before the BYE
 				// goes on, so whoever sees it may count on the engine
 				// knowing.
-				s.endCall(ctx, key, now, at, flag == stampScreened)
+				s.endCall(ctx, key, byeTags(req), true, now, at, flag == stampScreened)
 			} else {
 				// A hang-up from the caller's side ends the call when the
 				// PBX accepts it (its 2xx, see responseEvents): a BYE the
@@ -128,7 +132,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 				// tags, a spoofed source), ends nothing. Remembered
 				// before it goes, so the 2xx cannot overtake it; a
 				// retransmission keeps the first.
-				s.byes.add(branch, byeState{callID: key, at: at, stamped: flag == stampScreened}, now)
+				s.byes.add(branch, byeState{callID: key, at: at, stamped: flag == stampScreened, tags: byeTags(req)}, now)
 			}
 		}
 		if err := s.forward(in, req, branch, fromUp, 0, callID, src, rt); err != nil {
@@ -171,6 +175,17 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		return
 	}
 
+	if req.IsInvite() && s.liveElsewhere(key, branch, now) {
+		// A new INVITE with the Call-ID of a call up (RFC 3261 §8.2.2.2:
+		// a merged request) is refused, never forwarded: the engine would
+		// take it for a retransmission of the call up and count nothing,
+		// and its BYE would end that call in the engine's accounting.
+		s.metrics.request(req.Method, verdictLabel(event.Deny))
+		res := sip.NewResponseFromRequest(req, 482, "Loop Detected", nil)
+		s.txs.put(branch, &txState{method: req.Method, local: res}, now)
+		s.send(in, res)
+		return
+	}
 	kind := event.SIPRequest
 	if req.IsInvite() {
 		kind = event.CallAttempt
@@ -210,7 +225,7 @@ func (s *Server) onRequest(ctx context.Context, in *listener, req *sip.Request, 
 		s.setDecisionHeader(req, tx.decision)
 	}
 	if req.IsInvite() {
-		tx.opened = s.openCall(key, branch, false, now)
+		tx.opened = s.openCall(key, branch, fromTag(req), false, now)
 	}
 	s.txs.put(branch, tx, now)
 	if err := s.forward(in, req, branch, false, stampFor(req), callID, src, route{}); err != nil {
@@ -391,7 +406,7 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 		if b, ok := s.byes.get(branch, now); ok && fromUp && res.StatusCode < 300 {
 			// The PBX took the caller's hang-up: the call ended at the
 			// BYE's time, told before this 2xx is relayed.
-			s.endCall(ctx, b.callID, now, b.at, b.stamped)
+			s.endCall(ctx, b.callID, b.tags, false, now, b.at, b.stamped)
 		}
 		return
 	}
@@ -419,7 +434,8 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 	case sip.INVITE:
 		switch {
 		case code < 300:
-			s.answered(ctx, &tx, branch, first, now, at)
+			toTag, _ := res.To().Params.Get("tag")
+			s.answered(ctx, &tx, branch, toTag, first, now, at)
 		case first:
 			if !tx.cancelAt.IsZero() {
 				at = tx.cancelAt // the caller hung up then
@@ -479,8 +495,8 @@ func (s *Server) applyBan(d *event.Decision, src netip.Addr, now time.Time) {
 // opens, a carrier's (inbound) or a caller's, unless a live call has its
 // Call-ID: that one stays, and only its own INVITE's answer and failure
 // count (see callState.branch). It reports whether the call is branch's.
-func (s *Server) openCall(callID, branch string, inbound bool, now time.Time) bool {
-	if s.calls.add(callID, callState{branch: branch}, inbound, now) {
+func (s *Server) openCall(callID, branch, callerTag string, inbound bool, now time.Time) bool {
+	if s.calls.add(callID, callState{branch: branch, callerTag: callerTag}, inbound, now) {
 		s.ended.remove(callID)
 		return true
 	}
@@ -489,12 +505,20 @@ func (s *Server) openCall(callID, branch string, inbound bool, now time.Time) bo
 	return mine
 }
 
+// liveElsewhere reports whether a call is up under callID, opened by
+// another INVITE than the one of branch.
+func (s *Server) liveElsewhere(callID, branch string, now time.Time) bool {
+	other := false
+	known := s.calls.update(callID, now, func(c *callState) { other = c.branch != branch })
+	return known && other
+}
+
 // answered reports the first 2xx to the INVITE tx (transaction branch)
 // that opened a call the engine allowed, at event time at; now runs the
 // guard's table. finalFirst says it is the transaction's first final
 // response. A call the full table has forgotten is still reported: the
 // engine holds it, and ignores a second answer.
-func (s *Server) answered(ctx context.Context, tx *txState, branch string, finalFirst bool, now, at time.Time) {
+func (s *Server) answered(ctx context.Context, tx *txState, branch, toTag string, finalFirst bool, now, at time.Time) {
 	first, known := false, false
 	s.calls.update(tx.ev.CallID, now, func(c *callState) {
 		known = true
@@ -502,6 +526,9 @@ func (s *Server) answered(ctx context.Context, tx *txState, branch string, final
 			return // another INVITE's call
 		}
 		first = !c.answered
+		if first {
+			c.pbxTag = toTag // the dialog; a forked 2xx's is another
+		}
 		c.answered = true
 	})
 	if !known {
@@ -531,14 +558,35 @@ func (s *Server) failCall(ctx context.Context, tx *txState, branch string, now, 
 // vouches the call was screened, for calls this process does not know (it
 // restarted, or the table was full). at is the event time of the end; now
 // runs the guard's tables.
-func (s *Server) endCall(ctx context.Context, callID string, now, at time.Time, stamped bool) {
+// A BYE whose tags are not the call's dialog (tags; fromPBX says which
+// side sent it) ends nothing.
+func (s *Server) endCall(ctx context.Context, callID string, tags dialogTags, fromPBX bool, now, at time.Time, stamped bool) {
+	removed, present := s.calls.removeIf(callID, now, func(c callState) bool { return !c.ends(tags, fromPBX) })
 	switch {
-	case s.calls.remove(callID):
+	case removed:
 		s.ended.put(callID, struct{}{}, now)
-	case !stamped || !s.ended.add(callID, struct{}{}, now):
+	case present || !stamped || !s.ended.add(callID, struct{}{}, now):
 		return
 	}
 	s.observe(ctx, event.CallEnded, callID, at)
+}
+
+// fromTag is a request's From tag.
+func fromTag(req *sip.Request) string {
+	if h := req.From(); h != nil {
+		t, _ := h.Params.Get("tag")
+		return t
+	}
+	return ""
+}
+
+// byeTags are a BYE's From and To tags.
+func byeTags(req *sip.Request) dialogTags {
+	t := dialogTags{from: fromTag(req)}
+	if h := req.To(); h != nil {
+		t.to, _ = h.Params.Get("tag")
+	}
+	return t
 }
 
 func (s *Server) observe(ctx context.Context, kind event.Kind, callID string, at time.Time) {

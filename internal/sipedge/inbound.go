@@ -70,7 +70,7 @@ func (s *Server) onCarrierInvite(ctx context.Context, in *listener, req *sip.Req
 		tx.decision = decisionHeader(&d)
 		s.setDecisionHeader(req, tx.decision)
 	}
-	tx.opened = s.openCall(key, branch, true, now)
+	tx.opened = s.openCall(key, branch, fromTag(req), true, now)
 	s.txs.put(branch, tx, now)
 	if err := s.forward(in, req, branch, false, stampScreened, callID, src, rt); err != nil {
 		s.inviteNotForwarded(ctx, in, req, branch, tx, err, now, at)

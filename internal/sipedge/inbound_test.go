@@ -265,3 +265,23 @@ func TestCarrierCallerIsTheAssertedIdentity(t *testing.T) {
 		t.Fatalf("inbound events %+v; want one from the asserted +18765550123", eng.events)
 	}
 }
+
+// A caller's own asserted identity never reaches the PBX (the edge of the
+// trust domain removes it, RFC 3325 §5); a carrier's does.
+func TestCallersAssertedIdentityIsRemoved(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, trustCarrier)
+	withPAI := strings.Replace(invite, "Max-Forwards: 70", "P-Asserted-Identity: <sip:+18005550100@bank.example>\nP-Preferred-Identity: <tel:+18005550100>\nMax-Forwards: 70", 1)
+	r.caller.send(r.port, withPAI)
+	got := r.upstream.expectRequest(sip.INVITE)
+	if h := got.GetHeader("P-Asserted-Identity"); h != nil {
+		t.Errorf("a caller's P-Asserted-Identity reached the PBX: %s", h.Value())
+	}
+	if h := got.GetHeader("P-Preferred-Identity"); h != nil {
+		t.Errorf("a caller's P-Preferred-Identity reached the PBX: %s", h.Value())
+	}
+	carrier := newPeerAt(t, carrierIP)
+	carrier.send(r.port, strings.Replace(carrierInvite, "Max-Forwards: 70", "P-Asserted-Identity: <sip:+18765550123@carrier.example>\nMax-Forwards: 70", 1))
+	if h := r.upstream.expectRequest(sip.INVITE).GetHeader("P-Asserted-Identity"); h == nil {
+		t.Error("a carrier's P-Asserted-Identity was removed")
+	}
+}

@@ -75,7 +75,9 @@ func withHeader(msg, line string) string {
 // when at is zero).
 func pbxAnswer(req *sip.Request, code int, reason string, at time.Time) *sip.Response {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	if _, ok := res.To().Params.Get("tag"); !ok {
+	if _, ok := req.To().Params.Get("tag"); !ok {
+		// The PBX's own tag, which the tests' in-dialog requests carry
+		// (sipgo would otherwise make up one of its own).
 		res.To().Params.Add("tag", "pbx1")
 	}
 	if !at.IsZero() {

@@ -153,6 +153,7 @@ type byeState struct {
 	callID  string    // the bounded Call-ID (the call's key)
 	at      time.Time // the BYE's event time: the call ended then
 	stamped bool      // it carried the stamp of a call the engine allowed
+	tags    dialogTags
 }
 
 // txState is what the guard remembers about one forwarded or answered
@@ -180,6 +181,27 @@ type callState struct {
 	// call nor ends it.
 	branch   string
 	answered bool
+	// callerTag is the From tag of the INVITE that opened the call, and
+	// pbxTag the To tag of the first 2xx that answered it: the dialog. A
+	// BYE ends the call only when its tags are the dialog's, so a stale
+	// BYE of an earlier call with the same Call-ID, one of a forked
+	// dialog, or one forged with made-up tags ends nothing.
+	callerTag, pbxTag string
+}
+
+// dialogTags are the tags of a BYE: its From tag (the side hanging up)
+// and its To tag.
+type dialogTags struct{ from, to string }
+
+// ends reports whether a BYE with tags t, sent by the PBX (fromPBX) or by
+// the caller's side, belongs to c's dialog. A call not yet answered has
+// no PBX tag to check.
+func (c *callState) ends(t dialogTags, fromPBX bool) bool {
+	caller, pbx := t.from, t.to
+	if fromPBX {
+		caller, pbx = t.to, t.from
+	}
+	return caller == c.callerTag && (c.pbxTag == "" || pbx == c.pbxTag)
 }
 
 // callTable holds the calls up, by Call-ID, in two bounded tables: the
@@ -232,11 +254,4 @@ func (t *callTable) removeIf(id string, now time.Time, keep func(c callState) bo
 		return removed, present
 	}
 	return t.inbound.removeIf(id, now, keep)
-}
-
-// remove deletes the call id and reports whether it was there.
-func (t *callTable) remove(id string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.outbound.remove(id) || t.inbound.remove(id)
 }
