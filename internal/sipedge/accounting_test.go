@@ -1,6 +1,7 @@
 package sipedge
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -492,5 +493,32 @@ Content-Length: 0
 	r.caller.expectResponse(200)
 	if n := r.eng.count(event.CallEnded); n != 1 {
 		t.Errorf("call_ended = %d after the dialog's own BYE, want 1", n)
+	}
+}
+
+// A call ringing after its INVITE transaction left the table (a full
+// table, or a ring past the transaction's life) still has its answer and
+// its end reported: the call knows the branch that opened it.
+func TestAnswerAfterTheTransactionIsForgotten(t *testing.T) {
+	r := newRig(t, &fakeEngine{}, func(c *Config) { c.MaxTransactions = 4 })
+	r.caller.send(r.port, invite)
+	inv := r.upstream.expectRequest(sip.INVITE)
+	other := newPeerAt(t, "127.0.0.9")
+	for i := range 4 { // four OPTIONS push the ringing INVITE out of the table
+		other.send(r.port, strings.NewReplacer("INVITE sip", "OPTIONS sip", "1 INVITE", "1 OPTIONS",
+			"z9hG4bK-test-1", fmt.Sprint("z9hG4bK-opt-", i), "call-1@test", fmt.Sprint("opt-", i)).Replace(invite))
+		r.upstream.expectRequest(sip.OPTIONS)
+	}
+	r.upstream.answer(r.port, pbxAnswer(inv, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	if n := r.eng.count(event.CallAnswered); n != 1 {
+		t.Fatalf("call_answered = %d for a call whose transaction was forgotten, want 1", n)
+	}
+	r.caller.send(r.port, byeFor(inv, "z9hG4bK-bye-1"))
+	bye := r.upstream.expectRequest(sip.BYE)
+	r.upstream.answer(r.port, pbxAnswer(bye, 200, "OK", time.Time{}))
+	r.caller.expectResponse(200)
+	if n := r.eng.count(event.CallEnded); n != 1 {
+		t.Errorf("call_ended = %d, want 1", n)
 	}
 }

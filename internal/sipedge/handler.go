@@ -421,6 +421,17 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 		(*t).final = true
 		tx = **t
 	})
+	if !found && method == sip.INVITE && res.CallID() != nil {
+		// The transaction left its table (a call ringing past its life,
+		// or a full table), but the call it opened knows its branch: its
+		// answer or failure is still the engine's to hear of.
+		key := callKey(string(*res.CallID()))
+		known := s.calls.update(key, now, func(c *callState) { found = c.branch == branch })
+		if known && found {
+			tx = txState{method: method, ev: event.Event{CallID: key}, screened: true, opened: true}
+			first = true
+		}
+	}
 	if !found || !tx.screened {
 		return
 	}
@@ -441,7 +452,7 @@ func (s *Server) responseEvents(ctx context.Context, res *sip.Response, branch s
 				at = tx.cancelAt // the caller hung up then
 			}
 			s.failCall(ctx, &tx, branch, now, at)
-			if authFailed && !tx.ev.Direction.IsInbound() {
+			if authFailed && tx.ev.Kind != "" && !tx.ev.Direction.IsInbound() { // not for a transaction forgotten
 				s.authEvent(ctx, &tx, event.SIPAuthFailure, code, now, at)
 			}
 		}
