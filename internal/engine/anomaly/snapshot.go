@@ -62,14 +62,20 @@ func AppendSnapshotTenant(out []byte, tenant string, n *Networks, accounts int) 
 	// The networks are length-prefixed: encode in place, then put the
 	// length in front.
 	at := len(out)
-	out = n.appendBinary(out)
-	nw := len(out) - at
-	var pre [10]byte
-	p := appendVarint(pre[:0], int64(nw))
-	out = append(out, p...)
-	copy(out[at+len(p):], out[at:at+nw])
-	copy(out[at:], p)
+	out = prefixLength(n.appendBinary(out), at)
 	return appendVarint(out, int64(accounts))
+}
+
+// prefixLength puts the varint length of out[at:] in front of it, so a
+// record can be encoded in place and length-prefixed afterwards.
+func prefixLength(out []byte, at int) []byte {
+	n := len(out) - at
+	var pre [10]byte
+	p := appendVarint(pre[:0], int64(n))
+	out = append(out, p...)
+	copy(out[at+len(p):], out[at:at+n])
+	copy(out[at:], p)
+	return out
 }
 
 // AppendSnapshotAccount appends one account's baseline. A nil or empty
@@ -81,14 +87,7 @@ func AppendSnapshotAccount(out []byte, account string, b *Baseline) []byte {
 		b = &Baseline{cfg: BaselineConfig{}.withDefaults()}
 	}
 	at := len(out)
-	out = b.AppendBinary(out)
-	n := len(out) - at
-	var pre [10]byte
-	p := appendVarint(pre[:0], int64(n))
-	out = append(out, p...)
-	copy(out[at+len(p):], out[at:at+n])
-	copy(out[at:], p)
-	return out
+	return prefixLength(b.AppendBinary(out), at)
 }
 
 // UnmarshalSnapshot decodes what MarshalSnapshot wrote. A damaged snapshot
